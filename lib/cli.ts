@@ -1,0 +1,346 @@
+/**
+ * The command line: `sumshare hospital | peer | certs | run`. Parses flags,
+ * loads credentials and hands over to the role; maps outcomes to exit codes
+ * (0 success, 1 the round or command failed, 2 usage error).
+ *
+ * @module
+ */
+
+import { runDemo } from "./demo.ts";
+import { describeError, isExpectedError, UsageError } from "./errors.ts";
+import { DEFAULT_MAX, P } from "./field.ts";
+import { type RoundResult, runHospital } from "./hospital.ts";
+import { loadIdentity } from "./identity.ts";
+import { formatHostPort, parseHostPort } from "./names.ts";
+import {
+  addressFlag,
+  CREDENTIAL_FLAGS,
+  credentialPaths,
+  fieldIntegerFlag,
+  integerFlag,
+  listFlag,
+  nameFlag,
+  parseFlags,
+  stringFlag,
+  timeoutFlag,
+} from "./options.ts";
+import { runPeer } from "./peer.ts";
+import { createConsortium, writeConsortium } from "./pki.ts";
+import { MAX_PARTICIPANTS } from "./messages.ts";
+import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
+import { assertSumFits } from "./sharing.ts";
+
+/** The program version. */
+export const VERSION = "0.1.0";
+
+/** Where a command writes: injectable so tests can capture it. */
+export interface Console {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const SYSTEM_CONSOLE: Console = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+};
+
+const MAIN_HELP = `sumshare ${VERSION}: the sum of private values, without revealing any one of them
+
+Usage: sumshare <command> [options]
+
+Commands:
+  run        the whole protocol on this machine, as separate processes (a demo)
+  hospital   wait for peers, run one round, print the sum
+  peer       join a round with a private value
+  certs      make a consortium PKI: a CA and a key and certificate per party
+  help       this text; 'sumshare <command> --help' for a command's options
+
+Exit codes: 0 success, 1 the round or command failed (reason on stderr), 2 usage error.`;
+
+const HOSPITAL_HELP = `Usage: sumshare hospital --listen HOST:PORT --peers N [options]
+
+Waits for N authenticated peers, runs one round and prints the sum.
+
+Options:
+  --listen HOST:PORT   where peers connect (port 0 picks a free port)
+  --peers N            how many peers the round needs (2 to ${MAX_PARTICIPANTS})
+  --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
+  --ca FILE --cert FILE --key FILE
+                       credentials as three files instead of --certs
+  --name NAME          this party's name, the CN of its certificate (default: hospital)
+  --max R              the largest allowed input (default: 2^40 = ${DEFAULT_MAX}); N·R must be below p
+  --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --out FILE           also write the result object to FILE
+  --json               print the result as one JSON object on stdout
+  -h, --help           this text`;
+
+const PEER_HELP = `Usage: sumshare peer --name NAME --value V --hospital HOST:PORT [options]
+
+Joins the hospital's round with a private value. The value never leaves this
+process except as random-looking shares; the peer never learns the sum.
+
+Options:
+  --name NAME          this party's name, the CN of its certificate
+  --value V            the private value: a whole number from 0 to the round's R
+  --hospital HOST:PORT where the hospital listens
+  --hospital-name NAME the hospital's certificate name (default: hospital)
+  --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
+  --ca FILE --cert FILE --key FILE
+                       credentials as three files instead of --certs
+  --listen HOST:PORT   where to receive shares from other peers (default: 127.0.0.1:0)
+  --advertise HOST:PORT
+                       the address other peers should use (default: the bound address);
+                       its host must be in this peer's certificate
+  --timeout SEC        how long each wait may take (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --json               print the outcome as one JSON object on stdout
+  -h, --help           this text`;
+
+const CERTS_HELP = `Usage: sumshare certs --names hospital,alice,bob [options]
+
+Makes a consortium PKI: a CA, and for every name an ECDSA P-256 key and a
+certificate with CN = name. Keys are written readable by the owner only.
+
+Options:
+  --names LIST   comma-separated party names (1–32 of a–z, 0–9, '-', '_')
+  --out DIR      where to write (default: certs)
+  --hosts LIST   host names and IPs for every certificate's SANs
+                 (default: localhost,127.0.0.1)
+  --days N       validity in days (default: 365)
+  --force        replace existing files
+  -h, --help     this text`;
+
+const RUN_HELP = `Usage: sumshare run [--values 12,30,7 | --peers N] [--timeout SEC]
+
+Runs a whole round on this machine: makes a throwaway PKI, starts the hospital
+and the peers as separate processes talking TLS on loopback, prints a timeline
+and the sum, and checks it against the plaintext total (which only a demo
+operator, who chose every input, can know).
+
+Options:
+  --values LIST  the peers' inputs (their count is the number of peers)
+  --peers N      the number of peers, with random inputs (default: 3)
+  --timeout SEC  each party's timeout (default: ${DEFAULT_TIMEOUT_SECONDS})
+  -h, --help     this text`;
+
+const HELP_FLAG = { help: { type: "boolean", short: "h" } } as const;
+
+/** Runs the CLI and returns the exit code. */
+export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "hospital":
+        return await hospitalCommand(rest, io);
+      case "peer":
+        return await peerCommand(rest, io);
+      case "certs":
+        return await certsCommand(rest, io);
+      case "run":
+        return await runCommand(rest, io);
+      case undefined:
+      case "help":
+      case "-h":
+      case "--help":
+        io.out(MAIN_HELP);
+        return command === undefined ? 2 : 0;
+      case "--version":
+      case "version":
+        io.out(`sumshare ${VERSION}`);
+        return 0;
+      default:
+        throw new UsageError(`Unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`sumshare: ${error.message}`);
+      io.err(`Try 'sumshare ${command && !command.startsWith("-") ? command + " " : ""}--help'.`);
+      return 2;
+    }
+    if (isExpectedError(error)) {
+      io.err(`sumshare ${command}: ${describeError(error)}`);
+    } else {
+      io.err(
+        `sumshare ${command}: unexpected error (a bug): ${
+          error instanceof Error ? error.stack : error
+        }`,
+      );
+    }
+    return 1;
+  }
+}
+
+function wantsHelp(args: string[], help: string, io: Console): boolean {
+  if (!args.includes("--help") && !args.includes("-h")) return false;
+  io.out(help);
+  return true;
+}
+
+async function hospitalCommand(args: string[], io: Console): Promise<number> {
+  if (wantsHelp(args, HOSPITAL_HELP, io)) return 0;
+  const flags = parseFlags(args, {
+    ...HELP_FLAG,
+    ...CREDENTIAL_FLAGS,
+    listen: { type: "string" },
+    peers: { type: "string" },
+    name: { type: "string" },
+    max: { type: "string" },
+    timeout: { type: "string" },
+    out: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const name = nameFlag(flags, "name", "hospital");
+  const listen = addressFlag(flags, "listen", { allowZero: true });
+  const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS });
+  const max = fieldIntegerFlag(flags, "max", DEFAULT_MAX);
+  const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
+  const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
+  try {
+    // Refuse a round whose sum could wrap before anything is sent.
+    assertSumFits(peers, max);
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
+  }
+  const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const result = await runHospital({
+    identity,
+    listen,
+    peers,
+    max,
+    timeoutMs,
+    log: io.err,
+    onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
+  });
+  const report = resultObject(result);
+  if (out !== undefined) await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  if (flags.values["json"]) {
+    io.out(JSON.stringify(report));
+  } else {
+    io.out(`sum: ${result.sum}`);
+    io.err(`session ${result.session}, participants: ${result.participants.join(", ")}`);
+  }
+  return 0;
+}
+
+/**
+ * The hospital's result as JSON. `sum` is a JSON number when it is a safe
+ * integer and a decimal string beyond 2^53, so no JSON reader rounds it.
+ */
+export function resultObject(result: RoundResult): Record<string, unknown> {
+  const exact = (n: bigint) => n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+  return {
+    sum: exact(result.sum),
+    session: result.session,
+    participants: result.participants,
+    mode: "additive",
+    p: result.p.toString(),
+    max: result.max.toString(),
+  };
+}
+
+async function peerCommand(args: string[], io: Console): Promise<number> {
+  if (wantsHelp(args, PEER_HELP, io)) return 0;
+  const flags = parseFlags(args, {
+    ...HELP_FLAG,
+    ...CREDENTIAL_FLAGS,
+    name: { type: "string" },
+    value: { type: "string" },
+    hospital: { type: "string" },
+    "hospital-name": { type: "string" },
+    listen: { type: "string" },
+    advertise: { type: "string" },
+    timeout: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const name = nameFlag(flags, "name");
+  const value = fieldIntegerFlag(flags, "value");
+  const hospital = addressFlag(flags, "hospital");
+  const hospitalName = nameFlag(flags, "hospital-name", "hospital");
+  const listen = addressFlag(flags, "listen", { allowZero: true, fallback: "127.0.0.1:0" });
+  const advertise = flags.values["advertise"] === undefined
+    ? undefined
+    : addressFlag(flags, "advertise");
+  if (!advertise && ["0.0.0.0", "::"].includes(listen.hostname)) {
+    throw new UsageError(
+      "--listen on all interfaces needs --advertise HOST:PORT for other peers to use",
+    );
+  }
+  const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
+  if (name === hospitalName) throw new UsageError("A peer cannot use the hospital's name");
+  const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const result = await runPeer({
+    identity,
+    value,
+    hospital,
+    hospitalName,
+    listen,
+    ...(advertise ? { advertise } : {}),
+    timeoutMs,
+    log: io.err,
+    onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
+  });
+  if (flags.values["json"]) {
+    io.out(
+      JSON.stringify({
+        status: "done",
+        name,
+        session: result.session,
+        participants: result.participants,
+      }),
+    );
+  } else {
+    io.out(`round ${result.session} done`);
+  }
+  return 0;
+}
+
+async function certsCommand(args: string[], io: Console): Promise<number> {
+  if (wantsHelp(args, CERTS_HELP, io)) return 0;
+  const flags = parseFlags(args, {
+    ...HELP_FLAG,
+    out: { type: "string" },
+    names: { type: "string" },
+    hosts: { type: "string" },
+    days: { type: "string" },
+    force: { type: "boolean" },
+  });
+  const names = listFlag(flags, "names");
+  for (const name of names) nameFlag({ values: { name }, positionals: [] }, "name");
+  const hosts = listFlag(flags, "hosts", "localhost,127.0.0.1");
+  const days = integerFlag(flags, "days", { min: 1, max: 3650, fallback: 365 });
+  const dir = stringFlag(flags, "out", "certs");
+  const consortium = await createConsortium(names, { hosts, days });
+  const written = await writeConsortium(dir, consortium, { force: flags.values["force"] === true });
+  io.err(
+    `wrote ${written.length} files to ${dir}: ca.crt, ca.key and a .crt and .key for ${
+      names.join(", ")
+    }`,
+  );
+  io.err("keep ca.key offline; give each party ca.crt and only its own .crt and .key");
+  return 0;
+}
+
+async function runCommand(args: string[], io: Console): Promise<number> {
+  if (wantsHelp(args, RUN_HELP, io)) return 0;
+  const flags = parseFlags(args, {
+    ...HELP_FLAG,
+    values: { type: "string" },
+    peers: { type: "string" },
+    timeout: { type: "string" },
+  });
+  if (flags.values["values"] !== undefined && flags.values["peers"] !== undefined) {
+    throw new UsageError("Use either --values or --peers, not both");
+  }
+  let values: bigint[] | undefined;
+  if (flags.values["values"] !== undefined) {
+    values = listFlag(flags, "values").map((text) =>
+      fieldIntegerFlag({ values: { values: text }, positionals: [] }, "values")
+    );
+    if (values.length < 2 || values.length > MAX_PARTICIPANTS) {
+      throw new UsageError(`Invalid --values: give 2 to ${MAX_PARTICIPANTS} values`);
+    }
+  }
+  const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS, fallback: 3 });
+  const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
+  const ok = await runDemo({ values, peers, timeoutMs, io });
+  return ok ? 0 : 1;
+}

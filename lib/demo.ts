@@ -1,0 +1,230 @@
+/**
+ * `sumshare run`: a whole round on one machine. It makes a throwaway PKI,
+ * starts the hospital and every peer as separate OS processes talking TLS on
+ * loopback, prints a timeline of what they report, and checks the hospital's
+ * sum against the plaintext total, which only a demo operator can know.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createConsortium, writeConsortium } from "./pki.ts";
+
+/** Where the demo writes. */
+export interface DemoConsole {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** Options for {@linkcode runDemo}. */
+export interface DemoOptions {
+  /** The inputs; when absent, `peers` random inputs in [0, 1000). */
+  values?: bigint[] | undefined;
+  peers: number;
+  timeoutMs: number;
+  io: DemoConsole;
+}
+
+const PEER_NAMES = [
+  "alice",
+  "bob",
+  "charlie",
+  "dave",
+  "erin",
+  "frank",
+  "grace",
+  "heidi",
+  "ivan",
+  "judy",
+];
+
+/** alice, bob, charlie, … then peer-11, peer-12, … */
+export function demoPeerNames(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => PEER_NAMES[i] ?? `peer-${i + 1}`);
+}
+
+/** A uniform random integer in [0, bound), by rejection sampling. */
+function randomBelow(bound: number): number {
+  const limit = Math.floor(0x1_0000_0000 / bound) * bound;
+  const word = new Uint32Array(1);
+  for (;;) {
+    crypto.getRandomValues(word);
+    if (word[0]! < limit) return word[0]! % bound;
+  }
+}
+
+/**
+ * The command that starts another sumshare process: the compiled executable
+ * itself, or Deno running this same script with the permissions a party needs
+ * (network on loopback, reading the demo's credentials).
+ */
+export function selfCommand(certsDir: string): string[] {
+  if (Deno.build.standalone) return [Deno.execPath()];
+  const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+  return [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--config",
+    join(dirname(main), "deno.json"),
+    "--allow-net=127.0.0.1",
+    `--allow-read=${certsDir}`,
+    main,
+  ];
+}
+
+/** Yields a byte stream's text lines. */
+export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let pending = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    yield* lines;
+  }
+  if (pending !== "") yield pending;
+}
+
+interface Party {
+  name: string;
+  child: Deno.ChildProcess;
+  stdout: Promise<string>;
+  stderr: Promise<void>;
+}
+
+/** Runs the demo; true only when every process succeeded and the sum is right. */
+export async function runDemo(options: DemoOptions): Promise<boolean> {
+  const { io, timeoutMs } = options;
+  const values = options.values ??
+    Array.from({ length: options.peers }, () => BigInt(randomBelow(1000)));
+  const names = demoPeerNames(values.length);
+  const began = performance.now();
+  const say = (who: string, line: string) =>
+    io.out(
+      `${((performance.now() - began) / 1000).toFixed(3).padStart(8)}s  ${who.padEnd(9)} ${line}`,
+    );
+
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-demo-" });
+  const parties: Party[] = [];
+  try {
+    await writeConsortium(dir, await createConsortium(["hospital", ...names]));
+    say("demo", `made a throwaway PKI for hospital, ${names.join(", ")} in ${dir}`);
+    const command = selfCommand(dir);
+    const seconds = String(timeoutMs / 1000);
+
+    const hospitalAddress = Promise.withResolvers<string>();
+    const spawn = (name: string, args: string[], onLine?: (line: string) => void): Party => {
+      const child = new Deno.Command(command[0]!, {
+        args: [...command.slice(1), ...args],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stdout = new Response(child.stdout).text();
+      const stderr = (async () => {
+        for await (const line of textLines(child.stderr)) {
+          say(name, line);
+          onLine?.(line);
+        }
+      })();
+      const party = { name, child, stdout, stderr };
+      parties.push(party);
+      return party;
+    };
+
+    const hospital = spawn(
+      "hospital",
+      [
+        "hospital",
+        "--listen",
+        "127.0.0.1:0",
+        "--peers",
+        String(names.length),
+        "--certs",
+        dir,
+        "--json",
+        "--timeout",
+        seconds,
+      ],
+      (line) => {
+        const match = /^listening on (\S+)$/.exec(line);
+        if (match) hospitalAddress.resolve(match[1]!);
+      },
+    );
+    hospital.child.status.then(() =>
+      hospitalAddress.reject(new Error("the hospital exited before listening"))
+    );
+    const address = await Promise.race([
+      hospitalAddress.promise,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("the hospital did not start listening")), timeoutMs)
+      ),
+    ]);
+    say("demo", `starting ${names.length} peers, each with a private value`);
+    names.forEach((name, i) =>
+      spawn(name, [
+        "peer",
+        "--name",
+        name,
+        "--value",
+        values[i]!.toString(),
+        "--hospital",
+        address,
+        "--listen",
+        "127.0.0.1:0",
+        "--certs",
+        dir,
+        "--timeout",
+        seconds,
+      ])
+    );
+
+    // Each party enforces its own timeouts; this outer bound only guards the demo itself.
+    const watchdog = setTimeout(() => {
+      say("demo", "a process ran past its timeouts; stopping everything");
+      for (const p of parties) tryKill(p.child);
+    }, timeoutMs * 3 + 5000);
+    const statuses = await Promise.all(parties.map((p) => p.child.status));
+    clearTimeout(watchdog);
+    await Promise.all(parties.map((p) => p.stderr));
+
+    const failed = parties.filter((_, i) => !statuses[i]!.success).map((p) => p.name);
+    const expected = values.reduce((a, b) => a + b, 0n);
+    let secure: bigint | undefined;
+    try {
+      const result = JSON.parse(await hospital.stdout) as { sum: number | string };
+      secure = BigInt(result.sum);
+    } catch {
+      secure = undefined;
+    }
+    io.out("");
+    if (failed.length > 0 || secure === undefined) {
+      io.out(
+        `round failed: ${
+          failed.length ? failed.join(", ") + " exited with an error" : "no sum from the hospital"
+        }`,
+      );
+      return false;
+    }
+    io.out(`secure sum (from the hospital): ${secure}`);
+    io.out(`plaintext total (demo only):    ${expected}`);
+    io.out(secure === expected ? "match: yes" : "match: NO — the secure sum is wrong");
+    return secure === expected;
+  } catch (error) {
+    io.err(`sumshare run: ${error instanceof Error ? error.message : String(error)}`);
+    return false;
+  } finally {
+    for (const p of parties) tryKill(p.child);
+    await Promise.allSettled(parties.map((p) => p.child.status));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+function tryKill(child: Deno.ChildProcess): void {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // Already exited.
+  }
+}

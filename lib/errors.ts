@@ -1,0 +1,64 @@
+/**
+ * The error types every part of sumshare raises for expected failures.
+ * Anything else reaching the CLI is a bug and is shown with its stack.
+ *
+ * @module
+ */
+
+/** A peer sent bytes that are not a valid sumshare frame or message. */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+
+/** A party could not prove who it is, or proved it is someone else. */
+export class AuthError extends Error {
+  override name = "AuthError";
+}
+
+/** The round was aborted; `message` says why. */
+export class RoundAbortedError extends Error {
+  override name = "RoundAbortedError";
+}
+
+/** A wait ran past its deadline. */
+export class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
+
+/** The user asked for something that cannot work (exit code 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+const EXPECTED_NAMES = new Set([
+  "ProtocolError",
+  "AuthError",
+  "RoundAbortedError",
+  "TimeoutError",
+  "UsageError",
+  "RangeCheckError",
+  "InvalidNameError",
+  "PkiError",
+]);
+
+/**
+ * Whether `error` is an expected failure (bad input, a refused or lost
+ * connection, an abort) to report in one line, rather than a bug to report
+ * with its stack.
+ */
+export function isExpectedError(error: unknown): error is Error {
+  if (!(error instanceof Error)) return false;
+  return EXPECTED_NAMES.has(error.name) ||
+    Object.values(Deno.errors).some((type) => error instanceof type);
+}
+
+/** A one-line description of `error` and its causes, for logs. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = error;
+  for (let depth = 0; e !== undefined && depth < 4; depth++) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
+}

@@ -1,0 +1,255 @@
+/**
+ * The protocol's messages and their strict JSON encoding. Pure: no I/O.
+ *
+ * Every message is a JSON object with exactly the fields its type lists, plus
+ * `v` (the protocol version) and `type`. Decoding refuses unknown versions and
+ * types, missing or extra fields, wrong types and non-canonical numbers, so
+ * that every accepted message has exactly one byte encoding of its meaning.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { P } from "./field.ts";
+import { isPartyName, parseHostPort } from "./names.ts";
+
+/** The protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** The most participants a START may list. */
+export const MAX_PARTICIPANTS = 200;
+
+interface Field<T> {
+  decode(value: unknown, path: string): T;
+  encode(value: T): unknown;
+}
+
+function fail(path: string, what: string): never {
+  throw new ProtocolError(`Invalid message: ${path} ${what}`);
+}
+
+function stringField(test: (s: string) => boolean, what: string): Field<string> {
+  return {
+    decode(value, path) {
+      if (typeof value !== "string" || !test(value)) fail(path, `must be ${what}`);
+      return value;
+    },
+    encode: (value) => value,
+  };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX32 = /^[0-9a-f]{32}$/;
+const DECIMAL = /^(0|[1-9][0-9]{0,38})$/;
+const PEM_CERT =
+  /^-----BEGIN CERTIFICATE-----\n(?:[A-Za-z0-9+/]{1,64}\n)+?(?:[A-Za-z0-9+/=]{1,64}\n)?-----END CERTIFICATE-----\n?$/;
+
+const partyName = stringField(isPartyName, "a party name");
+const nonce = stringField((s) => HEX64.test(s), "64 lowercase hex digits");
+const sessionId = stringField((s) => HEX32.test(s), "32 lowercase hex digits");
+const certificate = stringField(
+  (s) => s.length <= 8192 && PEM_CERT.test(s),
+  "one PEM certificate",
+);
+const reason = stringField(
+  (s) => s.length >= 1 && s.length <= 1000,
+  "a reason of 1–1000 characters",
+);
+const address = stringField((s) => {
+  try {
+    parseHostPort(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, "HOST:PORT");
+
+/** A canonical decimal integer (no sign, no leading zeros) in [0, limit). */
+function decimal(limit: bigint, what: string): Field<bigint> {
+  return {
+    decode(value, path) {
+      if (typeof value !== "string" || !DECIMAL.test(value)) {
+        fail(path, `must be ${what} written as a canonical decimal string`);
+      }
+      const n = BigInt(value);
+      if (n >= limit) fail(path, `must be ${what}`);
+      return n;
+    },
+    encode: (value) => value.toString(),
+  };
+}
+
+const fieldElement = decimal(P, "a field element below p");
+const modulus = decimal(1n << 128n, "an integer below 2^128");
+
+/** 64 bytes: an ECDSA P-256 signature in IEEE P1363 form (r ‖ s), base64. */
+const signature: Field<Uint8Array> = {
+  decode(value, path) {
+    if (typeof value !== "string" || !/^[A-Za-z0-9+/]{86}==$/.test(value)) {
+      fail(path, "must be a base64 64-byte signature");
+    }
+    const bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
+    if (btoa(String.fromCharCode(...bytes)) !== value) fail(path, "must be canonical base64");
+    return bytes;
+  },
+  encode: (value) => btoa(String.fromCharCode(...value)),
+};
+
+const deadlineMs: Field<number> = {
+  decode(value, path) {
+    if (
+      typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 || value > 86_400_000
+    ) {
+      fail(path, "must be a whole number of milliseconds from 1 to 86400000");
+    }
+    return value;
+  },
+  encode: (value) => value,
+};
+
+const optionalSession: Field<string | null> = {
+  decode: (value, path) => value === null ? null : sessionId.decode(value, path),
+  encode: (value) => value,
+};
+
+function object<S extends Record<string, Field<unknown>>>(schema: S): Field<Decoded<S>> {
+  return {
+    decode(value, path) {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        fail(path, "must be an object");
+      }
+      const record = value as Record<string, unknown>;
+      for (const key of Object.keys(record)) {
+        if (!Object.hasOwn(schema, key)) fail(`${path}.${key}`, "is not a known field");
+      }
+      const out: Record<string, unknown> = {};
+      for (const [key, field] of Object.entries(schema)) {
+        if (!Object.hasOwn(record, key)) fail(`${path}.${key}`, "is missing");
+        out[key] = field.decode(record[key], `${path}.${key}`);
+      }
+      return out as Decoded<S>;
+    },
+    encode(value) {
+      const out: Record<string, unknown> = {};
+      for (const [key, field] of Object.entries(schema)) {
+        out[key] = field.encode((value as Record<string, unknown>)[key]);
+      }
+      return out;
+    },
+  };
+}
+
+type Decoded<S> = { [K in keyof S]: S[K] extends Field<infer T> ? T : never };
+
+/** One entry of START's participant list. */
+export interface Participant {
+  name: string;
+  address: string;
+  cert: string;
+}
+
+const participant = object({ name: partyName, address, cert: certificate });
+
+const participants: Field<Participant[]> = {
+  decode(value, path) {
+    if (!Array.isArray(value) || value.length < 2 || value.length > MAX_PARTICIPANTS) {
+      fail(path, `must be a list of 2 to ${MAX_PARTICIPANTS} participants`);
+    }
+    const list = value.map((item, i) => participant.decode(item, `${path}[${i}]`));
+    const names = new Set(list.map((p) => p.name));
+    if (names.size !== list.length) fail(path, "must not repeat a name");
+    return list;
+  },
+  encode: (value) => value.map((item) => participant.encode(item)),
+};
+
+const SCHEMAS = {
+  /** Server → client, first on every connection: who I am and a fresh nonce. */
+  hello: { from: partyName, nonce },
+  /** Client → server: who I am, whom I meant to reach, my nonce, my proof. */
+  auth: { from: partyName, to: partyName, nonce, cert: certificate, sig: signature },
+  /** Server → client: the server's proof over the same transcript. */
+  welcome: { from: partyName, to: partyName, cert: certificate, sig: signature },
+  /** Either side, instead of the next message: why the connection is refused. */
+  refuse: { reason },
+  /** Peer → hospital: take me into the round; I receive shares at `address`. */
+  join: { from: partyName, to: partyName, address },
+  /** Hospital → peer: the round's parameters and participants. */
+  start: {
+    session: sessionId,
+    from: partyName,
+    to: partyName,
+    p: modulus,
+    max: fieldElement,
+    deadlineMs,
+    participants,
+  },
+  /** Peer → peer: one additive share of the sender's value. */
+  share: { session: sessionId, from: partyName, to: partyName, share: fieldElement },
+  /** Peer → peer: the share arrived and was accepted. */
+  ack: { session: sessionId, from: partyName, to: partyName },
+  /** Peer → hospital: the signed partial sum of the shares the peer holds. */
+  agg: {
+    session: sessionId,
+    from: partyName,
+    to: partyName,
+    partial: fieldElement,
+    sig: signature,
+  },
+  /** Hospital → peer: the round finished with a result. */
+  done: { session: sessionId, from: partyName, to: partyName },
+  /** Any party: the round is over without a result, and why. */
+  abort: { session: optionalSession, from: partyName, to: partyName, reason },
+} as const satisfies Record<string, Record<string, Field<unknown>>>;
+
+type Schemas = typeof SCHEMAS;
+
+/** A message type name. */
+export type MessageType = keyof Schemas;
+
+/** A decoded message of one type. */
+export type MessageOf<T extends MessageType> = { type: T } & Decoded<Schemas[T]>;
+
+/** Any decoded message. */
+export type Message = { [T in MessageType]: MessageOf<T> }[MessageType];
+
+const codecs = Object.fromEntries(
+  Object.entries(SCHEMAS).map(([type, schema]) => [type, object(schema)]),
+) as unknown as { [T in MessageType]: Field<Decoded<Schemas[T]>> };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Encodes a message as the UTF-8 JSON payload of one frame. */
+export function encodeMessage(message: Message): Uint8Array {
+  const { type, ...body } = message;
+  const codec = codecs[type] as Field<unknown>;
+  const encoded = codec.encode(body) as Record<string, unknown>;
+  return encoder.encode(JSON.stringify({ v: PROTOCOL_VERSION, type, ...encoded }));
+}
+
+/** Decodes and strictly validates one frame payload. */
+export function decodeMessage(payload: Uint8Array): Message {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(payload));
+  } catch (cause) {
+    throw new ProtocolError("Invalid message: not UTF-8 JSON", { cause });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    fail("message", "must be a JSON object");
+  }
+  const { v, type, ...body } = value as Record<string, unknown>;
+  if (v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `Unsupported protocol version ${
+        JSON.stringify(v)
+      }: this build speaks version ${PROTOCOL_VERSION}`,
+    );
+  }
+  if (typeof type !== "string" || !Object.hasOwn(SCHEMAS, type)) {
+    throw new ProtocolError(`Invalid message: unknown type ${JSON.stringify(type)}`);
+  }
+  const codec = codecs[type as MessageType] as Field<Record<string, unknown>>;
+  return { type, ...codec.decode(body, type) } as Message;
+}

@@ -1,0 +1,167 @@
+/**
+ * Parsing and checking command-line option values. Every problem is a
+ * {@linkcode UsageError} (exit code 2) whose message names the option but
+ * never echoes a private value.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { join } from "node:path";
+import { UsageError } from "./errors.ts";
+import { P } from "./field.ts";
+import type { CredentialPaths } from "./identity.ts";
+import { checkPartyName, type HostPort, parseHostPort } from "./names.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parsed flags: strings and booleans by name, and positionals. */
+export interface ParsedFlags {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/** Strict parsing: unknown flags, missing values and repeats are usage errors. */
+export function parseFlags(
+  args: string[],
+  options: Options,
+  { positionals = 0 } = {},
+): ParsedFlags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options,
+      strict: true,
+      allowPositionals: positionals > 0,
+      tokens: true,
+    });
+  } catch (cause) {
+    throw new UsageError(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+  const seen = new Set<string>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== "option") continue;
+    if (seen.has(token.name)) {
+      throw new UsageError(`Option --${token.name} is given more than once`);
+    }
+    seen.add(token.name);
+  }
+  if (parsed.positionals.length > positionals) {
+    throw new UsageError(`Unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`);
+  }
+  return { values: parsed.values as ParsedFlags["values"], positionals: parsed.positionals };
+}
+
+/** The string value of `--name`, or `fallback`; a usage error if required and missing. */
+export function stringFlag(flags: ParsedFlags, name: string, fallback?: string): string {
+  const value = flags.values[name];
+  if (typeof value === "string") return value;
+  if (fallback !== undefined) return fallback;
+  throw new UsageError(`Missing required option --${name}`);
+}
+
+/** A whole number in [min, max]. */
+export function integerFlag(
+  flags: ParsedFlags,
+  name: string,
+  range: { min: number; max: number; fallback?: number },
+): number {
+  const text = flags.values[name];
+  if (text === undefined && range.fallback !== undefined) return range.fallback;
+  if (typeof text !== "string") throw new UsageError(`Missing required option --${name}`);
+  if (!/^[0-9]+$/.test(text) || Number(text) < range.min || Number(text) > range.max) {
+    throw new UsageError(
+      `Invalid --${name}: expected a whole number from ${range.min} to ${range.max}`,
+    );
+  }
+  return Number(text);
+}
+
+/** A timeout in seconds (decimals allowed), returned in milliseconds. */
+export function timeoutFlag(flags: ParsedFlags, fallbackSeconds: number): number {
+  const text = flags.values["timeout"];
+  if (text === undefined) return fallbackSeconds * 1000;
+  const seconds = typeof text === "string" && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  if (!(seconds >= 0.1 && seconds <= 86_400)) {
+    throw new UsageError("Invalid --timeout: expected seconds from 0.1 to 86400");
+  }
+  return Math.round(seconds * 1000);
+}
+
+/**
+ * A non-negative whole number below p, for `--value` and `--max`. The text is
+ * not repeated in the error: for `--value` it is the secret.
+ */
+export function fieldIntegerFlag(flags: ParsedFlags, name: string, fallback?: bigint): bigint {
+  const text = flags.values[name];
+  if (text === undefined && fallback !== undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`Missing required option --${name}`);
+  if (!/^[0-9]+$/.test(text)) {
+    throw new UsageError(
+      `Invalid --${name}: expected a whole number of 0 or more (negative numbers and decimals are refused)`,
+    );
+  }
+  const value = BigInt(text);
+  if (value >= P) throw new UsageError(`Invalid --${name}: must be below p = ${P}`);
+  return value;
+}
+
+/** A `HOST:PORT` flag. */
+export function addressFlag(
+  flags: ParsedFlags,
+  name: string,
+  { allowZero = false, fallback = "" } = {},
+): HostPort {
+  const text = stringFlag(flags, name, fallback || undefined);
+  try {
+    return parseHostPort(text, { allowZero });
+  } catch (cause) {
+    throw new UsageError(`Invalid --${name}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** A party name flag. */
+export function nameFlag(flags: ParsedFlags, name: string, fallback?: string): string {
+  const text = stringFlag(flags, name, fallback);
+  try {
+    return checkPartyName(text);
+  } catch (cause) {
+    throw new UsageError(`Invalid --${name}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** The flags that locate a party's credentials. */
+export const CREDENTIAL_FLAGS = {
+  certs: { type: "string" },
+  ca: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+} as const satisfies Options;
+
+/**
+ * `--certs DIR` (meaning DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key), or all of
+ * `--ca`, `--cert` and `--key`; `--certs certs` by default.
+ */
+export function credentialPaths(flags: ParsedFlags, name: string): CredentialPaths {
+  const { ca, cert, key, certs } = flags.values;
+  const explicit = [ca, cert, key].filter((v) => v !== undefined).length;
+  if (explicit > 0) {
+    if (certs !== undefined) {
+      throw new UsageError("Use either --certs or --ca/--cert/--key, not both");
+    }
+    if (explicit !== 3) throw new UsageError("--ca, --cert and --key go together: give all three");
+    return { ca: String(ca), cert: String(cert), key: String(key) };
+  }
+  const dir = typeof certs === "string" ? certs : "certs";
+  return { ca: join(dir, "ca.crt"), cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
+/** A comma-separated list; empty items are refused. */
+export function listFlag(flags: ParsedFlags, name: string, fallback?: string): string[] {
+  const items = stringFlag(flags, name, fallback).split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) {
+    throw new UsageError(`Invalid --${name}: empty item in the list`);
+  }
+  return items;
+}
