@@ -8,10 +8,10 @@
 
 import { runDemo } from "./demo.ts";
 import { describeError, isExpectedError, UsageError } from "./errors.ts";
-import { DEFAULT_MAX, P } from "./field.ts";
+import { DEFAULT_MAX } from "./field.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
-import { formatHostPort, parseHostPort } from "./names.ts";
+import { formatHostPort } from "./names.ts";
 import {
   addressFlag,
   CREDENTIAL_FLAGS,

@@ -1,0 +1,148 @@
+/**
+ * Test helpers: a real PKI from the project's own `certs` code, and spawning
+ * the CLI as a separate process whose announced address and output we read.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { textLines } from "../lib/demo.ts";
+import { createConsortium, writeConsortium } from "../lib/pki.ts";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** Writes a consortium PKI for `names` into a fresh temporary folder. */
+export async function makePki(
+  names: string[],
+  hosts = ["localhost", "127.0.0.1"],
+): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-test-" });
+  await writeConsortium(dir, await createConsortium(names, { hosts }));
+  return dir;
+}
+
+/** Removes a temporary folder. */
+export async function removeDir(dir: string): Promise<void> {
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+/** How a test runs the CLI: Deno on main.ts with the permissions a party needs. */
+export function cliCommand(): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--config",
+    join(ROOT, "deno.json"),
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-run",
+    join(ROOT, "main.ts"),
+  ];
+}
+
+/** A CLI process under test. */
+export class CliProcess {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  readonly stderrLines: string[] = [];
+  #waiters: { pattern: RegExp; resolve: (m: RegExpExecArray) => void }[] = [];
+  readonly stdout: Promise<string>;
+  readonly #stderrDone: Promise<void>;
+
+  constructor(name: string, args: string[], command: string[] = cliCommand()) {
+    this.name = name;
+    const child = new Deno.Command(command[0]!, {
+      args: [...command.slice(1), ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      cwd: ROOT,
+    }).spawn();
+    this.child = child;
+    this.stdout = new Response(child.stdout).text();
+    this.#stderrDone = (async () => {
+      for await (const line of textLines(child.stderr)) {
+        this.stderrLines.push(line);
+        for (const w of [...this.#waiters]) {
+          const m = w.pattern.exec(line);
+          if (m) {
+            this.#waiters.splice(this.#waiters.indexOf(w), 1);
+            w.resolve(m);
+          }
+        }
+      }
+    })();
+  }
+
+  /** Waits for a stderr line matching `pattern`, failing after `ms`. */
+  waitForLine(pattern: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+    for (const line of this.stderrLines) {
+      const m = pattern.exec(line);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new Error(`${this.name}: no line matching ${pattern} within ${ms} ms\n${this.log()}`),
+        );
+      }, ms);
+      this.#waiters.push({
+        pattern,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+      this.child.status.then(() => this.#stderrDone).then(() => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited before printing ${pattern}\n${this.log()}`));
+      });
+    });
+  }
+
+  /** The address announced in `listening on HOST:PORT`. */
+  async address(ms?: number): Promise<string> {
+    return (await this.waitForLine(/^listening on (\S+)$/, ms))[1]!;
+  }
+
+  /** Waits for exit (killing the process after `ms`) and returns its outcome. */
+  async finish(ms = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    const timer = setTimeout(() => this.kill(), ms);
+    try {
+      const status = await this.child.status;
+      await this.#stderrDone;
+      return { code: status.code, stdout: await this.stdout, stderr: this.stderrLines.join("\n") };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a signal, ignoring a process that already exited. */
+  kill(signal: Deno.Signal = "SIGKILL"): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /** The captured stderr, labelled, for failure messages. */
+  log(): string {
+    return this.stderrLines.map((l) => `  [${this.name}] ${l}`).join("\n");
+  }
+}
+
+/** Kills every process and waits for them; for `finally` blocks. */
+export async function stopAll(processes: CliProcess[]): Promise<void> {
+  for (const p of processes) p.kill();
+  await Promise.allSettled(processes.map((p) => p.finish(5000)));
+}
+
+/** Prints every process's stderr; call when an assertion failed. */
+export function dumpLogs(processes: CliProcess[]): void {
+  console.error(processes.map((p) => p.log()).join("\n"));
+}

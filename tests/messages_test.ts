@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { ProtocolError } from "../lib/errors.ts";
+import { P } from "../lib/field.ts";
+import { decodeMessage, encodeMessage, type Message, PROTOCOL_VERSION } from "../lib/messages.ts";
+
+const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const SESSION = "0123456789abcdef0123456789abcdef";
+const NONCE = "ab".repeat(32);
+const SIG = new Uint8Array(64).fill(9);
+
+const SAMPLES: Message[] = [
+  { type: "hello", from: "hospital", nonce: NONCE },
+  { type: "auth", from: "alice", to: "hospital", nonce: NONCE, cert: CERT, sig: SIG },
+  { type: "welcome", from: "hospital", to: "alice", cert: CERT, sig: SIG },
+  { type: "refuse", reason: "no" },
+  { type: "join", from: "alice", to: "hospital", address: "127.0.0.1:4000" },
+  {
+    type: "start",
+    session: SESSION,
+    from: "hospital",
+    to: "alice",
+    p: P,
+    max: 1000n,
+    deadlineMs: 30000,
+    participants: [
+      { name: "alice", address: "127.0.0.1:4001", cert: CERT },
+      { name: "bob", address: "[::1]:4002", cert: CERT },
+    ],
+  },
+  { type: "share", session: SESSION, from: "alice", to: "bob", share: P - 1n },
+  { type: "ack", session: SESSION, from: "bob", to: "alice" },
+  { type: "agg", session: SESSION, from: "alice", to: "hospital", partial: 0n, sig: SIG },
+  { type: "done", session: SESSION, from: "hospital", to: "alice" },
+  { type: "abort", session: null, from: "alice", to: "hospital", reason: "stop" },
+];
+
+const text = new TextEncoder();
+const encodeJson = (value: unknown) => text.encode(JSON.stringify(value));
+const asJson = (m: Message) =>
+  JSON.parse(new TextDecoder().decode(encodeMessage(m))) as Record<string, unknown>;
+
+Deno.test("every message type round-trips", () => {
+  for (const message of SAMPLES) assert.deepEqual(decodeMessage(encodeMessage(message)), message);
+});
+
+Deno.test("unknown versions and types are refused", () => {
+  const hello = asJson(SAMPLES[0]!);
+  assert.throws(
+    () => decodeMessage(encodeJson({ ...hello, v: 2 })),
+    /Unsupported protocol version 2/,
+  );
+  assert.throws(() => decodeMessage(encodeJson({ ...hello, v: "1" })), ProtocolError);
+  const { v: _v, ...noVersion } = hello;
+  assert.throws(() => decodeMessage(encodeJson(noVersion)), /protocol version/);
+  assert.throws(() => decodeMessage(encodeJson({ ...hello, type: "launch" })), /unknown type/);
+  assert.throws(() => decodeMessage(encodeJson({ ...hello, type: "toString" })), /unknown type/);
+  assert.equal(hello["v"], PROTOCOL_VERSION);
+});
+
+Deno.test("a missing or extra field is refused, for every type", () => {
+  for (const message of SAMPLES) {
+    const json = asJson(message);
+    for (const key of Object.keys(json).filter((k) => k !== "v" && k !== "type")) {
+      const { [key]: _dropped, ...rest } = json;
+      assert.throws(
+        () => decodeMessage(encodeJson(rest)),
+        ProtocolError,
+        `${message.type} without ${key}`,
+      );
+    }
+    assert.throws(() => decodeMessage(encodeJson({ ...json, extra: 1 })), /not a known field/);
+  }
+});
+
+Deno.test("wrong types and non-canonical numbers are refused", () => {
+  const share = asJson(SAMPLES[6]!);
+  for (const bad of ["01", "-1", "+1", "1e3", " 1", "1.0", "", P.toString(), 5, null]) {
+    assert.throws(
+      () => decodeMessage(encodeJson({ ...share, share: bad })),
+      ProtocolError,
+      String(bad),
+    );
+  }
+  for (const bad of ["ABCDEF0123456789ABCDEF0123456789", "0123", 42]) {
+    assert.throws(() => decodeMessage(encodeJson({ ...share, session: bad })), ProtocolError);
+  }
+  for (const bad of ["Alice", "a b", "", "x".repeat(33), 1]) {
+    assert.throws(() => decodeMessage(encodeJson({ ...share, from: bad })), ProtocolError);
+  }
+  const agg = asJson(SAMPLES[8]!);
+  assert.throws(() => decodeMessage(encodeJson({ ...agg, sig: "AAAA" })), /signature/);
+  const start = asJson(SAMPLES[5]!);
+  assert.throws(() => decodeMessage(encodeJson({ ...start, deadlineMs: 1.5 })), ProtocolError);
+  assert.throws(() => decodeMessage(encodeJson({ ...start, participants: [] })), ProtocolError);
+  const twice = (start["participants"] as unknown[])[0];
+  assert.throws(
+    () => decodeMessage(encodeJson({ ...start, participants: [twice, twice] })),
+    /repeat/,
+  );
+  const join = asJson(SAMPLES[4]!);
+  for (const bad of ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "host:port"]) {
+    assert.throws(() => decodeMessage(encodeJson({ ...join, address: bad })), ProtocolError);
+  }
+});
+
+Deno.test("non-JSON, non-UTF-8 and non-object payloads are refused", () => {
+  for (
+    const bytes of [
+      new Uint8Array([0xff, 0xfe]),
+      text.encode("{"),
+      text.encode("[1]"),
+      text.encode("null"),
+    ]
+  ) {
+    assert.throws(() => decodeMessage(bytes), ProtocolError);
+  }
+});
