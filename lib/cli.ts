@@ -7,7 +7,7 @@
  */
 
 import { runDemo } from "./demo.ts";
-import { describeError, isExpectedError, UsageError } from "./errors.ts";
+import { describeError, isExpectedError, RoundAbortedError, UsageError } from "./errors.ts";
 import { DEFAULT_MAX } from "./field.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
@@ -156,7 +156,9 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
       io.err(`Try 'sumshare ${command && !command.startsWith("-") ? command + " " : ""}--help'.`);
       return 2;
     }
-    if (isExpectedError(error)) {
+    if (error instanceof RoundAbortedError) {
+      io.err(`sumshare ${command}: round aborted: ${error.message}`);
+    } else if (isExpectedError(error)) {
       io.err(`sumshare ${command}: ${describeError(error)}`);
     } else {
       io.err(

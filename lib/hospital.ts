@@ -130,7 +130,6 @@ class HospitalRound {
     } catch (error) {
       const reason = describeError(error);
       this.#phase = "finished";
-      log(`aborting the round: ${reason}`);
       await this.#broadcast((name) => ({
         type: "abort",
         session: this.#session || null,
@@ -251,7 +250,7 @@ class HospitalRound {
         this.#slots.delete(joinedAs);
         log(`${joinedAs} left before the round started: ${reason}`);
       } else {
-        this.#fail(`lost ${joinedAs}: ${reason}`);
+        this.#fail(`lost the connection to ${joinedAs}: ${reason}`);
       }
     } finally {
       conn.close();

@@ -30,7 +30,7 @@ export function parseFlags(
   let parsed;
   try {
     parsed = parseArgs({
-      args,
+      args: joinNegativeNumbers(args, options),
       options,
       strict: true,
       allowPositionals: positionals > 0,
@@ -51,6 +51,26 @@ export function parseFlags(
     throw new UsageError(`Unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`);
   }
   return { values: parsed.values as ParsedFlags["values"], positionals: parsed.positionals };
+}
+
+/**
+ * `--value -5` would otherwise read as an ambiguous short flag; joining it to
+ * `--value=-5` lets the option's own check refuse it with a clear message.
+ */
+function joinNegativeNumbers(args: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = arg.startsWith("--") ? arg.slice(2) : "";
+    if (options[name]?.type === "string" && next !== undefined && /^-[0-9.]/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** The string value of `--name`, or `fallback`; a usage error if required and missing. */

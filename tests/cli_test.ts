@@ -1,0 +1,190 @@
+/** The command line's contract: help, usage errors (exit 2) and refusals before anything is sent. */
+import assert from "node:assert/strict";
+import { CliProcess, makePki, removeDir } from "./helpers.ts";
+import { main } from "../lib/cli.ts";
+
+/** Runs the CLI in this process and captures its output. */
+async function runMain(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+Deno.test("--help for every command exits 0 and names its options", async () => {
+  const expectations: [string[], RegExp][] = [
+    [["--help"], /Commands:\n  run .*\n  hospital .*\n  peer .*\n  certs .*\n/],
+    [["hospital", "--help"], /--listen HOST:PORT[\s\S]*--peers N[\s\S]*--max R[\s\S]*--json/],
+    [["peer", "-h"], /--value V[\s\S]*--hospital HOST:PORT[\s\S]*--advertise/],
+    [["certs", "--help"], /--names LIST[\s\S]*--hosts LIST[\s\S]*--force/],
+    [["run", "--help"], /--values LIST[\s\S]*--peers N/],
+  ];
+  for (const [args, pattern] of expectations) {
+    const r = await runMain(args);
+    assert.equal(r.code, 0, args.join(" "));
+    assert.match(r.out, pattern);
+  }
+});
+
+Deno.test("usage errors exit 2 with a hint", async () => {
+  const cases: [string[], RegExp][] = [
+    [[], /Usage: sumshare <command>/],
+    [["launch"], /Unknown command "launch"/],
+    [["hospital", "--peers", "3"], /Missing required option --listen/],
+    [["hospital", "--listen", "127.0.0.1:0"], /Missing required option --peers/],
+    [["hospital", "--listen", "nowhere", "--peers", "3"], /Invalid --listen/],
+    [
+      ["hospital", "--listen", "127.0.0.1:0", "--peers", "1"],
+      /--peers: expected a whole number from 2/,
+    ],
+    [
+      ["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--timeout", "-1"],
+      /Invalid --timeout/,
+    ],
+    [
+      ["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--bogus"],
+      /Unknown option '--bogus'/,
+    ],
+    [["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--peers", "4"], /more than once/],
+    [["peer", "--value", "1", "--hospital", "127.0.0.1:1"], /Missing required option --name/],
+    [["peer", "--name", "Alice", "--value", "1", "--hospital", "127.0.0.1:1"], /Invalid --name/],
+    [
+      ["peer", "--name", "alice", "--value", "1", "--hospital", "127.0.0.1:0"],
+      /Invalid --hospital/,
+    ],
+    [[
+      "peer",
+      "--name",
+      "alice",
+      "--value",
+      "1",
+      "--hospital",
+      "127.0.0.1:1",
+      "--listen",
+      "0.0.0.0:0",
+    ], /--advertise/],
+    [
+      ["peer", "--name", "hospital", "--value", "1", "--hospital", "127.0.0.1:1"],
+      /hospital's name/,
+    ],
+    [["certs"], /Missing required option --names/],
+    [["run", "--values", "1,2", "--peers", "3"], /either --values or --peers/],
+    [["run", "--values", "5"], /give 2 to/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runMain(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.err}`);
+    assert.match(r.err + r.out, pattern, args.join(" "));
+  }
+});
+
+Deno.test("negative, decimal and non-numeric values are refused without echoing them", async () => {
+  for (const value of ["-17", "3.25", "1e9", "0x1f", "seventeen", "", "2305843009213693957"]) {
+    const r = await runMain([
+      "peer",
+      "--name",
+      "alice",
+      "--value",
+      value,
+      "--hospital",
+      "127.0.0.1:1",
+    ]);
+    assert.equal(r.code, 2, value);
+    assert.match(r.err, /Invalid --value/);
+    if (value.length > 1) assert.ok(!r.err.includes(value), `error echoes ${value}`);
+  }
+});
+
+Deno.test("a round where n·R ≥ p is refused before the hospital listens", async () => {
+  const dir = await makePki(["hospital"]);
+  try {
+    const h = new CliProcess("hospital", [
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      "3",
+      "--max",
+      "768614336404564651",
+      "--certs",
+      dir,
+    ]);
+    const r = await h.finish();
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /3 × R = 2305843009213693953 is not below p = 2305843009213693951/);
+    assert.doesNotMatch(r.stderr, /listening on/);
+    // One less and it is allowed: the check is exact, not a rough bound.
+    const ok = await runMain([
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      "3",
+      "--max",
+      "768614336404564650",
+      "--certs",
+      "/nonexistent",
+    ]);
+    assert.equal(ok.code, 1, "passes the range check and fails later, on the missing credentials");
+    assert.match(ok.err, /Cannot read CA certificate/);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+Deno.test("a value above the round's R is refused at the peer before any share is sent", async () => {
+  const dir = await makePki(["hospital", "alice", "bob"]);
+  const processes: CliProcess[] = [];
+  try {
+    const h = new CliProcess("hospital", [
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      "2",
+      "--max",
+      "100",
+      "--certs",
+      dir,
+    ]);
+    processes.push(h);
+    const address = await h.address();
+    const alice = new CliProcess("alice", [
+      "peer",
+      "--name",
+      "alice",
+      "--value",
+      "150",
+      "--hospital",
+      address,
+      "--certs",
+      dir,
+    ]);
+    const bob = new CliProcess("bob", [
+      "peer",
+      "--name",
+      "bob",
+      "--value",
+      "99",
+      "--hospital",
+      address,
+      "--certs",
+      dir,
+    ]);
+    processes.push(alice, bob);
+    const [hr, ar, br] = await Promise.all(processes.map((p) => p.finish()));
+    assert.equal(ar!.code, 1);
+    assert.match(ar!.stderr, /Cannot share: the value is above the round's maximum R = 100/);
+    assert.ok(!ar!.stderr.includes("150"));
+    assert.equal(hr!.code, 1);
+    assert.equal(hr!.stdout, "");
+    assert.match(hr!.stderr, /alice aborted the round/);
+    assert.equal(br!.code, 1);
+    // bob never received a share from alice: she sent none.
+    assert.doesNotMatch(br!.stderr, /received 1/);
+  } finally {
+    for (const p of processes) p.kill();
+    await Promise.allSettled(processes.map((p) => p.finish(5000)));
+    await removeDir(dir);
+  }
+});
