@@ -13,7 +13,7 @@ async function runMain(args: string[]): Promise<{ code: number; out: string; err
 
 Deno.test("--help for every command exits 0 and names its options", async () => {
   const expectations: [string[], RegExp][] = [
-    [["--help"], /Commands:\n  run .*\n  hospital .*\n  peer .*\n  certs .*\n/],
+    [["--help"], /Commands:\n {2}run .*\n {2}hospital .*\n {2}peer .*\n {2}certs .*\n/],
     [["hospital", "--help"], /--listen HOST:PORT[\s\S]*--peers N[\s\S]*--max R[\s\S]*--json/],
     [["peer", "-h"], /--value V[\s\S]*--hospital HOST:PORT[\s\S]*--advertise/],
     [["certs", "--help"], /--names LIST[\s\S]*--hosts LIST[\s\S]*--force/],

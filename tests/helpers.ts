@@ -28,7 +28,17 @@ export async function removeDir(dir: string): Promise<void> {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
-/** How a test runs the CLI: Deno on main.ts with the permissions a party needs. */
+/**
+ * The permissions baked into the compiled executable, read from the
+ * `compile` task, so the CLI under test has exactly what users' binary has.
+ */
+export function compiledPermissions(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
+  const task = String(config.tasks.compile);
+  return task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+}
+
+/** How a test runs the CLI: Deno on main.ts with the compiled binary's permissions. */
 export function cliCommand(): string[] {
   return [
     Deno.execPath(),
@@ -36,10 +46,7 @@ export function cliCommand(): string[] {
     "--no-prompt",
     "--config",
     join(ROOT, "deno.json"),
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-run",
+    ...compiledPermissions(),
     join(ROOT, "main.ts"),
   ];
 }
