@@ -28,6 +28,7 @@ import { runPeer } from "./peer.ts";
 import { createConsortium, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
+import { assertThresholdConfig } from "./shamir.ts";
 import { assertSumFits } from "./sharing.ts";
 
 /** The program version. */
@@ -69,6 +70,8 @@ Options:
                        credentials as three files instead of --certs
   --name NAME          this party's name, the CN of its certificate (default: hospital)
   --max R              the largest allowed input (default: 2^40 = ${DEFAULT_MAX}); N·R must be below p
+  --threshold T        Shamir mode: finish with any T live peers (T > N/2); default additive n-of-n
+  --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2)
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --out FILE           also write the result object to FILE
   --json               print the result as one JSON object on stdout
@@ -186,6 +189,8 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     peers: { type: "string" },
     name: { type: "string" },
     max: { type: "string" },
+    threshold: { type: "string" },
+    "min-contributors": { type: "string" },
     timeout: { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
@@ -194,11 +199,26 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   const listen = addressFlag(flags, "listen", { allowZero: true });
   const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS });
   const max = fieldIntegerFlag(flags, "max", DEFAULT_MAX);
+  const threshold = flags.values["threshold"] === undefined
+    ? undefined
+    : integerFlag(flags, "threshold", { min: 1, max: MAX_PARTICIPANTS });
+  const minContributors = integerFlag(flags, "min-contributors", {
+    min: 0,
+    max: MAX_PARTICIPANTS,
+    fallback: 2,
+  });
+  if (threshold === undefined && flags.values["min-contributors"] !== undefined) {
+    throw new UsageError(
+      "--min-contributors goes with --threshold: an additive round needs every peer",
+    );
+  }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
   try {
-    // Refuse a round whose sum could wrap before anything is sent.
+    // Refuse a round whose sum could wrap, or that breaks a privacy floor,
+    // before anything is sent.
     assertSumFits(peers, max);
+    if (threshold !== undefined) assertThresholdConfig(peers, threshold, minContributors);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
@@ -208,6 +228,8 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     listen,
     peers,
     max,
+    threshold,
+    minContributors,
     timeoutMs,
     log: io.err,
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
@@ -218,7 +240,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     io.out(JSON.stringify(report));
   } else {
     io.out(`sum: ${result.sum}`);
-    io.err(`session ${result.session}, participants: ${result.participants.join(", ")}`);
+    io.err(`session ${result.session}, contributors: ${result.contributors.join(", ")}`);
   }
   return 0;
 }
@@ -232,8 +254,10 @@ export function resultObject(result: RoundResult): Record<string, unknown> {
   return {
     sum: exact(result.sum),
     session: result.session,
-    participants: result.participants,
-    mode: "additive",
+    participants: result.participants.map((p) => p.name),
+    contributors: result.contributors,
+    mode: result.mode,
+    threshold: result.threshold,
     p: result.p.toString(),
     max: result.max.toString(),
   };

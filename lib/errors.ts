@@ -15,6 +15,11 @@ export class AuthError extends Error {
   override name = "AuthError";
 }
 
+/** The other side closed the connection (not a protocol violation). */
+export class ConnectionClosedError extends Error {
+  override name = "ConnectionClosedError";
+}
+
 /** The round was aborted; `message` says why. */
 export class RoundAbortedError extends Error {
   override name = "RoundAbortedError";
@@ -39,6 +44,8 @@ const EXPECTED_NAMES = new Set([
   "RangeCheckError",
   "InvalidNameError",
   "PkiError",
+  "ConnectionClosedError",
+  "InconsistentSharesError",
 ]);
 
 /**

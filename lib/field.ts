@@ -34,6 +34,28 @@ export function sub(a: bigint, b: bigint): bigint {
   return d < 0n ? d + P : d;
 }
 
+/** (a · b) mod p for a, b already in [0, p). */
+export function mul(a: bigint, b: bigint): bigint {
+  return (a * b) % P;
+}
+
+/** a^e mod p, by square-and-multiply. */
+export function pow(a: bigint, e: bigint): bigint {
+  let result = 1n;
+  let base = a % P;
+  for (let k = e; k > 0n; k >>= 1n) {
+    if (k & 1n) result = (result * base) % P;
+    base = (base * base) % P;
+  }
+  return result;
+}
+
+/** The multiplicative inverse of a non-zero a (Fermat: a^(p−2)). */
+export function inv(a: bigint): bigint {
+  if (a % P === 0n) throw new RangeError("Cannot invert zero in GF(p)");
+  return pow(a, P - 2n);
+}
+
 /** Whether `a` is a canonical field element: an integer in [0, p). */
 export function isFieldElement(a: bigint): boolean {
   return a >= 0n && a < P;

@@ -2,33 +2,61 @@
  * Application-layer mutual authentication, run on every connection right
  * after TLS.
  *
- * TLS already proves the server's certificate chains to the consortium CA,
- * but `Deno.listenTls` cannot ask for a client certificate, so the client's
- * identity is proven here, and the server's name is bound too:
+ * TLS proves the server's certificate chains to a trusted root, but
+ * `Deno.listenTls` cannot ask for a client certificate, Deno also trusts its
+ * built-in roots, and no channel binding is exposed. So both identities are
+ * proven here, and the rest of the connection is sealed under keys only the
+ * two authenticated parties hold (see channel.ts):
  *
- *     server → client  hello   { from: S, nonce: Ns }
- *     client → server  auth    { from: C, to: S, nonce: Nc, cert: C's cert,
- *                                sig_C(["client", Ns, Nc, C, S, certC]) }
+ *     server → client  hello   { from: S, nonce: Ns, key: Es }
+ *     client → server  auth    { from: C, to: S, nonce: Nc, key: Ec, cert: C's cert,
+ *                                sig_C(["client", Ns, Nc, C, S, certC, Es, Ec]) }
  *     server → client  welcome { from: S, to: C, cert: S's cert,
- *                                sig_S(["server", Ns, Nc, C, S, certS]) }
+ *                                sig_S(["server", Ns, Nc, C, S, certS, Es, Ec]) }
+ *     … every later message AES-GCM sealed with keys from ECDH(Es, Ec)
  *
- * Fresh nonces from both sides make every transcript unique, so a recorded
+ * Fresh nonces and ephemeral keys make every transcript unique, so a recorded
  * handshake cannot be replayed; each side checks the other's certificate
- * chain, that its CN is the claimed name, and the signature.
+ * chain, that its CN is the claimed name, and the signature, which covers
+ * both ephemeral keys, so nobody in the middle can substitute its own.
  *
  * @module
  */
 
+import { deriveChannel, type EphemeralKey, generateEphemeralKey } from "./channel.ts";
 import { AuthError, describeError, ProtocolError } from "./errors.ts";
 import {
   type Identity,
   signTranscript,
+  transcript,
   type VerifiedParty,
   verifyPartyCertificate,
   verifyTranscript,
 } from "./identity.ts";
 import type { Message, MessageOf, MessageType } from "./messages.ts";
 import type { MessageConnection } from "./transport.ts";
+
+/** Base64 of bytes, for putting keys into signed transcripts. */
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/** SHA-256 of the handshake's public values: the channel keys' HKDF salt. */
+async function channelSalt(fields: readonly string[]): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", transcript("channel", fields)));
+}
+
+async function secureConnection(
+  conn: MessageConnection,
+  own: EphemeralKey,
+  otherKey: Uint8Array,
+  fields: readonly string[],
+  role: "client" | "server",
+): Promise<void> {
+  conn.secure(await deriveChannel(own, otherKey, await channelSalt(fields), role));
+}
 
 function randomNonce(): string {
   return Array.from(
@@ -87,7 +115,11 @@ export function serverHandshake(
 ): Promise<VerifiedParty> {
   return refuseOnError(conn, async () => {
     const serverNonce = randomNonce();
-    await conn.send({ type: "hello", from: identity.name, nonce: serverNonce }, signal);
+    const ephemeral = await generateEphemeralKey();
+    await conn.send(
+      { type: "hello", from: identity.name, nonce: serverNonce, key: ephemeral.publicKey },
+      signal,
+    );
     const auth = await expectMessage(conn, "auth", signal);
     if (auth.to !== identity.name) {
       throw new AuthError(
@@ -96,18 +128,19 @@ export function serverHandshake(
     }
     if (auth.from === identity.name) throw new AuthError("Client claims the server's own name");
     const client = await verifyPartyCertificate(auth.cert, identity.ca, auth.from);
-    const clientFields = ["client", serverNonce, auth.nonce, auth.from, auth.to, auth.cert];
-    if (!(await verifyTranscript(client.publicKey, auth.sig, "handshake", clientFields))) {
+    const keys = [base64(ephemeral.publicKey), base64(auth.key)];
+    const names = [serverNonce, auth.nonce, auth.from, identity.name];
+    if (
+      !(await verifyTranscript(client.publicKey, auth.sig, "handshake", [
+        "client",
+        ...names,
+        auth.cert,
+        ...keys,
+      ]))
+    ) {
       throw new AuthError(`Invalid handshake signature from ${JSON.stringify(auth.from)}`);
     }
-    const serverFields = [
-      "server",
-      serverNonce,
-      auth.nonce,
-      auth.from,
-      identity.name,
-      identity.certPem,
-    ];
+    const serverFields = ["server", ...names, identity.certPem, ...keys];
     await conn.send({
       type: "welcome",
       from: identity.name,
@@ -115,6 +148,7 @@ export function serverHandshake(
       cert: identity.certPem,
       sig: await signTranscript(identity.privateKey, "handshake", serverFields),
     }, signal);
+    await secureConnection(conn, ephemeral, auth.key, [...names, ...keys], "server");
     return client;
   });
 }
@@ -136,38 +170,33 @@ export function clientHandshake(
       );
     }
     const clientNonce = randomNonce();
-    const clientFields = [
-      "client",
-      hello.nonce,
-      clientNonce,
-      identity.name,
-      serverName,
-      identity.certPem,
-    ];
+    const ephemeral = await generateEphemeralKey();
+    const keys = [base64(hello.key), base64(ephemeral.publicKey)];
+    const names = [hello.nonce, clientNonce, identity.name, serverName];
     await conn.send({
       type: "auth",
       from: identity.name,
       to: serverName,
       nonce: clientNonce,
+      key: ephemeral.publicKey,
       cert: identity.certPem,
-      sig: await signTranscript(identity.privateKey, "handshake", clientFields),
+      sig: await signTranscript(identity.privateKey, "handshake", [
+        "client",
+        ...names,
+        identity.certPem,
+        ...keys,
+      ]),
     }, signal);
     const welcome = await expectMessage(conn, "welcome", signal);
     if (welcome.from !== serverName || welcome.to !== identity.name) {
       throw new AuthError("Server's welcome names the wrong parties");
     }
     const server = await verifyPartyCertificate(welcome.cert, identity.ca, serverName);
-    const serverFields = [
-      "server",
-      hello.nonce,
-      clientNonce,
-      identity.name,
-      serverName,
-      welcome.cert,
-    ];
+    const serverFields = ["server", ...names, welcome.cert, ...keys];
     if (!(await verifyTranscript(server.publicKey, welcome.sig, "handshake", serverFields))) {
       throw new AuthError(`Invalid handshake signature from ${JSON.stringify(serverName)}`);
     }
+    await secureConnection(conn, ephemeral, hello.key, [...names, ...keys], "client");
     return server;
   });
 }

@@ -1,24 +1,31 @@
 /**
  * The hospital: waits for N authenticated peers, starts a round, collects one
- * signed partial sum from each, and adds them up. It never sees a share.
+ * signed partial sum from each (additive mode) or agrees a contributor set and
+ * collects at least T partial sums (threshold mode), and reconstructs the
+ * sum. It never sees a share.
  *
  * @module
  */
 
-import { abortable, deadlineSignal, deferred, formatSeconds } from "./deadline.ts";
+import { abortable, deadlineSignal, type Deferred, deferred, formatSeconds } from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
 import { P } from "./field.ts";
 import { expectMessage, refuse, serverHandshake } from "./handshake.ts";
-import { type Identity, type VerifiedParty, verifyTranscript } from "./identity.ts";
+import { type Identity, signTranscript, type VerifiedParty, verifyTranscript } from "./identity.ts";
 import type { Message, Participant } from "./messages.ts";
 import type { HostPort } from "./names.ts";
 import {
   aggregateFields,
+  finalizeFields,
   HANDSHAKE_TIMEOUT_MS,
+  HOLDING_FRACTION,
+  type Mode,
   newSessionId,
   NOTICE_TIMEOUT_MS,
+  type RoundTerms,
   shortSession,
 } from "./round.ts";
+import { assertThresholdConfig, evaluationPoint, reconstructShamir } from "./shamir.ts";
 import { addShares, assertSumFits } from "./sharing.ts";
 import { listenTls, type MessageConnection, type MessageListener } from "./transport.ts";
 
@@ -30,6 +37,10 @@ export interface HospitalOptions {
   peers: number;
   /** The largest input R. */
   max: bigint;
+  /** Shamir sharing with this threshold T; additive n-of-n when absent. */
+  threshold?: number | undefined;
+  /** Threshold mode: the fewest inputs a sum may cover (default 2). */
+  minContributors?: number | undefined;
   /** The timeout for each phase, in milliseconds. */
   timeoutMs: number;
   /** Progress lines (never values). */
@@ -53,38 +64,64 @@ export interface RoundResult {
   session: string;
   p: bigint;
   max: bigint;
-  participants: string[];
+  mode: Mode;
+  threshold: number;
+  participants: Participant[];
+  contributors: string[];
   partials: SignedPartial[];
+  hospital: { name: string; cert: string };
 }
 
 interface PeerSlot {
   party: VerifiedParty;
   address: string;
   conn: MessageConnection;
+  /** Still connected: a peer that crashed in threshold mode is dropped. */
+  live: boolean;
+  holding?: string[];
 }
 
 /** Runs one round as the hospital and returns its result, or throws {@linkcode RoundAbortedError}. */
 export async function runHospital(options: HospitalOptions): Promise<RoundResult> {
   assertSumFits(options.peers, options.max);
+  if (options.threshold !== undefined) {
+    assertThresholdConfig(options.peers, options.threshold, options.minContributors ?? 2);
+  }
   return await new HospitalRound(options).run();
 }
 
+type Phase = "joining" | "sharing" | "aggregating" | "finished";
+
 class HospitalRound {
   #options: HospitalOptions;
-  #phase: "joining" | "running" | "finished" = "joining";
+  #mode: Mode;
+  #phase: Phase = "joining";
   #slots = new Map<string, PeerSlot>();
   #connections = new Set<MessageConnection>();
   /** Aborted when the round ends, for any reason: stops every reader. */
   #stop = new AbortController();
-  #allJoined = deferred<void>();
   #failure = deferred<never>();
+  /** The current phase's goal, re-checked whenever something arrives. */
+  #goal: { done: Deferred<void>; reached: () => boolean } | undefined;
   #session = "";
   #names: string[] = [];
+  #contributors: string[] = [];
+  #asked = new Set<string>();
   #partials = new Map<string, SignedPartial>();
-  #allAggregated = deferred<void>();
 
   constructor(options: HospitalOptions) {
     this.#options = options;
+    this.#mode = options.threshold === undefined ? "additive" : "threshold";
+  }
+
+  get #terms(): RoundTerms {
+    return {
+      session: this.#session,
+      mode: this.#mode,
+      threshold: this.#options.threshold ?? this.#names.length,
+      participants: this.#names,
+      contributors: this.#contributors,
+    };
   }
 
   async run(): Promise<RoundResult> {
@@ -95,25 +132,18 @@ class HospitalRound {
     const onCancel = () => this.#fail("Cancelled");
     signal?.addEventListener("abort", onCancel, { once: true });
     try {
-      log(`waiting for ${peers} peers to join (timeout ${formatSeconds(timeoutMs)})`);
-      await this.#until(
-        this.#allJoined.promise,
-        timeoutMs,
-        () =>
-          `waiting for peers to join (${this.#slots.size} of ${peers} joined${
-            this.#slots.size ? ": " + [...this.#slots.keys()].sort().join(", ") : ""
-          })`,
+      log(
+        `waiting for ${peers} peers to join (${this.#describeMode()}, timeout ${
+          formatSeconds(timeoutMs)
+        })`,
       );
+      await this.#joinPhase();
+      const started = performance.now();
       await this.#start();
-      await this.#until(this.#allAggregated.promise, timeoutMs, () => {
-        const missing = this.#names.filter((n) => !this.#partials.has(n));
-        return `waiting for partial sums (missing from ${missing.join(", ")})`;
-      });
-      const partials = this.#names.map((name) => this.#partials.get(name)!);
-      const sum = addShares(partials.map((p) => p.partial));
+      if (this.#mode === "threshold") await this.#agreeContributors(started);
+      const sum = await this.#aggregatePhase(started);
       this.#phase = "finished";
-      log(`all ${peers} partial sums verified; sum reconstructed`);
-      await this.#broadcast((name) => ({
+      await this.#broadcast(this.#names, (name) => ({
         type: "done",
         session: this.#session,
         from: identity.name,
@@ -124,13 +154,20 @@ class HospitalRound {
         session: this.#session,
         p: P,
         max: this.#options.max,
-        participants: [...this.#names],
-        partials,
+        mode: this.#mode,
+        threshold: this.#terms.threshold,
+        participants: this.#names.map((name) => {
+          const slot = this.#slots.get(name)!;
+          return { name, address: slot.address, cert: slot.party.certPem };
+        }),
+        contributors: [...this.#contributors],
+        partials: [...this.#partials.values()].sort((a, b) => a.name < b.name ? -1 : 1),
+        hospital: { name: identity.name, cert: identity.certPem },
       };
     } catch (error) {
       const reason = describeError(error);
       this.#phase = "finished";
-      await this.#broadcast((name) => ({
+      await this.#broadcast([...this.#slots.keys()], (name) => ({
         type: "abort",
         session: this.#session || null,
         from: identity.name,
@@ -147,27 +184,65 @@ class HospitalRound {
     }
   }
 
-  /** Waits for `goal`, failing on the round's failure or after `ms`. */
-  async #until(goal: Promise<void>, ms: number, what: () => string): Promise<void> {
-    const deadline = deadlineSignal(ms, "", this.#stop.signal);
+  #describeMode(): string {
+    const { threshold, minContributors = 2 } = this.#options;
+    return threshold === undefined
+      ? "additive n-of-n"
+      : `threshold ${threshold}, at least ${minContributors} contributors`;
+  }
+
+  /**
+   * Waits until `reached()` holds (re-checked on every event), the round
+   * fails, or `ms` pass. Returns false on timeout.
+   */
+  async #waitFor(reached: () => boolean, ms: number): Promise<boolean> {
+    const done = deferred<void>();
+    this.#goal = { done, reached };
+    this.#progress();
+    const deadline = deadlineSignal(Math.max(ms, 1), "", this.#stop.signal);
     try {
-      await abortable(Promise.race([goal, this.#failure.promise]), deadline);
+      await abortable(Promise.race([done.promise, this.#failure.promise]), deadline);
+      return true;
     } catch (error) {
-      if (deadline.aborted && !this.#failure.settled) {
-        throw new RoundAbortedError(`Timed out after ${formatSeconds(ms)} ${what()}`);
-      }
+      if (deadline.aborted && !this.#failure.settled && !this.#stop.signal.aborted) return false;
       throw error;
+    } finally {
+      this.#goal = undefined;
     }
+  }
+
+  /** Something changed: finish the current wait if its goal is reached. */
+  #progress(): void {
+    const goal = this.#goal;
+    if (goal && !goal.done.settled && goal.reached()) goal.done.resolve();
   }
 
   #fail(reason: string): void {
     if (!this.#failure.settled) this.#failure.reject(new RoundAbortedError(reason));
   }
 
+  async #joinPhase(): Promise<void> {
+    const { peers, timeoutMs, threshold, log } = this.#options;
+    const complete = await this.#waitFor(() => this.#slots.size >= peers, timeoutMs);
+    this.#phase = this.#mode === "additive" ? "aggregating" : "sharing";
+    const joined = [...this.#slots.keys()].sort();
+    if (complete) return;
+    const what = `waiting for peers to join (${joined.length} of ${peers} joined${
+      joined.length ? ": " + joined.join(", ") : ""
+    })`;
+    if (threshold === undefined || joined.length < threshold) {
+      throw new RoundAbortedError(`Timed out after ${formatSeconds(timeoutMs)} ${what}`);
+    }
+    log(
+      `join deadline passed: starting with ${joined.length} of ${peers} peers (threshold ${threshold})`,
+    );
+  }
+
   async #start(): Promise<void> {
     const { identity, log, max, timeoutMs } = this.#options;
     this.#session = newSessionId();
     this.#names = [...this.#slots.keys()].sort();
+    if (this.#mode === "additive") this.#contributors = [...this.#names];
     const participants: Participant[] = this.#names.map((name) => {
       const slot = this.#slots.get(name)!;
       return { name, address: slot.address, cert: slot.party.certPem };
@@ -181,19 +256,113 @@ class HospitalRound {
         to: name,
         p: P,
         max,
+        mode: this.#mode,
+        threshold: this.#terms.threshold,
         deadlineMs: timeoutMs,
         participants,
       }, deadlineSignal(HANDSHAKE_TIMEOUT_MS, `sending START to ${name}`, this.#stop.signal))
+        .catch((error) => this.#depart(name, error))
     ));
   }
 
-  /** Sends one message per joined peer, best effort and bounded in time. */
-  async #broadcast(make: (name: string) => Message): Promise<void> {
-    await Promise.allSettled(
-      [...this.#slots].map(([name, slot]) =>
-        slot.conn.send(make(name), AbortSignal.timeout(NOTICE_TIMEOUT_MS))
-      ),
+  /**
+   * Threshold mode: collect every live peer's report of whose shares it holds,
+   * fix the contributor set C (every sender whose share all reporting peers
+   * hold, so a peer that crashed after sharing still counts) and send it,
+   * signed, in FINALIZE.
+   */
+  async #agreeContributors(started: number): Promise<void> {
+    const { identity, log, timeoutMs, threshold = 0, minContributors = 2 } = this.#options;
+    const live = () => [...this.#slots.values()].filter((s) => s.live);
+    const allReported = await this.#waitFor(
+      () => live().every((s) => s.holding !== undefined),
+      started + timeoutMs * HOLDING_FRACTION - performance.now(),
     );
+    const reporters = this.#names.filter((n) => {
+      const slot = this.#slots.get(n)!;
+      return slot.live && slot.holding !== undefined;
+    });
+    if (!allReported) log(`holding deadline passed: ${reporters.length} peers reported`);
+    if (reporters.length < threshold) {
+      throw new RoundAbortedError(
+        `Cannot finish round: only ${reporters.length} peers remain (${
+          reporters.join(", ") || "none"
+        }), ` +
+          `threshold ${threshold}`,
+      );
+    }
+    this.#contributors = this.#names.filter((sender) =>
+      reporters.every((j) => this.#slots.get(j)!.holding!.includes(sender))
+    );
+    if (this.#contributors.length < minContributors) {
+      throw new RoundAbortedError(
+        `Cannot finish round: only ${this.#contributors.length} contributors ` +
+          `(${this.#contributors.join(", ") || "none"}), fewer than the minimum ${minContributors}`,
+      );
+    }
+    log(`contributors: ${this.#contributors.join(", ")}`);
+    this.#phase = "aggregating";
+    const sig = await signTranscript(
+      identity.privateKey,
+      "finalize",
+      finalizeFields(this.#session, identity.name, this.#contributors),
+    );
+    for (const name of reporters) this.#asked.add(name);
+    await this.#broadcast(reporters, (name) => ({
+      type: "finalize",
+      session: this.#session,
+      from: identity.name,
+      to: name,
+      contributors: this.#contributors,
+      sig,
+    }));
+  }
+
+  /** Collects partial sums and reconstructs the sum over the contributors. */
+  async #aggregatePhase(started: number): Promise<bigint> {
+    const { log, timeoutMs, threshold } = this.#options;
+    if (this.#mode === "additive") {
+      const complete = await this.#waitFor(
+        () => this.#partials.size === this.#names.length,
+        timeoutMs,
+      );
+      if (!complete) {
+        const missing = this.#names.filter((n) => !this.#partials.has(n));
+        throw new RoundAbortedError(
+          `Timed out after ${formatSeconds(timeoutMs)} waiting for partial sums (missing from ${
+            missing.join(", ")
+          })`,
+        );
+      }
+      log(`all ${this.#names.length} partial sums verified; sum reconstructed`);
+      return addShares([...this.#partials.values()].map((p) => p.partial));
+    }
+    const t = threshold!;
+    await this.#waitFor(
+      () => [...this.#asked].every((n) => this.#partials.has(n) || !this.#slots.get(n)!.live),
+      started + timeoutMs - performance.now(),
+    );
+    if (this.#partials.size < t) {
+      throw new RoundAbortedError(
+        `Cannot finish round: only ${this.#partials.size} partial sums arrived, threshold ${t}`,
+      );
+    }
+    const points = [...this.#partials.values()].map((p) => ({
+      x: evaluationPoint(this.#names.indexOf(p.name)),
+      y: p.partial,
+    }));
+    const sum = reconstructShamir(points, t);
+    log(`${this.#partials.size} partial sums verified and consistent; sum reconstructed`);
+    return sum;
+  }
+
+  /** Sends one message to each named peer that is connected; best effort, bounded in time. */
+  async #broadcast(names: string[], make: (name: string) => Message): Promise<void> {
+    await Promise.allSettled(names.map((name) => {
+      const slot = this.#slots.get(name);
+      if (!slot || slot.conn.closed) return Promise.resolve();
+      return slot.conn.send(make(name), AbortSignal.timeout(NOTICE_TIMEOUT_MS));
+    }));
   }
 
   async #acceptLoop(listener: MessageListener): Promise<void> {
@@ -206,11 +375,15 @@ class HospitalRound {
   }
 
   async #serve(conn: MessageConnection): Promise<void> {
-    const { identity, log, peers } = this.#options;
+    const { identity, log, peers, timeoutMs } = this.#options;
     this.#connections.add(conn);
     let joinedAs: string | undefined;
     try {
-      const first = deadlineSignal(HANDSHAKE_TIMEOUT_MS, "in the handshake", this.#stop.signal);
+      const first = deadlineSignal(
+        Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+        "in the handshake",
+        this.#stop.signal,
+      );
       await conn.handshake(first);
       const party = await serverHandshake(conn, identity, first);
       const join = await expectMessage(conn, "join", first);
@@ -231,26 +404,21 @@ class HospitalRound {
         return;
       }
       joinedAs = party.name;
-      this.#slots.set(party.name, { party, address: join.address, conn });
+      this.#slots.set(party.name, { party, address: join.address, conn, live: true });
       log(
         `${party.name} joined from ${conn.remote}, shares at ${join.address} (${this.#slots.size}/${peers})`,
       );
       if (this.#slots.size === peers) {
-        // No more joins from here on: a departure now fails the round.
-        this.#phase = "running";
-        this.#allJoined.resolve();
+        this.#phase = this.#mode === "additive" ? "aggregating" : "sharing";
       }
+      this.#progress();
       await this.#readFromPeer(party.name, conn);
     } catch (error) {
       if (this.#phase === "finished" || this.#stop.signal.aborted) return;
-      const reason = describeError(error);
       if (joinedAs === undefined) {
-        log(`refused connection from ${conn.remote}: ${reason}`);
-      } else if (this.#phase === "joining") {
-        this.#slots.delete(joinedAs);
-        log(`${joinedAs} left before the round started: ${reason}`);
+        log(`refused connection from ${conn.remote}: ${describeError(error)}`);
       } else {
-        this.#fail(`lost the connection to ${joinedAs}: ${reason}`);
+        this.#depart(joinedAs, error);
       }
     } finally {
       conn.close();
@@ -258,41 +426,87 @@ class HospitalRound {
     }
   }
 
+  /**
+   * A joined peer's connection ended with `error`. Breaking the protocol
+   * aborts the round; going away is leaving (before START), an abort
+   * (additive mode) or a dropout (threshold mode).
+   */
+  #depart(name: string, error: unknown): void {
+    if (this.#phase === "finished") return;
+    const slot = this.#slots.get(name);
+    if (!slot || !slot.live) return;
+    slot.conn.close();
+    const reason = describeError(error);
+    if (error instanceof ProtocolError || error instanceof AuthError) {
+      this.#fail(`${name} broke the protocol: ${reason}`);
+    } else if (this.#phase === "joining") {
+      this.#slots.delete(name);
+      this.#options.log(`${name} left before the round started: ${reason}`);
+    } else if (this.#mode === "additive") {
+      this.#fail(`lost the connection to ${name}: ${reason}`);
+    } else {
+      slot.live = false;
+      this.#options.log(`${name} dropped out: ${reason}`);
+      this.#progress();
+    }
+  }
+
   /** Reads a joined peer's messages until the round ends. */
   async #readFromPeer(name: string, conn: MessageConnection): Promise<void> {
     const { identity } = this.#options;
+    const slot = this.#slots.get(name)!;
     for (;;) {
       const message = await conn.receive(this.#stop.signal);
       if (message.type === "abort") {
+        if (this.#phase === "joining") {
+          this.#slots.delete(name);
+          this.#options.log(`${name} left before the round started: ${message.reason}`);
+          return;
+        }
         this.#fail(`${name} aborted the round: ${message.reason}`);
         return;
       }
-      if (message.type !== "agg" || this.#phase !== "running") {
+      if (
+        (message.type === "holding" && this.#phase === "sharing" && slot.holding === undefined) ||
+        (message.type === "agg" && this.#phase === "aggregating")
+      ) {
+        if (message.session !== this.#session) {
+          throw new ProtocolError(`${message.type} is for another session`);
+        }
+        if (message.from !== name || message.to !== identity.name) {
+          throw new ProtocolError(`${message.type} names the wrong sender or recipient`);
+        }
+      } else {
         throw new ProtocolError(`Unexpected ${message.type} message`);
       }
-      if (message.session !== this.#session) {
-        throw new ProtocolError("Partial sum is for another session");
+      if (message.type === "holding") {
+        if (
+          !message.senders.includes(name) || message.senders.some((s) => !this.#names.includes(s))
+        ) {
+          throw new ProtocolError(
+            "Holding report lists senders outside the round, or not the peer itself",
+          );
+        }
+        slot.holding = message.senders;
+        this.#options.log(
+          `${name} holds shares from ${message.senders.length} of ${this.#names.length} participants`,
+        );
+      } else {
+        if (this.#partials.has(name)) throw new ProtocolError("Second partial sum in one session");
+        if (this.#mode === "threshold" && !this.#asked.has(name)) {
+          throw new ProtocolError("Partial sum from a peer that was not asked for one");
+        }
+        if (message.contributors.join(",") !== this.#contributors.join(",")) {
+          throw new ProtocolError("Partial sum is over another contributor set");
+        }
+        const fields = aggregateFields(this.#terms, name, identity.name, message.partial);
+        if (!(await verifyTranscript(slot.party.publicKey, message.sig, "aggregate", fields))) {
+          throw new AuthError("Invalid signature on partial sum");
+        }
+        this.#partials.set(name, { name, partial: message.partial, signature: message.sig });
+        this.#options.log(`partial sum from ${name} verified (${this.#partials.size})`);
       }
-      if (message.from !== name || message.to !== identity.name) {
-        throw new ProtocolError("Partial sum names the wrong sender or recipient");
-      }
-      if (this.#partials.has(name)) throw new ProtocolError("Second partial sum in one session");
-      const fields = aggregateFields(
-        this.#session,
-        name,
-        identity.name,
-        this.#names,
-        message.partial,
-      );
-      const publicKey = this.#slots.get(name)!.party.publicKey;
-      if (!(await verifyTranscript(publicKey, message.sig, "aggregate", fields))) {
-        throw new AuthError("Invalid signature on partial sum");
-      }
-      this.#partials.set(name, { name, partial: message.partial, signature: message.sig });
-      this.#options.log(
-        `partial sum from ${name} verified (${this.#partials.size}/${this.#names.length})`,
-      );
-      if (this.#partials.size === this.#names.length) this.#allAggregated.resolve();
+      this.#progress();
     }
   }
 }

@@ -3,8 +3,10 @@
  *
  * Every message is a JSON object with exactly the fields its type lists, plus
  * `v` (the protocol version) and `type`. Decoding refuses unknown versions and
- * types, missing or extra fields, wrong types and non-canonical numbers, so
- * that every accepted message has exactly one byte encoding of its meaning.
+ * types, missing or extra fields, wrong types, non-canonical numbers and
+ * base64, and unsorted name lists, so every accepted field has one spelling.
+ * (JSON itself still allows white space and key order to vary; nothing is
+ * signed over the JSON text, only over fields taken from decoded messages.)
  *
  * @module
  */
@@ -82,17 +84,79 @@ function decimal(limit: bigint, what: string): Field<bigint> {
 const fieldElement = decimal(P, "a field element below p");
 const modulus = decimal(1n << 128n, "an integer below 2^128");
 
-/** 64 bytes: an ECDSA P-256 signature in IEEE P1363 form (r ‖ s), base64. */
-const signature: Field<Uint8Array> = {
+/** Exactly `length` bytes as canonical padded base64. */
+function bytesField(length: number, what: string): Field<Uint8Array> {
+  const chars = Math.ceil(length / 3) * 4;
+  return {
+    decode(value, path) {
+      if (
+        typeof value !== "string" || value.length !== chars || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)
+      ) {
+        fail(path, `must be ${what} (${length} bytes, base64)`);
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
+      } catch {
+        fail(path, `must be ${what} (${length} bytes, base64)`);
+      }
+      if (bytes.length !== length || toBase64(bytes) !== value) {
+        fail(path, "must be canonical base64");
+      }
+      return bytes;
+    },
+    encode: (value) => toBase64(value),
+  };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/** 64 bytes: an ECDSA P-256 signature in IEEE P1363 form (r ‖ s). */
+const signature = bytesField(64, "a 64-byte ECDSA signature");
+
+/** 65 bytes: an uncompressed ephemeral ECDH P-256 public key. */
+const ephemeralKey = bytesField(65, "a 65-byte P-256 public key");
+
+const mode: Field<"additive" | "threshold"> = {
   decode(value, path) {
-    if (typeof value !== "string" || !/^[A-Za-z0-9+/]{86}==$/.test(value)) {
-      fail(path, "must be a base64 64-byte signature");
+    if (value !== "additive" && value !== "threshold") {
+      fail(path, 'must be "additive" or "threshold"');
     }
-    const bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
-    if (btoa(String.fromCharCode(...bytes)) !== value) fail(path, "must be canonical base64");
-    return bytes;
+    return value;
   },
-  encode: (value) => btoa(String.fromCharCode(...value)),
+  encode: (value) => value,
+};
+
+const threshold: Field<number> = {
+  decode(value, path) {
+    if (
+      typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 ||
+      value > MAX_PARTICIPANTS
+    ) {
+      fail(path, `must be a whole number from 1 to ${MAX_PARTICIPANTS}`);
+    }
+    return value;
+  },
+  encode: (value) => value,
+};
+
+/** Party names in strictly ascending order: one spelling per set. */
+const nameList: Field<string[]> = {
+  decode(value, path) {
+    if (!Array.isArray(value) || value.length < 1 || value.length > MAX_PARTICIPANTS) {
+      fail(path, `must be a list of 1 to ${MAX_PARTICIPANTS} party names`);
+    }
+    value.forEach((name, i) => {
+      partyName.decode(name, `${path}[${i}]`);
+      if (i > 0 && !(value[i - 1] < name)) fail(path, "must be sorted and without repeats");
+    });
+    return value as string[];
+  },
+  encode: (value) => value,
 };
 
 const deadlineMs: Field<number> = {
@@ -165,9 +229,16 @@ const participants: Field<Participant[]> = {
 
 const SCHEMAS = {
   /** Server → client, first on every connection: who I am and a fresh nonce. */
-  hello: { from: partyName, nonce },
-  /** Client → server: who I am, whom I meant to reach, my nonce, my proof. */
-  auth: { from: partyName, to: partyName, nonce, cert: certificate, sig: signature },
+  hello: { from: partyName, nonce, key: ephemeralKey },
+  /** Client → server: who I am, whom I meant to reach, my nonce and key, my proof. */
+  auth: {
+    from: partyName,
+    to: partyName,
+    nonce,
+    key: ephemeralKey,
+    cert: certificate,
+    sig: signature,
+  },
   /** Server → client: the server's proof over the same transcript. */
   welcome: { from: partyName, to: partyName, cert: certificate, sig: signature },
   /** Either side, instead of the next message: why the connection is refused. */
@@ -181,18 +252,31 @@ const SCHEMAS = {
     to: partyName,
     p: modulus,
     max: fieldElement,
+    mode,
+    threshold,
     deadlineMs,
     participants,
   },
-  /** Peer → peer: one additive share of the sender's value. */
+  /** Peer → peer: one share of the sender's value. */
   share: { session: sessionId, from: partyName, to: partyName, share: fieldElement },
   /** Peer → peer: the share arrived and was accepted. */
   ack: { session: sessionId, from: partyName, to: partyName },
-  /** Peer → hospital: the signed partial sum of the shares the peer holds. */
+  /** Peer → hospital (threshold mode): whose shares I hold, my own included. */
+  holding: { session: sessionId, from: partyName, to: partyName, senders: nameList },
+  /** Hospital → peer (threshold mode): the contributor set, signed; answer once. */
+  finalize: {
+    session: sessionId,
+    from: partyName,
+    to: partyName,
+    contributors: nameList,
+    sig: signature,
+  },
+  /** Peer → hospital: the signed partial sum over exactly the contributors' shares. */
   agg: {
     session: sessionId,
     from: partyName,
     to: partyName,
+    contributors: nameList,
     partial: fieldElement,
     sig: signature,
   },

@@ -48,7 +48,8 @@ export function parseFlags(
     seen.add(token.name);
   }
   if (parsed.positionals.length > positionals) {
-    throw new UsageError(`Unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`);
+    // Not echoed: a stray argument is often a value typed without its flag.
+    throw new UsageError("Unexpected positional argument: every value goes with its --option");
   }
   return { values: parsed.values as ParsedFlags["values"], positionals: parsed.positionals };
 }

@@ -1,7 +1,8 @@
 /**
- * A peer: joins the hospital's round, splits its value into additive shares,
- * sends one share to each other participant, adds up the shares it holds and
- * sends the hospital only that signed partial sum.
+ * A peer: joins the hospital's round, splits its value into shares (additive
+ * n-of-n, or Shamir with threshold T), sends one share to each other
+ * participant, and sends the hospital only a signed partial sum: the sum of
+ * the shares it holds from exactly the agreed contributors.
  *
  * A peer never prints or sends its value, a share it holds for itself, or the
  * sum; the hospital alone learns the sum.
@@ -13,10 +14,24 @@ import { abortable, deadlineSignal, deferred, formatSeconds } from "./deadline.t
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
 import { P } from "./field.ts";
 import { clientHandshake, expectMessage, refuse, serverHandshake } from "./handshake.ts";
-import { type Identity, signTranscript, verifyPartyCertificate } from "./identity.ts";
+import {
+  type Identity,
+  signTranscript,
+  type VerifiedParty,
+  verifyPartyCertificate,
+  verifyTranscript,
+} from "./identity.ts";
 import type { MessageOf, Participant } from "./messages.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "./names.ts";
-import { aggregateFields, HANDSHAKE_TIMEOUT_MS, NOTICE_TIMEOUT_MS, shortSession } from "./round.ts";
+import {
+  aggregateFields,
+  finalizeFields,
+  HANDSHAKE_TIMEOUT_MS,
+  NOTICE_TIMEOUT_MS,
+  SHARING_FRACTION,
+  shortSession,
+} from "./round.ts";
+import { splitShamir } from "./shamir.ts";
 import { addShares, assertSumFits, splitIntoShares } from "./sharing.ts";
 import {
   connectTls,
@@ -47,9 +62,15 @@ export interface PeerOptions {
 export interface PeerResult {
   session: string;
   participants: string[];
+  contributors: string[];
 }
 
 type Start = MessageOf<"start">;
+
+/** Raised when this peer's own input cannot take part in the round. */
+class InputRejectedError extends Error {
+  override name = "InputRejectedError";
+}
 
 /** Runs one round as a peer, or throws {@linkcode RoundAbortedError}. */
 export async function runPeer(options: PeerOptions): Promise<PeerResult> {
@@ -63,103 +84,101 @@ class PeerRound {
   #start = deferred<Start>();
   /** START after this peer has checked it: share handlers wait on it. */
   #checkedStart = deferred<Start>();
+  #finalize = deferred<MessageOf<"finalize">>();
   #done = deferred<void>();
   #received = new Map<string, bigint>();
   #allReceived = deferred<void>();
   #connections = new Set<MessageConnection>();
   #abortedByHospital = false;
+  /** The hospital's connection and verified identity, once authenticated. */
+  #hospital: { conn: MessageConnection; party: VerifiedParty } | undefined;
 
   constructor(options: PeerOptions) {
     this.#options = options;
   }
 
   async run(): Promise<PeerResult> {
-    const { identity, log, timeoutMs, signal } = this.#options;
+    const { identity, log, timeoutMs, signal, hospitalName } = this.#options;
     const listener = listenTls(this.#options.listen, identity.certPem, identity.keyPem);
     this.#options.onListening?.(listener.address);
     const advertise = formatHostPort(this.#options.advertise ?? listener.address);
     const accepting = this.#acceptLoop(listener);
     const onCancel = () => this.#fail("Cancelled");
     signal?.addEventListener("abort", onCancel, { once: true });
-    let hospital: MessageConnection | undefined;
+    let hospitalConn: MessageConnection | undefined;
     let session: string | null = null;
     try {
       const connecting = deadlineSignal(timeoutMs, "connecting to the hospital", this.#stop.signal);
-      hospital = await connectTls(this.#options.hospital, identity.caPem, connecting);
-      this.#connections.add(hospital);
-      await clientHandshake(hospital, identity, this.#options.hospitalName, connecting);
-      await hospital.send(
-        { type: "join", from: identity.name, to: this.#options.hospitalName, address: advertise },
+      hospitalConn = await connectTls(this.#options.hospital, identity.caPem, connecting);
+      this.#connections.add(hospitalConn);
+      const party = await clientHandshake(hospitalConn, identity, hospitalName, connecting);
+      this.#hospital = { conn: hospitalConn, party };
+      await hospitalConn.send(
+        { type: "join", from: identity.name, to: hospitalName, address: advertise },
         connecting,
       );
       log(
-        `joined ${this.#options.hospitalName} at ${
+        `joined ${hospitalName} at ${
           formatHostPort(this.#options.hospital)
         }; waiting for the round to start`,
       );
-      const reading = this.#readFromHospital(hospital);
+      const reading = this.#readFromHospital(hospitalConn);
 
       const start = await this.#until(
         this.#start.promise,
         timeoutMs,
         "waiting for the round to start",
       );
+      const began = performance.now();
       session = start.session;
       await this.#checkStart(start, advertise);
       this.#checkedStart.resolve(start);
-      const others = start.participants.filter((p) => p.name !== identity.name);
       log(
         `round ${
           shortSession(start.session)
-        } started with ${start.participants.length} participants`,
+        } started with ${start.participants.length} participants (${
+          start.mode === "additive" ? "additive" : `threshold ${start.threshold}`
+        })`,
       );
 
-      const round = deadlineSignal(start.deadlineMs, "in the round", this.#stop.signal);
-      const shares = splitIntoShares(this.#options.value, start.participants.length);
-      const ownShare = shares.pop()!;
-      if (others.length === 0) this.#allReceived.resolve();
-      const sending = Promise.all(
-        others.map((p, i) => this.#sendShare(start, p, shares[i]!, round)),
-      );
-      await this.#until(
-        Promise.all([sending, this.#allReceived.promise]),
-        start.deadlineMs,
-        "exchanging shares",
-      );
-      log(`sent ${others.length} shares and received ${this.#received.size}`);
-
-      const partial = addShares([ownShare, ...this.#received.values()]);
+      const contributors = await this.#exchangeShares(start, began);
       const names = start.participants.map((p) => p.name);
-      const fields = aggregateFields(
-        start.session,
-        identity.name,
-        this.#options.hospitalName,
-        names,
-        partial,
-      );
-      await hospital.send({
+      const terms = { ...start, participants: names, contributors };
+      const partial = addShares(contributors.map((name) => this.#received.get(name)!));
+      const fields = aggregateFields(terms, identity.name, hospitalName, partial);
+      await hospitalConn.send({
         type: "agg",
         session: start.session,
         from: identity.name,
-        to: this.#options.hospitalName,
+        to: hospitalName,
+        contributors,
         partial,
         sig: await signTranscript(identity.privateKey, "aggregate", fields),
-      }, round);
-      log("sent signed partial sum; waiting for the result");
-      await this.#until(this.#done.promise, start.deadlineMs, "waiting for the hospital to finish");
+      }, deadlineSignal(start.deadlineMs, "sending the partial sum", this.#stop.signal));
+      log(
+        `sent signed partial sum over ${contributors.length} contributors; waiting for the result`,
+      );
+      await this.#until(
+        this.#done.promise,
+        Math.max(start.deadlineMs - (performance.now() - began), 1) + NOTICE_TIMEOUT_MS,
+        "waiting for the hospital to finish",
+      );
       log(`round ${shortSession(start.session)} done`);
       this.#stop.abort();
       await reading;
-      return { session: start.session, participants: names };
+      return { session: start.session, participants: names, contributors };
     } catch (error) {
       const reason = describeError(error);
-      if (hospital && !this.#abortedByHospital && !hospital.closed) {
-        await hospital.send({
+      if (hospitalConn && !this.#abortedByHospital && !hospitalConn.closed) {
+        // An input problem is reported without detail: the reason reaches the
+        // hospital and the other peers, and must say nothing about the value.
+        const told = error instanceof InputRejectedError ? "withdrew from the round" : reason;
+        await hospitalConn.send({
           type: "abort",
           session,
           from: identity.name,
-          to: this.#options.hospitalName,
-          reason: reason.slice(0, 1000),
+          to: hospitalName,
+          reason: told.slice(0, 1000),
         }, AbortSignal.timeout(NOTICE_TIMEOUT_MS)).catch(() => {});
       }
       throw new RoundAbortedError(reason, { cause: error });
@@ -172,12 +191,106 @@ class PeerRound {
     }
   }
 
-  async #until<T>(goal: Promise<T>, ms: number, what: string): Promise<T> {
+  /**
+   * Splits the value, sends the shares and collects the others'. Returns the
+   * contributor set the partial sum must cover: everyone (additive), or the
+   * set the hospital fixes after hearing whose shares each peer holds
+   * (threshold).
+   */
+  async #exchangeShares(start: Start, began: number): Promise<string[]> {
+    const { identity, log, hospitalName } = this.#options;
+    const n = start.participants.length;
+    const additive = start.mode === "additive";
+    const shares = additive
+      ? splitIntoShares(this.#options.value, n)
+      : splitShamir(this.#options.value, n, start.threshold);
+    const me = start.participants.findIndex((p) => p.name === identity.name);
+    this.#received.set(identity.name, shares[me]!);
+    this.#progressReceiving(start);
+
+    const sharingMs = additive ? start.deadlineMs : start.deadlineMs * SHARING_FRACTION;
+    const sharing = deadlineSignal(sharingMs, "exchanging shares", this.#stop.signal);
+    const others = start.participants.map((p, i) => ({ p, share: shares[i]! }))
+      .filter(({ p }) => p.name !== identity.name);
+    const sent = await this.#until(
+      Promise.allSettled(others.map(({ p, share }) => this.#sendShare(start, p, share, sharing))),
+      sharingMs + NOTICE_TIMEOUT_MS,
+      "sending shares",
+    );
+    const failedSends = sent.filter((r) => r.status === "rejected").length;
+    const allArrived = await this.#until(
+      this.#allReceived.promise.then(() => true),
+      Math.max(began + sharingMs - performance.now(), 1),
+      "exchanging shares",
+      additive ? undefined : false,
+    );
+    log(
+      `sent ${
+        others.length - failedSends
+      } of ${others.length} shares; holding ${this.#received.size} of ${n}`,
+    );
+    if (additive) {
+      if (!allArrived) throw new RoundAbortedError("Timed out exchanging shares");
+      return start.participants.map((p) => p.name);
+    }
+
+    const held = [...this.#received.keys()].sort();
+    await this.#hospital!.conn.send({
+      type: "holding",
+      session: start.session,
+      from: identity.name,
+      to: hospitalName,
+      senders: held,
+    }, deadlineSignal(start.deadlineMs, "reporting shares held", this.#stop.signal));
+    const finalize = await this.#until(
+      this.#finalize.promise,
+      Math.max(start.deadlineMs - (performance.now() - began), 1),
+      "waiting for the contributor set",
+    );
+    await this.#checkFinalize(start, finalize, held);
+    log(`contributors: ${finalize.contributors.join(", ")}`);
+    return finalize.contributors;
+  }
+
+  /** Checks FINALIZE: the hospital's signature, and a set this peer may answer for. */
+  async #checkFinalize(
+    start: Start,
+    finalize: MessageOf<"finalize">,
+    held: string[],
+  ): Promise<void> {
+    const { identity, hospitalName } = this.#options;
+    if (
+      finalize.session !== start.session || finalize.to !== identity.name ||
+      finalize.from !== hospitalName
+    ) {
+      throw new ProtocolError("FINALIZE is for another session or party");
+    }
+    const fields = finalizeFields(start.session, hospitalName, finalize.contributors);
+    if (
+      !(await verifyTranscript(this.#hospital!.party.publicKey, finalize.sig, "finalize", fields))
+    ) {
+      throw new AuthError("Invalid signature on FINALIZE");
+    }
+    // The floor holds here too: answering for one contributor would hand the
+    // hospital that contributor's value.
+    if (finalize.contributors.length < 2) {
+      throw new ProtocolError("FINALIZE names fewer than 2 contributors");
+    }
+    const missing = finalize.contributors.filter((name) => !held.includes(name));
+    if (missing.length > 0) {
+      throw new ProtocolError(
+        `FINALIZE names contributors whose shares this peer does not hold: ${missing.join(", ")}`,
+      );
+    }
+  }
+
+  async #until<T>(goal: Promise<T>, ms: number, what: string, onTimeout?: T): Promise<T> {
     const deadline = deadlineSignal(ms, "", this.#stop.signal);
     try {
       return await abortable(Promise.race([goal, this.#failure.promise]), deadline);
     } catch (error) {
-      if (deadline.aborted && !this.#failure.settled) {
+      if (deadline.aborted && !this.#failure.settled && !this.#stop.signal.aborted) {
+        if (onTimeout !== undefined) return onTimeout;
         throw new RoundAbortedError(`Timed out after ${formatSeconds(ms)} ${what}`);
       }
       throw error;
@@ -197,18 +310,37 @@ class PeerRound {
     if (start.p !== P) {
       throw new ProtocolError(`START uses p = ${start.p}, but this build uses p = ${P}`);
     }
-    assertSumFits(start.participants.length, start.max);
+    const n = start.participants.length;
+    assertSumFits(n, start.max);
+    if (
+      start.mode === "additive"
+        ? start.threshold !== n
+        : start.threshold * 2 <= n || start.threshold > n
+    ) {
+      throw new ProtocolError(
+        `START has threshold ${start.threshold} for ${n} participants in ${start.mode} mode`,
+      );
+    }
+    const names = start.participants.map((p) => p.name);
+    if (names.some((name, i) => i > 0 && !(names[i - 1]! < name))) {
+      throw new ProtocolError("START's participants are not sorted by name");
+    }
     const me = start.participants.find((p) => p.name === identity.name);
     if (!me || me.address !== advertise || me.cert !== identity.certPem) {
       throw new ProtocolError("START does not list this peer as it joined");
     }
+    if (names.includes(hospitalName)) {
+      throw new ProtocolError("START lists the hospital as a participant");
+    }
     for (const p of start.participants) await verifyPartyCertificate(p.cert, identity.ca, p.name);
     if (value > start.max) {
-      throw new RangeError(`Cannot share: the value is above the round's maximum R = ${start.max}`);
+      throw new InputRejectedError(
+        `Cannot share: the value is above the round's maximum R = ${start.max}`,
+      );
     }
   }
 
-  /** Reads the hospital's messages: START, then DONE or ABORT. */
+  /** Reads the hospital's messages: START, FINALIZE (threshold), then DONE or ABORT. */
   async #readFromHospital(hospital: MessageConnection): Promise<void> {
     const { identity, hospitalName } = this.#options;
     try {
@@ -216,6 +348,10 @@ class PeerRound {
         const message = await hospital.receive(this.#stop.signal);
         if (message.type === "start" && !this.#start.settled) {
           this.#start.resolve(message);
+        } else if (
+          message.type === "finalize" && this.#checkedStart.settled && !this.#finalize.settled
+        ) {
+          this.#finalize.resolve(message);
         } else if (message.type === "done" && this.#checkedStart.settled) {
           const start = await this.#checkedStart.promise;
           if (message.session !== start.session || message.to !== identity.name) {
@@ -241,13 +377,18 @@ class PeerRound {
     }
   }
 
+  /**
+   * Sends one share. In additive mode a failure aborts the round; in
+   * threshold mode the share just does not arrive, and the hospital leaves
+   * this peer out of the contributors if a live peer lacks it.
+   */
   async #sendShare(
     start: Start,
     to: Participant,
     share: bigint,
     signal: AbortSignal,
   ): Promise<void> {
-    const { identity } = this.#options;
+    const { identity, log } = this.#options;
     try {
       const conn = await connectTls(parseHostPort(to.address), identity.caPem, signal);
       this.#connections.add(conn);
@@ -267,14 +408,22 @@ class PeerRound {
         if (ack.session !== start.session || ack.from !== to.name || ack.to !== identity.name) {
           throw new ProtocolError("ACK is for another session or party");
         }
+        log(`sent share to ${to.name}`);
       } finally {
         conn.close();
         this.#connections.delete(conn);
       }
     } catch (error) {
       // Never include the share: the reason names only the party and the failure.
-      this.#fail(`Cannot send share to ${to.name}: ${describeError(error)}`);
+      const reason = `Cannot send share to ${to.name}: ${describeError(error)}`;
+      if (start.mode === "additive") this.#fail(reason);
+      else log(reason);
+      throw error;
     }
+  }
+
+  #progressReceiving(start: Start): void {
+    if (this.#received.size === start.participants.length) this.#allReceived.resolve();
   }
 
   async #acceptLoop(listener: MessageListener): Promise<void> {
@@ -292,7 +441,11 @@ class PeerRound {
     this.#connections.add(conn);
     let participant: string | undefined;
     try {
-      const first = deadlineSignal(HANDSHAKE_TIMEOUT_MS, "in the handshake", this.#stop.signal);
+      const first = deadlineSignal(
+        Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+        "in the handshake",
+        this.#stop.signal,
+      );
       await conn.handshake(first);
       const party = await serverHandshake(conn, identity, first);
       const message = await expectMessage(conn, "share", first);
@@ -312,7 +465,6 @@ class PeerRound {
       if (message.from !== party.name || message.to !== identity.name) {
         throw new ProtocolError("Share names the wrong sender or recipient");
       }
-      if (party.name === identity.name) throw new ProtocolError("Share from this peer's own name");
       if (this.#received.has(party.name)) {
         throw new ProtocolError("Second share from the same sender");
       }
@@ -321,11 +473,14 @@ class PeerRound {
         { type: "ack", session: start.session, from: identity.name, to: party.name },
         first,
       );
-      if (this.#received.size === start.participants.length - 1) this.#allReceived.resolve();
+      log(`received share from ${party.name}`);
+      this.#progressReceiving(start);
     } catch (error) {
       if (this.#stop.signal.aborted) return;
       const reason = describeError(error);
-      if (participant !== undefined) {
+      if (
+        participant !== undefined && (error instanceof ProtocolError || error instanceof AuthError)
+      ) {
         // A participant of this round deviated: the round cannot be trusted.
         await refuse(conn, reason);
         this.#fail(`bad share from ${participant}: ${reason}`);

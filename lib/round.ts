@@ -22,20 +22,61 @@ export function newSessionId(): string {
     .join("");
 }
 
+/** How the peers share: n-of-n additive, or Shamir with threshold T. */
+export type Mode = "additive" | "threshold";
+
+/** What a partial sum's signature is bound to. */
+export interface RoundTerms {
+  session: string;
+  mode: Mode;
+  threshold: number;
+  /** Every participant, sorted: position i has evaluation point i + 1. */
+  participants: readonly string[];
+  /** Whose inputs the sum covers. */
+  contributors: readonly string[];
+}
+
 /**
- * The fields a partial sum's signature covers: the session, sender,
- * recipient, the exact participant set and the value. A signed partial sum
- * therefore cannot be moved to another round, party or participant set.
+ * The fields a partial sum's signature covers: the round's terms, sender,
+ * recipient and value. A signed partial sum therefore cannot be moved to
+ * another round, party, mode or contributor set.
  */
 export function aggregateFields(
-  session: string,
+  terms: RoundTerms,
   from: string,
   to: string,
-  participants: readonly string[],
   partial: bigint,
 ): string[] {
-  return ["aggregate", session, from, to, participants.join(","), partial.toString()];
+  return [
+    "aggregate",
+    terms.session,
+    terms.mode,
+    String(terms.threshold),
+    terms.participants.join(","),
+    terms.contributors.join(","),
+    from,
+    to,
+    partial.toString(),
+  ];
 }
+
+/** The fields the hospital's FINALIZE signature covers. */
+export function finalizeFields(
+  session: string,
+  hospital: string,
+  contributors: readonly string[],
+): string[] {
+  return ["finalize", session, hospital, contributors.join(",")];
+}
+
+/**
+ * In threshold mode a round's deadline is split: peers exchange shares for
+ * the first 40 %, the hospital collects reports of who holds what until 60 %,
+ * and partial sums until the end.
+ */
+export const SHARING_FRACTION = 0.4;
+/** See {@linkcode SHARING_FRACTION}. */
+export const HOLDING_FRACTION = 0.6;
 
 /** A short form of a session id for logs. */
 export function shortSession(session: string): string {

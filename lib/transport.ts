@@ -5,12 +5,14 @@
  * Reads take exactly the bytes a frame announces (a short read is an error),
  * the length is checked against the frame limit before anything is allocated,
  * writes go through one queue so frames never interleave, and `close()` is
- * idempotent.
+ * idempotent. After the handshake, {@linkcode MessageConnection.secure}
+ * seals every message with the channel derived in the handshake.
  *
  * @module
  */
 
-import { ProtocolError } from "./errors.ts";
+import type { SealedChannel } from "./channel.ts";
+import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { abortable, abortReason } from "./deadline.ts";
 import { decodeFrameLength, encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
 import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
@@ -21,6 +23,7 @@ export class MessageConnection {
   #conn: Deno.TlsConn;
   #closed = false;
   #writes: Promise<void> = Promise.resolve();
+  #channel: SealedChannel | undefined;
   /** The remote address, for logs. */
   readonly remote: string;
 
@@ -40,20 +43,32 @@ export class MessageConnection {
     await this.#guard(signal, () => this.#conn.handshake());
   }
 
+  /**
+   * Seals every later message in both directions with `channel`. Called by
+   * each side right after the handshake's last plaintext message.
+   */
+  secure(channel: SealedChannel): void {
+    if (this.#channel) throw new ProtocolError("Connection is already secured");
+    this.#channel = channel;
+  }
+
   /** Reads and decodes the next message. */
   async receive(signal: AbortSignal): Promise<Message> {
     return await this.#guard(signal, async () => {
       const header = await this.#readExact(FRAME_HEADER_BYTES, true);
       const payload = await this.#readExact(decodeFrameLength(header), false);
-      return decodeMessage(payload);
+      return decodeMessage(this.#channel ? await this.#channel.open(payload) : payload);
     });
   }
 
   /** Encodes and sends one message; resolves once it is handed to TLS. */
   send(message: Message, signal: AbortSignal): Promise<void> {
-    const frame = encodeFrame(encodeMessage(message));
+    const payload = encodeMessage(message);
+    // Capture the channel now: the queue must seal messages in send order.
+    const channel = this.#channel;
     const write = this.#writes.then(() =>
       this.#guard(signal, async () => {
+        const frame = encodeFrame(channel ? await channel.seal(payload) : payload);
         let offset = 0;
         while (offset < frame.length) offset += await this.#conn.write(frame.subarray(offset));
       })

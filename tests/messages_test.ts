@@ -7,10 +7,11 @@ const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const SESSION = "0123456789abcdef0123456789abcdef";
 const NONCE = "ab".repeat(32);
 const SIG = new Uint8Array(64).fill(9);
+const KEY = new Uint8Array(65).fill(4);
 
 const SAMPLES: Message[] = [
-  { type: "hello", from: "hospital", nonce: NONCE },
-  { type: "auth", from: "alice", to: "hospital", nonce: NONCE, cert: CERT, sig: SIG },
+  { type: "hello", from: "hospital", nonce: NONCE, key: KEY },
+  { type: "auth", from: "alice", to: "hospital", nonce: NONCE, key: KEY, cert: CERT, sig: SIG },
   { type: "welcome", from: "hospital", to: "alice", cert: CERT, sig: SIG },
   { type: "refuse", reason: "no" },
   { type: "join", from: "alice", to: "hospital", address: "127.0.0.1:4000" },
@@ -21,6 +22,8 @@ const SAMPLES: Message[] = [
     to: "alice",
     p: P,
     max: 1000n,
+    mode: "threshold",
+    threshold: 2,
     deadlineMs: 30000,
     participants: [
       { name: "alice", address: "127.0.0.1:4001", cert: CERT },
@@ -29,13 +32,31 @@ const SAMPLES: Message[] = [
   },
   { type: "share", session: SESSION, from: "alice", to: "bob", share: P - 1n },
   { type: "ack", session: SESSION, from: "bob", to: "alice" },
-  { type: "agg", session: SESSION, from: "alice", to: "hospital", partial: 0n, sig: SIG },
+  { type: "holding", session: SESSION, from: "bob", to: "hospital", senders: ["alice", "bob"] },
+  {
+    type: "finalize",
+    session: SESSION,
+    from: "hospital",
+    to: "bob",
+    contributors: ["alice", "bob"],
+    sig: SIG,
+  },
+  {
+    type: "agg",
+    session: SESSION,
+    from: "alice",
+    to: "hospital",
+    contributors: ["alice", "bob"],
+    partial: 0n,
+    sig: SIG,
+  },
   { type: "done", session: SESSION, from: "hospital", to: "alice" },
   { type: "abort", session: null, from: "alice", to: "hospital", reason: "stop" },
 ];
 
 const text = new TextEncoder();
 const encodeJson = (value: unknown) => text.encode(JSON.stringify(value));
+const sample = (type: Message["type"]) => SAMPLES.find((m) => m.type === type)!;
 const asJson = (m: Message) =>
   JSON.parse(new TextDecoder().decode(encodeMessage(m))) as Record<string, unknown>;
 
@@ -44,7 +65,7 @@ Deno.test("every message type round-trips", () => {
 });
 
 Deno.test("unknown versions and types are refused", () => {
-  const hello = asJson(SAMPLES[0]!);
+  const hello = asJson(sample("hello"));
   assert.throws(
     () => decodeMessage(encodeJson({ ...hello, v: 2 })),
     /Unsupported protocol version 2/,
@@ -73,7 +94,7 @@ Deno.test("a missing or extra field is refused, for every type", () => {
 });
 
 Deno.test("wrong types and non-canonical numbers are refused", () => {
-  const share = asJson(SAMPLES[6]!);
+  const share = asJson(sample("share"));
   for (const bad of ["01", "-1", "+1", "1e3", " 1", "1.0", "", P.toString(), 5, null]) {
     assert.throws(
       () => decodeMessage(encodeJson({ ...share, share: bad })),
@@ -87,9 +108,23 @@ Deno.test("wrong types and non-canonical numbers are refused", () => {
   for (const bad of ["Alice", "a b", "", "x".repeat(33), 1]) {
     assert.throws(() => decodeMessage(encodeJson({ ...share, from: bad })), ProtocolError);
   }
-  const agg = asJson(SAMPLES[8]!);
+  const agg = asJson(sample("agg"));
   assert.throws(() => decodeMessage(encodeJson({ ...agg, sig: "AAAA" })), /signature/);
-  const start = asJson(SAMPLES[5]!);
+  for (const bad of [["bob", "alice"], ["alice", "alice"], [], ["Alice"]]) {
+    assert.throws(() => decodeMessage(encodeJson({ ...agg, contributors: bad })), ProtocolError);
+  }
+  const hello = asJson(sample("hello"));
+  assert.throws(
+    () => decodeMessage(encodeJson({ ...hello, key: btoa("x".repeat(64)) })),
+    /65-byte/,
+  );
+  for (const bad of ["shamir", 1]) {
+    assert.throws(
+      () => decodeMessage(encodeJson({ ...asJson(sample("start")), mode: bad })),
+      ProtocolError,
+    );
+  }
+  const start = asJson(sample("start"));
   assert.throws(() => decodeMessage(encodeJson({ ...start, deadlineMs: 1.5 })), ProtocolError);
   assert.throws(() => decodeMessage(encodeJson({ ...start, participants: [] })), ProtocolError);
   const twice = (start["participants"] as unknown[])[0];
@@ -97,7 +132,7 @@ Deno.test("wrong types and non-canonical numbers are refused", () => {
     () => decodeMessage(encodeJson({ ...start, participants: [twice, twice] })),
     /repeat/,
   );
-  const join = asJson(SAMPLES[4]!);
+  const join = asJson(sample("join"));
   for (const bad of ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "host:port"]) {
     assert.throws(() => decodeMessage(encodeJson({ ...join, address: bad })), ProtocolError);
   }
