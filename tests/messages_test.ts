@@ -116,7 +116,7 @@ Deno.test("wrong types and non-canonical numbers are refused", () => {
   const hello = asJson(sample("hello"));
   assert.throws(
     () => decodeMessage(encodeJson({ ...hello, key: btoa("x".repeat(64)) })),
-    /65-byte/,
+    /hello\.key/,
   );
   for (const bad of ["shamir", 1]) {
     assert.throws(
