@@ -25,6 +25,12 @@ import {
   timeoutFlag,
 } from "./options.ts";
 import { runPeer } from "./peer.ts";
+import {
+  createReceipt,
+  InvalidReceiptError,
+  type VerifiedReceipt,
+  verifyReceipt,
+} from "./receipt.ts";
 import { createConsortium, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
@@ -54,6 +60,7 @@ Commands:
   hospital   wait for peers, run one round, print the sum
   peer       join a round with a private value
   certs      make a consortium PKI: a CA and a key and certificate per party
+  verify     check a round's receipt against the consortium CA
   help       this text; 'sumshare <command> --help' for a command's options
 
 Exit codes: 0 success, 1 the round or command failed (reason on stderr), 2 usage error.`;
@@ -73,7 +80,7 @@ Options:
   --threshold T        Shamir mode: finish with any T live peers (T > N/2); default additive n-of-n
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2)
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
-  --out FILE           also write the result object to FILE
+  --out FILE           write a verifiable receipt to FILE (check it with 'sumshare verify')
   --json               print the result as one JSON object on stdout
   -h, --help           this text`;
 
@@ -125,6 +132,20 @@ Options:
   --timeout SEC  each party's timeout (default: ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help     this text`;
 
+const VERIFY_HELP = `Usage: sumshare verify FILE --ca ca.crt [--json]
+
+Checks a hospital's receipt without trusting the hospital: every certificate
+chains to the consortium CA, the hospital's signature covers the receipt, every
+partial sum is signed by its peer for this session and contributor set, and the
+sum equals the one recomputed from the signed partial sums.
+
+Exit codes: 0 valid, 1 not valid (the reason on stdout), 2 usage error.
+
+Options:
+  --ca FILE    the consortium CA certificate
+  --json       print the verdict as one JSON object
+  -h, --help   this text`;
+
 const HELP_FLAG = { help: { type: "boolean", short: "h" } } as const;
 
 /** Runs the CLI and returns the exit code. */
@@ -140,6 +161,8 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
         return await certsCommand(rest, io);
       case "run":
         return await runCommand(rest, io);
+      case "verify":
+        return await verifyCommand(rest, io);
       case undefined:
       case "help":
       case "-h":
@@ -235,7 +258,11 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
   });
   const report = resultObject(result);
-  if (out !== undefined) await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  if (out !== undefined) {
+    const receipt = await createReceipt(result, identity.privateKey);
+    await Deno.writeTextFile(out, JSON.stringify(receipt, null, 2) + "\n");
+    io.err(`receipt written to ${out}`);
+  }
   if (flags.values["json"]) {
     io.out(JSON.stringify(report));
   } else {
@@ -343,6 +370,61 @@ async function certsCommand(args: string[], io: Console): Promise<number> {
   );
   io.err("keep ca.key offline; give each party ca.crt and only its own .crt and .key");
   return 0;
+}
+
+async function verifyCommand(args: string[], io: Console): Promise<number> {
+  if (wantsHelp(args, VERIFY_HELP, io)) return 0;
+  const flags = parseFlags(args, {
+    ...HELP_FLAG,
+    ca: { type: "string" },
+    json: { type: "boolean" },
+  }, {
+    positionals: 1,
+  });
+  const file = flags.positionals[0];
+  if (file === undefined) throw new UsageError("Missing the receipt FILE to verify");
+  const caPem = await Deno.readTextFile(stringFlag(flags, "ca"));
+  let verdict: { valid: true; receipt: VerifiedReceipt } | { valid: false; reason: string };
+  try {
+    const text = await Deno.readTextFile(file);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new InvalidReceiptError("the file is not JSON");
+    }
+    verdict = { valid: true, receipt: await verifyReceipt(parsed, caPem) };
+  } catch (error) {
+    if (!(error instanceof InvalidReceiptError)) throw error;
+    verdict = { valid: false, reason: error.message };
+  }
+  if (flags.values["json"]) {
+    io.out(JSON.stringify(
+      verdict.valid
+        ? {
+          valid: true,
+          sum: verdict.receipt.sum.toString(),
+          session: verdict.receipt.session,
+          mode: verdict.receipt.mode,
+          threshold: verdict.receipt.threshold,
+          contributors: verdict.receipt.contributors,
+        }
+        : verdict,
+    ));
+  } else if (verdict.valid) {
+    const r = verdict.receipt;
+    io.out(
+      `VALID: sum ${r.sum} over ${r.contributors.length} contributors (${
+        r.contributors.join(", ")
+      }), ` +
+        `session ${r.session}, ${
+          r.mode === "additive" ? "additive" : `threshold ${r.threshold}`
+        } of ${r.participants.length} participants, signed by ${r.hospital}`,
+    );
+  } else {
+    io.out(`NOT VALID: ${verdict.reason}`);
+  }
+  return verdict.valid ? 0 : 1;
 }
 
 async function runCommand(args: string[], io: Console): Promise<number> {

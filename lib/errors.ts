@@ -46,6 +46,8 @@ const EXPECTED_NAMES = new Set([
   "PkiError",
   "ConnectionClosedError",
   "InconsistentSharesError",
+  "InvalidReceiptError",
+  "InputRejectedError",
 ]);
 
 /**
