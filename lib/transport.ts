@@ -110,7 +110,9 @@ export class MessageConnection {
     while (offset < length) {
       const n = await this.#conn.read(buffer.subarray(offset));
       if (n === null) {
-        throw new ProtocolError(
+        // A crash can cut a frame short too: either way the other side is
+        // gone, which is not the same as it breaking the protocol.
+        throw new ConnectionClosedError(
           offset === 0 && atBoundary
             ? "Connection closed by the other side"
             : "Connection closed mid-frame",
