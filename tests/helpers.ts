@@ -111,6 +111,31 @@ export class CliProcess {
     });
   }
 
+  /** Waits until `count` stderr lines match `pattern`; returns them. */
+  async waitForLines(pattern: RegExp, count: number, ms = 20_000): Promise<string[]> {
+    const started = performance.now();
+    for (;;) {
+      const lines = this.stderrLines.filter((l) => pattern.test(l));
+      if (lines.length >= count) return lines;
+      if (performance.now() - started > ms) {
+        throw new Error(
+          `${this.name}: fewer than ${count} lines matching ${pattern}\n${this.log()}`,
+        );
+      }
+      const exited = await Promise.race([
+        this.child.status.then(() => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 10)),
+      ]);
+      if (exited && this.stderrLines.filter((l) => pattern.test(l)).length < count) {
+        await this.#stderrDone;
+        if (this.stderrLines.filter((l) => pattern.test(l)).length >= count) continue;
+        throw new Error(
+          `${this.name} exited before ${count} lines matching ${pattern}\n${this.log()}`,
+        );
+      }
+    }
+  }
+
   /** The address announced in `listening on HOST:PORT`. */
   async address(ms?: number): Promise<string> {
     return (await this.waitForLine(/^listening on (\S+)$/, ms))[1]!;

@@ -1,0 +1,116 @@
+/**
+ * A small TCP proxy for fault tests: it stands in front of a peer's share
+ * port (the peer advertises the proxy's address) and can hold connections
+ * (stall), let them through, or cut them. It forwards bytes blindly, so TLS
+ * and the handshake still run end to end between the real parties.
+ *
+ * @module
+ */
+
+import { deferred } from "../lib/deadline.ts";
+
+/** What the proxy does with a new connection. */
+export type ProxyMode = "pass" | "stall" | "cut-first";
+
+/** A proxy on 127.0.0.1 in front of a target that may be set later. */
+export class TcpProxy {
+  #listener: Deno.Listener;
+  #target = deferred<{ hostname: string; port: number }>();
+  #mode: ProxyMode;
+  #released = deferred<void>();
+  #sockets = new Set<Deno.Conn>();
+  #accepting: Promise<void>;
+  #cut = 0;
+  /** How many connections the proxy has cut. */
+  get cut(): number {
+    return this.#cut;
+  }
+
+  constructor(mode: ProxyMode) {
+    this.#mode = mode;
+    if (mode !== "stall") this.#released.resolve();
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept();
+  }
+
+  /** The proxy's own address, for `--advertise`. */
+  get address(): string {
+    return `127.0.0.1:${(this.#listener.addr as Deno.NetAddr).port}`;
+  }
+
+  /** Sets where connections go (`HOST:PORT`). */
+  setTarget(address: string): void {
+    const [hostname, port] = [
+      address.slice(0, address.lastIndexOf(":")),
+      Number(address.slice(address.lastIndexOf(":") + 1)),
+    ];
+    this.#target.resolve({ hostname, port });
+  }
+
+  /** Lets held and later connections through. */
+  release(): void {
+    this.#released.resolve();
+  }
+
+  async #accept(): Promise<void> {
+    for (;;) {
+      let client: Deno.Conn;
+      try {
+        client = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      this.#sockets.add(client);
+      if (this.#mode === "cut-first" && this.#cut === 0) {
+        this.#cut++;
+        this.#close(client);
+        continue;
+      }
+      this.#forward(client).catch(() => {}).finally(() => this.#close(client));
+    }
+  }
+
+  async #forward(client: Deno.Conn): Promise<void> {
+    await this.#released.promise;
+    const target = await this.#target.promise;
+    const server = await Deno.connect({ hostname: target.hostname, port: target.port });
+    this.#sockets.add(server);
+    try {
+      await Promise.race([pipe(client, server), pipe(server, client)]);
+    } finally {
+      this.#close(server);
+    }
+  }
+
+  #close(conn: Deno.Conn): void {
+    this.#sockets.delete(conn);
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Stops the proxy and closes every connection. */
+  async close(): Promise<void> {
+    this.#released.resolve();
+    this.#target.resolve({ hostname: "127.0.0.1", port: 9 });
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const conn of [...this.#sockets]) this.#close(conn);
+    await this.#accepting;
+  }
+}
+
+async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(16 * 1024);
+  for (;;) {
+    const n = await from.read(buffer);
+    if (n === null) return;
+    let offset = 0;
+    while (offset < n) offset += await to.write(buffer.subarray(offset, n));
+  }
+}
