@@ -8,7 +8,7 @@
 
 import { runDemo } from "./demo.ts";
 import { describeError, isExpectedError, RoundAbortedError, UsageError } from "./errors.ts";
-import { DEFAULT_MAX } from "./field.ts";
+import { parseScaled } from "./decimal.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
 import { formatHostPort } from "./names.ts";
@@ -16,15 +16,28 @@ import {
   addressFlag,
   CREDENTIAL_FLAGS,
   credentialPaths,
-  fieldIntegerFlag,
   integerFlag,
   listFlag,
   nameFlag,
+  type ParsedFlags,
   parseFlags,
+  scaledFlag,
   stringFlag,
   timeoutFlag,
 } from "./options.ts";
+import { readInputFile, rowsFromValue } from "./input.ts";
 import { runPeer } from "./peer.ts";
+import { terminalProgress } from "./progress.ts";
+import {
+  assertBoundsFit,
+  DEFAULT_MAX,
+  DEFAULT_MAX_ROWS,
+  elementBounds,
+  InputError,
+  type InputRow,
+  parseQuery,
+} from "./query.ts";
+import { MAX_SCALE } from "./decimal.ts";
 import {
   createReceipt,
   InvalidReceiptError,
@@ -35,7 +48,6 @@ import { createConsortium, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
 import { assertThresholdConfig } from "./shamir.ts";
-import { assertSumFits } from "./sharing.ts";
 
 /** The program version. */
 export const VERSION = "0.1.0";
@@ -76,7 +88,11 @@ Options:
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
   --name NAME          this party's name, the CN of its certificate (default: hospital)
-  --max R              the largest allowed input (default: 2^40 = ${DEFAULT_MAX}); N·R must be below p
+  --query Q            sum (default), count, mean, variance, histogram:LOW:HIGH:BINS or vector:D
+  --scale S            inputs are decimals with up to S places (fixed-point; default 0)
+  --max R              the largest allowed input value (default: 2^30 = ${DEFAULT_MAX});
+                       every element's N × bound must be below p
+  --max-rows M         the most rows one peer may hold (default: ${DEFAULT_MAX_ROWS})
   --threshold T        Shamir mode: finish with any T live peers (T > N/2); default additive n-of-n
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2)
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
@@ -84,14 +100,19 @@ Options:
   --json               print the result as one JSON object on stdout
   -h, --help           this text`;
 
-const PEER_HELP = `Usage: sumshare peer --name NAME --value V --hospital HOST:PORT [options]
+const PEER_HELP =
+  `Usage: sumshare peer --name NAME (--value V | --input FILE) --hospital HOST:PORT [options]
 
-Joins the hospital's round with a private value. The value never leaves this
+Joins the hospital's round with private data. The data never leave this
 process except as random-looking shares; the peer never learns the sum.
 
 Options:
   --name NAME          this party's name, the CN of its certificate
-  --value V            the private value: a whole number from 0 to the round's R
+  --value V            the private value (or, for vector:D queries, D values separated by commas)
+  --input FILE         the private data: a JSON array, a CSV file (with --column), or one
+                       number per line
+  --column NAME        the CSV column to use
+  --scale S            decimal places the data may have; must be the round's (default 0)
   --hospital HOST:PORT where the hospital listens
   --hospital-name NAME the hospital's certificate name (default: hospital)
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
@@ -211,7 +232,10 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     listen: { type: "string" },
     peers: { type: "string" },
     name: { type: "string" },
+    query: { type: "string" },
+    scale: { type: "string" },
     max: { type: "string" },
+    "max-rows": { type: "string" },
     threshold: { type: "string" },
     "min-contributors": { type: "string" },
     timeout: { type: "string" },
@@ -221,7 +245,19 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   const name = nameFlag(flags, "name", "hospital");
   const listen = addressFlag(flags, "listen", { allowZero: true });
   const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS });
-  const max = fieldIntegerFlag(flags, "max", DEFAULT_MAX);
+  const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
+  const max = scaledFlag(flags, "max", scale, DEFAULT_MAX * 10n ** BigInt(scale));
+  const maxRows = integerFlag(flags, "max-rows", {
+    min: 1,
+    max: 2 ** 31,
+    fallback: DEFAULT_MAX_ROWS,
+  });
+  let query;
+  try {
+    query = parseQuery(stringFlag(flags, "query", "sum"), scale);
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
+  }
   const threshold = flags.values["threshold"] === undefined
     ? undefined
     : integerFlag(flags, "threshold", { min: 1, max: MAX_PARTICIPANTS });
@@ -238,9 +274,9 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
   try {
-    // Refuse a round whose sum could wrap, or that breaks a privacy floor,
-    // before anything is sent.
-    assertSumFits(peers, max);
+    // Refuse a round in which any element could wrap, or that breaks a
+    // privacy floor, before anything is sent.
+    assertBoundsFit(peers, elementBounds(query, max, maxRows));
     if (threshold !== undefined) assertThresholdConfig(peers, threshold, minContributors);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
@@ -250,7 +286,10 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     identity,
     listen,
     peers,
+    query,
+    scale,
     max,
+    maxRows,
     threshold,
     minContributors,
     timeoutMs,
@@ -266,28 +305,77 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   if (flags.values["json"]) {
     io.out(JSON.stringify(report));
   } else {
-    io.out(`sum: ${result.sum}`);
+    for (const [key, value] of Object.entries(result.result)) {
+      io.out(`${key}: ${formatStatistic(value)}`);
+    }
     io.err(`session ${result.session}, contributors: ${result.contributors.join(", ")}`);
   }
   return 0;
 }
 
+/** One statistic for people: arrays shortened when long. */
+function formatStatistic(value: unknown): string {
+  if (Array.isArray(value) && value.length > 20) {
+    return `[${value.slice(0, 10).join(", ")}, … ${value.length - 10} more]`;
+  }
+  return Array.isArray(value) ? `[${value.join(", ")}]` : String(value);
+}
+
 /**
- * The hospital's result as JSON. `sum` is a JSON number when it is a safe
- * integer and a decimal string beyond 2^53, so no JSON reader rounds it.
+ * The hospital's result as JSON: the decoded statistics under `result` (and,
+ * for a `sum` query, `sum` at the top as well), and the round's terms.
  */
 export function resultObject(result: RoundResult): Record<string, unknown> {
-  const exact = (n: bigint) => n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
   return {
-    sum: exact(result.sum),
+    ...(result.query === "sum" ? { sum: result.result["sum"] } : {}),
+    result: result.result,
+    query: result.query,
     session: result.session,
     participants: result.participants.map((p) => p.name),
     contributors: result.contributors,
     mode: result.mode,
     threshold: result.threshold,
+    scale: result.scale,
     p: result.p.toString(),
     max: result.max.toString(),
+    maxRows: result.maxRows,
+    startToResultMs: Math.round(result.startToResultMs * 10) / 10,
+    bytesReceived: result.bytesReceived,
+    bytesSent: result.bytesSent,
   };
+}
+
+/** Reads the peer's data and checks every number parses at the given scale. */
+async function peerRows(flags: ParsedFlags, scale: number): Promise<InputRow[]> {
+  const value = flags.values["value"];
+  const input = flags.values["input"];
+  const column = typeof flags.values["column"] === "string" ? flags.values["column"] : undefined;
+  if ((value === undefined) === (input === undefined)) {
+    throw new UsageError("Give exactly one of --value and --input");
+  }
+  if (column !== undefined && input === undefined) {
+    throw new UsageError("--column goes with --input");
+  }
+  let rows: InputRow[];
+  try {
+    rows = typeof value === "string"
+      ? rowsFromValue(value)
+      : await readInputFile(String(input), { column });
+  } catch (error) {
+    if (error instanceof InputError) throw new UsageError(`Invalid --input: ${error.message}`);
+    throw error;
+  }
+  for (const row of rows) {
+    try {
+      parseScaled(row.text, scale);
+    } catch (cause) {
+      // The row's text is private: say where, never what.
+      const where = row.where.startsWith("--value") ? row.where : `--input ${row.where}`;
+      throw new UsageError(`Invalid ${where}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  if (rows.length === 0) throw new UsageError("Invalid --input: no numbers in the file");
+  return rows;
 }
 
 async function peerCommand(args: string[], io: Console): Promise<number> {
@@ -297,6 +385,9 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     ...CREDENTIAL_FLAGS,
     name: { type: "string" },
     value: { type: "string" },
+    input: { type: "string" },
+    column: { type: "string" },
+    scale: { type: "string" },
     hospital: { type: "string" },
     "hospital-name": { type: "string" },
     listen: { type: "string" },
@@ -305,7 +396,8 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     json: { type: "boolean" },
   });
   const name = nameFlag(flags, "name");
-  const value = fieldIntegerFlag(flags, "value");
+  const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
+  const rows = await peerRows(flags, scale);
   const hospital = addressFlag(flags, "hospital");
   const hospitalName = nameFlag(flags, "hospital-name", "hospital");
   const listen = addressFlag(flags, "listen", { allowZero: true, fallback: "127.0.0.1:0" });
@@ -320,9 +412,11 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   if (name === hospitalName) throw new UsageError("A peer cannot use the hospital's name");
   const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const onProgress = terminalProgress();
   const result = await runPeer({
     identity,
-    value,
+    rows,
+    scale,
     hospital,
     hospitalName,
     listen,
@@ -330,20 +424,34 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     timeoutMs,
     log: io.err,
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
+    ...(onProgress ? { onProgress } : {}),
   });
   if (flags.values["json"]) {
-    io.out(
-      JSON.stringify({
-        status: "done",
-        name,
-        session: result.session,
-        participants: result.participants,
-      }),
-    );
+    io.out(JSON.stringify({
+      status: "done",
+      name,
+      session: result.session,
+      participants: result.participants,
+      contributors: result.contributors,
+      bytesSent: result.bytesSent,
+      bytesReceived: result.bytesReceived,
+      peakRssBytes: peakRss(),
+    }));
   } else {
     io.out(`round ${result.session} done`);
   }
   return 0;
+}
+
+/** This process's peak resident memory (Linux VmHWM), or null where unknown. */
+export function peakRss(): number | null {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+    return kb === undefined ? null : Number(kb) * 1024;
+  } catch {
+    return null;
+  }
 }
 
 async function certsCommand(args: string[], io: Console): Promise<number> {
@@ -403,7 +511,8 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
       verdict.valid
         ? {
           valid: true,
-          sum: verdict.receipt.sum.toString(),
+          result: verdict.receipt.result,
+          query: verdict.receipt.query,
           session: verdict.receipt.session,
           mode: verdict.receipt.mode,
           threshold: verdict.receipt.threshold,
@@ -414,7 +523,7 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
   } else if (verdict.valid) {
     const r = verdict.receipt;
     io.out(
-      `VALID: sum ${r.sum} over ${r.contributors.length} contributors (${
+      `VALID: ${describeResult(r.result)} over ${r.contributors.length} contributors (${
         r.contributors.join(", ")
       }), ` +
         `session ${r.session}, ${
@@ -425,6 +534,10 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
     io.out(`NOT VALID: ${verdict.reason}`);
   }
   return verdict.valid ? 0 : 1;
+}
+
+function describeResult(result: Record<string, unknown>): string {
+  return Object.entries(result).map(([k, v]) => `${k} ${formatStatistic(v)}`).join(", ");
 }
 
 async function runCommand(args: string[], io: Console): Promise<number> {
@@ -441,7 +554,7 @@ async function runCommand(args: string[], io: Console): Promise<number> {
   let values: bigint[] | undefined;
   if (flags.values["values"] !== undefined) {
     values = listFlag(flags, "values").map((text) =>
-      fieldIntegerFlag({ values: { values: text }, positionals: [] }, "values")
+      scaledFlag({ values: { values: text }, positionals: [] }, "values", 0)
     );
     if (values.length < 2 || values.length > MAX_PARTICIPANTS) {
       throw new UsageError(`Invalid --values: give 2 to ${MAX_PARTICIPANTS} values`);

@@ -1,80 +1,132 @@
 /**
- * Arithmetic in the prime field GF(p) with p = 2^61 − 1.
+ * Arithmetic in the prime field GF(p) with p = 2^52 − 47.
  *
- * Why this prime: it is a Mersenne prime, so it is easy to state and check,
- * and it is large enough that n·R < p holds for millions of peers with the
- * default range R = 2^40. Elements are `bigint`s in [0, p); every operation
- * reduces, so a sum can never silently wrap the way the course prototype's
- * did.
+ * Why this prime and this representation: elements are whole numbers stored
+ * in `Float64Array`s (8 bytes each, no BigInt). Because p < 2^52, the sum of
+ * two elements is below 2^53 and therefore exact in a double, so additive
+ * sharing, masking and summing run as plain typed-array loops, and a vector of
+ * a million elements is 8 MiB on the wire and in memory. It is the largest
+ * prime below 2^52 (2^52 − 47), which leaves room for big sums: n·R < p holds
+ * for about a thousand peers with the default R = 2^30 and 4096 rows each.
+ * Multiplication (only Shamir mode needs it) is exact too: by a small
+ * evaluation point through a 26-bit split, or through BigInt.
+ *
+ * Every operation reduces, so a sum can never silently wrap the way the course
+ * prototype's did.
  *
  * @module
  */
 
-/** The field modulus p = 2^61 − 1 (2305843009213693951), a Mersenne prime. */
-export const P: bigint = (1n << 61n) - 1n;
+/** The field modulus p = 2^52 − 47 = 4503599627370449, prime. */
+export const P = 2 ** 52 - 47;
 
-/** The default largest input R: 2^40, so n·R < p for every n below 2^21. */
-export const DEFAULT_MAX: bigint = 1n << 40n;
+/** p as a BigInt, for bound checks and full multiplication. */
+export const P_BIG = BigInt(P);
 
-/** Reduces any integer into [0, p). */
-export function mod(a: bigint): bigint {
-  const r = a % P;
-  return r < 0n ? r + P : r;
+/** 2^52 ≡ 47 (mod p): used to fold the high part of a product. */
+const FOLD = 47;
+const TWO_26 = 2 ** 26;
+const TWO_32 = 2 ** 32;
+
+/** Whether `a` is a canonical field element: a whole number in [0, p). */
+export function isFieldElement(a: number): boolean {
+  return Number.isInteger(a) && a >= 0 && a < P;
 }
 
-/** (a + b) mod p for a, b already in [0, p). */
-export function add(a: bigint, b: bigint): bigint {
+/** (a + b) mod p for a, b in [0, p). Exact: a + b < 2^53. */
+export function add(a: number, b: number): number {
   const s = a + b;
   return s >= P ? s - P : s;
 }
 
-/** (a − b) mod p for a, b already in [0, p). */
-export function sub(a: bigint, b: bigint): bigint {
+/** (a − b) mod p for a, b in [0, p). */
+export function sub(a: number, b: number): number {
   const d = a - b;
-  return d < 0n ? d + P : d;
-}
-
-/** (a · b) mod p for a, b already in [0, p). */
-export function mul(a: bigint, b: bigint): bigint {
-  return (a * b) % P;
-}
-
-/** a^e mod p, by square-and-multiply. */
-export function pow(a: bigint, e: bigint): bigint {
-  let result = 1n;
-  let base = a % P;
-  for (let k = e; k > 0n; k >>= 1n) {
-    if (k & 1n) result = (result * base) % P;
-    base = (base * base) % P;
-  }
-  return result;
-}
-
-/** The multiplicative inverse of a non-zero a (Fermat: a^(p−2)). */
-export function inv(a: bigint): bigint {
-  if (a % P === 0n) throw new RangeError("Cannot invert zero in GF(p)");
-  return pow(a, P - 2n);
-}
-
-/** Whether `a` is a canonical field element: an integer in [0, p). */
-export function isFieldElement(a: bigint): boolean {
-  return a >= 0n && a < P;
+  return d < 0 ? d + P : d;
 }
 
 /**
- * A uniformly random element of GF(p) from Web Crypto.
- *
- * Rejection sampling: draw 61 random bits (an integer in [0, 2^61)) and retry
- * when it equals p. Taking `random mod p` would be biased; here each of the p
- * values has the same chance, and a retry happens with probability 2^-61.
+ * (y · x) mod p for y in [0, p) and a small x in [0, 2^25), exactly in
+ * doubles: y = yh·2^26 + yl, and yh·x·2^26 = q·2^52 + r·2^26 ≡ q·47 + r·2^26.
+ * Every intermediate stays below 2^53.
  */
-export function randomFieldElement(): bigint {
-  const bytes = new Uint8Array(8);
+export function mulSmall(y: number, x: number): number {
+  const yh = Math.floor(y / TWO_26);
+  const yl = y - yh * TWO_26;
+  const u = yh * x;
+  const q = Math.floor(u / TWO_26);
+  const r = u - q * TWO_26;
+  let s = q * FOLD + r * TWO_26 + yl * x;
+  while (s >= P) s -= P;
+  return s;
+}
+
+/** (a · b) mod p for any a, b in [0, p), through BigInt. */
+export function mul(a: number, b: number): number {
+  return Number((BigInt(a) * BigInt(b)) % P_BIG);
+}
+
+/** The multiplicative inverse of a non-zero a (Fermat: a^(p−2)). */
+export function inv(a: number): number {
+  if (a % P === 0) throw new RangeError("Cannot invert zero in GF(p)");
+  let result = 1n;
+  let base = BigInt(a) % P_BIG;
+  for (let e = P_BIG - 2n; e > 0n; e >>= 1n) {
+    if (e & 1n) result = (result * base) % P_BIG;
+    base = (base * base) % P_BIG;
+  }
+  return Number(result);
+}
+
+/** Reduces any integer (a BigInt, possibly negative) into [0, p). */
+export function fromBigInt(a: bigint): number {
+  const r = a % P_BIG;
+  return Number(r < 0n ? r + P_BIG : r);
+}
+
+/**
+ * Turns 8 random bytes (two little-endian 32-bit words) into a candidate
+ * element: their low 52 bits. Callers reject candidates ≥ p.
+ */
+export function candidate(low: number, high: number): number {
+  return (high & 0xfffff) * TWO_32 + low;
+}
+
+/**
+ * A uniformly random element of GF(p) from Web Crypto, by rejection sampling:
+ * draw 52 random bits and retry when the value is ≥ p (probability 47/2^52).
+ * Never `random mod p`, which would be biased.
+ */
+export function randomFieldElement(): number {
+  const words = new Uint32Array(2);
   for (;;) {
-    crypto.getRandomValues(bytes);
-    let x = 0n;
-    for (const b of bytes) x = (x << 8n) | BigInt(b);
-    x &= P; // keep the low 61 bits: P is 2^61 − 1, an all-ones mask
+    crypto.getRandomValues(words);
+    const x = candidate(words[0]!, words[1]!);
     if (x < P) return x;
   }
+}
+
+/** acc[i] = (acc[i] + v[i]) mod p, in place. */
+export function addInto(acc: Float64Array, v: Float64Array): void {
+  for (let i = 0; i < acc.length; i++) {
+    const s = acc[i]! + v[i]!;
+    acc[i] = s >= P ? s - P : s;
+  }
+}
+
+/** acc[i] = (acc[i] − v[i]) mod p, in place. */
+export function subInto(acc: Float64Array, v: Float64Array): void {
+  for (let i = 0; i < acc.length; i++) {
+    const d = acc[i]! - v[i]!;
+    acc[i] = d < 0 ? d + P : d;
+  }
+}
+
+/** Whether every entry of `v` is a canonical field element. */
+export function isFieldVector(v: Float64Array): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    if (!(x >= 0 && x < P && Math.floor(x) === x)) return false;
+  }
+  return true;
 }

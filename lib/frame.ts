@@ -12,11 +12,12 @@ import { ProtocolError } from "./errors.ts";
 export const FRAME_HEADER_BYTES = 4;
 
 /**
- * The largest payload accepted. START, the biggest message, carries one
- * certificate (about 700 bytes) per participant, so 256 KiB leaves room for
- * hundreds of peers while bounding what a stranger can make us buffer.
+ * The largest payload accepted: one vector chunk (8 header bytes and 64 Ki
+ * elements of 8 bytes), sealed (16 more), with room to spare. START, the
+ * biggest JSON message, carries about 700 bytes per participant. The limit
+ * bounds what a stranger can make a party buffer for one frame.
  */
-export const MAX_FRAME_BYTES = 256 * 1024;
+export const MAX_FRAME_BYTES = 512 * 1024 + 1024;
 
 /** Prefixes `payload` with its length. */
 export function encodeFrame(payload: Uint8Array): Uint8Array {

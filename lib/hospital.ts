@@ -9,7 +9,7 @@
 
 import { abortable, deadlineSignal, type Deferred, deferred, formatSeconds } from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
-import { P } from "./field.ts";
+import { addInto, P_BIG } from "./field.ts";
 import { expectMessage, refuse, serverHandshake } from "./handshake.ts";
 import { type Identity, signTranscript, type VerifiedParty, verifyTranscript } from "./identity.ts";
 import type { Message, Participant } from "./messages.ts";
@@ -24,9 +24,17 @@ import {
   NOTICE_TIMEOUT_MS,
   type RoundTerms,
   shortSession,
+  vectorDigest,
 } from "./round.ts";
-import { assertThresholdConfig, evaluationPoint, reconstructShamir } from "./shamir.ts";
-import { addShares, assertSumFits } from "./sharing.ts";
+import {
+  assertBoundsFit,
+  decodeResult,
+  dimension,
+  elementBounds,
+  formatQuery,
+  type Query,
+} from "./query.ts";
+import { assertThresholdConfig, evaluationPoint, reconstructShamirVector } from "./shamir.ts";
 import { listenTls, type MessageConnection, type MessageListener } from "./transport.ts";
 
 /** Options for {@linkcode runHospital}. */
@@ -35,8 +43,14 @@ export interface HospitalOptions {
   listen: HostPort;
   /** How many peers the round needs. */
   peers: number;
-  /** The largest input R. */
+  /** What to compute. */
+  query: Query;
+  /** Decimal places of fixed-point inputs. */
+  scale: number;
+  /** The largest input R, scaled (R·10^scale). */
   max: bigint;
+  /** The most rows one peer may hold (table queries). */
+  maxRows: number;
   /** Shamir sharing with this threshold T; additive n-of-n when absent. */
   threshold?: number | undefined;
   /** Threshold mode: the fewest inputs a sum may cover (default 2). */
@@ -54,13 +68,19 @@ export interface HospitalOptions {
 /** One peer's signed partial sum, kept as evidence. */
 export interface SignedPartial {
   name: string;
-  partial: bigint;
+  partial: Float64Array;
   signature: Uint8Array;
 }
 
 /** The outcome of a successful round. */
 export interface RoundResult {
-  sum: bigint;
+  /** The summed vector, exactly. */
+  sum: Float64Array;
+  /** The query's statistics decoded from it. */
+  result: Record<string, unknown>;
+  query: string;
+  scale: number;
+  maxRows: number;
   session: string;
   p: bigint;
   max: bigint;
@@ -70,6 +90,11 @@ export interface RoundResult {
   contributors: string[];
   partials: SignedPartial[];
   hospital: { name: string; cert: string };
+  /** Milliseconds from sending START to having the result. */
+  startToResultMs: number;
+  /** Frame bytes the hospital received and sent. */
+  bytesReceived: number;
+  bytesSent: number;
 }
 
 interface PeerSlot {
@@ -83,7 +108,7 @@ interface PeerSlot {
 
 /** Runs one round as the hospital and returns its result, or throws {@linkcode RoundAbortedError}. */
 export async function runHospital(options: HospitalOptions): Promise<RoundResult> {
-  assertSumFits(options.peers, options.max);
+  assertBoundsFit(options.peers, elementBounds(options.query, options.max, options.maxRows));
   if (options.threshold !== undefined) {
     assertThresholdConfig(options.peers, options.threshold, options.minContributors ?? 2);
   }
@@ -108,6 +133,8 @@ class HospitalRound {
   #contributors: string[] = [];
   #asked = new Set<string>();
   #partials = new Map<string, SignedPartial>();
+  #bytes = { sent: 0, received: 0 };
+  #dimension = 0;
 
   constructor(options: HospitalOptions) {
     this.#options = options;
@@ -119,6 +146,8 @@ class HospitalRound {
       session: this.#session,
       mode: this.#mode,
       threshold: this.#options.threshold ?? this.#names.length,
+      query: formatQuery(this.#options.query, this.#options.scale),
+      scale: this.#options.scale,
       participants: this.#names,
       contributors: this.#contributors,
     };
@@ -142,6 +171,7 @@ class HospitalRound {
       await this.#start();
       if (this.#mode === "threshold") await this.#agreeContributors(started);
       const sum = await this.#aggregatePhase(started);
+      const startToResultMs = performance.now() - started;
       this.#phase = "finished";
       await this.#broadcast(this.#names, (name) => ({
         type: "done",
@@ -149,10 +179,18 @@ class HospitalRound {
         from: identity.name,
         to: name,
       }));
+      for (const slot of this.#slots.values()) {
+        this.#bytes.sent += slot.conn.bytesSent;
+        this.#bytes.received += slot.conn.bytesReceived;
+      }
       return {
         sum,
+        result: decodeResult(this.#options.query, sum, this.#options.scale),
+        query: this.#terms.query,
+        scale: this.#options.scale,
+        maxRows: this.#options.maxRows,
         session: this.#session,
-        p: P,
+        p: P_BIG,
         max: this.#options.max,
         mode: this.#mode,
         threshold: this.#terms.threshold,
@@ -163,6 +201,9 @@ class HospitalRound {
         contributors: [...this.#contributors],
         partials: [...this.#partials.values()].sort((a, b) => a.name < b.name ? -1 : 1),
         hospital: { name: identity.name, cert: identity.certPem },
+        startToResultMs,
+        bytesReceived: this.#bytes.received,
+        bytesSent: this.#bytes.sent,
       };
     } catch (error) {
       const reason = describeError(error);
@@ -240,6 +281,7 @@ class HospitalRound {
 
   async #start(): Promise<void> {
     const { identity, log, max, timeoutMs } = this.#options;
+    this.#dimension = dimension(this.#options.query);
     this.#session = newSessionId();
     this.#names = [...this.#slots.keys()].sort();
     if (this.#mode === "additive") this.#contributors = [...this.#names];
@@ -254,8 +296,11 @@ class HospitalRound {
         session: this.#session,
         from: identity.name,
         to: name,
-        p: P,
+        p: P_BIG,
+        query: this.#terms.query,
+        scale: this.#options.scale,
         max,
+        maxRows: this.#options.maxRows,
         mode: this.#mode,
         threshold: this.#terms.threshold,
         deadlineMs: timeoutMs,
@@ -319,7 +364,7 @@ class HospitalRound {
   }
 
   /** Collects partial sums and reconstructs the sum over the contributors. */
-  async #aggregatePhase(started: number): Promise<bigint> {
+  async #aggregatePhase(started: number): Promise<Float64Array> {
     const { log, timeoutMs, threshold } = this.#options;
     if (this.#mode === "additive") {
       const complete = await this.#waitFor(
@@ -335,7 +380,9 @@ class HospitalRound {
         );
       }
       log(`all ${this.#names.length} partial sums verified; sum reconstructed`);
-      return addShares([...this.#partials.values()].map((p) => p.partial));
+      const sum = new Float64Array(this.#dimension);
+      for (const p of this.#partials.values()) addInto(sum, p.partial);
+      return sum;
     }
     const t = threshold!;
     await this.#waitFor(
@@ -351,7 +398,7 @@ class HospitalRound {
       x: evaluationPoint(this.#names.indexOf(p.name)),
       y: p.partial,
     }));
-    const sum = reconstructShamir(points, t);
+    const sum = reconstructShamirVector(points, t);
     log(`${this.#partials.size} partial sums verified and consistent; sum reconstructed`);
     return sum;
   }
@@ -499,11 +546,24 @@ class HospitalRound {
         if (message.contributors.join(",") !== this.#contributors.join(",")) {
           throw new ProtocolError("Partial sum is over another contributor set");
         }
-        const fields = aggregateFields(this.#terms, name, identity.name, message.partial);
+        if (message.length !== this.#dimension) {
+          throw new ProtocolError(
+            `Partial sum of ${message.length} elements; the query has ${this.#dimension}`,
+          );
+        }
+        // The vector follows in chunks; the round's deadline bounds the wait.
+        const partial = await conn.receiveVector(message.length, this.#stop.signal);
+        const fields = aggregateFields(
+          this.#terms,
+          name,
+          identity.name,
+          partial.length,
+          await vectorDigest(partial),
+        );
         if (!(await verifyTranscript(slot.party.publicKey, message.sig, "aggregate", fields))) {
           throw new AuthError("Invalid signature on partial sum");
         }
-        this.#partials.set(name, { name, partial: message.partial, signature: message.sig });
+        this.#partials.set(name, { name, partial, signature: message.sig });
         this.#options.log(`partial sum from ${name} verified (${this.#partials.size})`);
       }
       this.#progress();

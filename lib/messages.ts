@@ -12,7 +12,8 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { P } from "./field.ts";
+import { isFieldVector, P_BIG } from "./field.ts";
+import { MAX_SCALE } from "./decimal.ts";
 import { isPartyName, parseHostPort } from "./names.ts";
 
 /** The protocol version this build speaks. */
@@ -81,8 +82,33 @@ function decimal(limit: bigint, what: string): Field<bigint> {
   };
 }
 
-const fieldElement = decimal(P, "a field element below p");
+const scaledMax = decimal(P_BIG, "an integer below p");
 const modulus = decimal(1n << 128n, "an integer below 2^128");
+
+function boundedInteger(min: number, max: number): Field<number> {
+  return {
+    decode(value, path) {
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+        fail(path, `must be a whole number from ${min} to ${max}`);
+      }
+      return value;
+    },
+    encode: (value) => value,
+  };
+}
+
+/** Elements in one vector chunk: 64 Ki (512 KiB). */
+export const CHUNK_ELEMENTS = 64 * 1024;
+/** The longest vector a message may announce. */
+export const MAX_VECTOR_LENGTH = 1 << 24;
+
+const vectorLength = boundedInteger(1, MAX_VECTOR_LENGTH);
+const scale = boundedInteger(0, MAX_SCALE);
+const maxRows = boundedInteger(1, 2 ** 31);
+const query = stringField(
+  (s) => s.length <= 200 && /^[a-z]+(:[0-9.+-]+)*$/.test(s),
+  "a query spec",
+);
 
 /** Exactly `length` bytes as canonical padded base64. */
 function bytesField(length: number, what: string): Field<Uint8Array> {
@@ -117,6 +143,9 @@ function toBase64(bytes: Uint8Array): string {
 
 /** 64 bytes: an ECDSA P-256 signature in IEEE P1363 form (r ‖ s). */
 const signature = bytesField(64, "a 64-byte ECDSA signature");
+
+/** 32 bytes: a seed that expands to one share. */
+const seed = bytesField(32, "a 32-byte seed");
 
 /** 65 bytes: an uncompressed ephemeral ECDH P-256 public key. */
 const ephemeralKey = bytesField(65, "a 65-byte P-256 public key");
@@ -251,14 +280,19 @@ const SCHEMAS = {
     from: partyName,
     to: partyName,
     p: modulus,
-    max: fieldElement,
+    query,
+    scale,
+    max: scaledMax,
+    maxRows,
     mode,
     threshold,
     deadlineMs,
     participants,
   },
-  /** Peer → peer: one share of the sender's value. */
-  share: { session: sessionId, from: partyName, to: partyName, share: fieldElement },
+  /** Peer → peer (additive mode): the seed of the pairwise mask between sender and recipient. */
+  seed: { session: sessionId, from: partyName, to: partyName, seed },
+  /** Peer → peer (threshold mode): a share vector of `length` elements follows in chunks. */
+  share: { session: sessionId, from: partyName, to: partyName, length: vectorLength },
   /** Peer → peer: the share arrived and was accepted. */
   ack: { session: sessionId, from: partyName, to: partyName },
   /** Peer → hospital (threshold mode): whose shares I hold, my own included. */
@@ -277,7 +311,7 @@ const SCHEMAS = {
     from: partyName,
     to: partyName,
     contributors: nameList,
-    partial: fieldElement,
+    length: vectorLength,
     sig: signature,
   },
   /** Hospital → peer: the round finished with a result. */
@@ -289,31 +323,70 @@ const SCHEMAS = {
 type Schemas = typeof SCHEMAS;
 
 /** A message type name. */
-export type MessageType = keyof Schemas;
+export type MessageType = keyof Schemas | "chunk";
 
 /** A decoded message of one type. */
-export type MessageOf<T extends MessageType> = { type: T } & Decoded<Schemas[T]>;
+export type MessageOf<T extends MessageType> = T extends keyof Schemas
+  ? { type: T } & Decoded<Schemas[T]>
+  : { type: "chunk"; data: Float64Array };
 
 /** Any decoded message. */
 export type Message = { [T in MessageType]: MessageOf<T> }[MessageType];
 
+/**
+ * The first byte of a binary chunk payload. JSON payloads start with "{", so
+ * the two cannot be confused. A chunk is this byte, 7 zero bytes (keeping the
+ * data 8-byte aligned), then little-endian float64 field elements.
+ */
+const CHUNK_TAG = 0x01;
+const CHUNK_HEADER_BYTES = 8;
+
+function encodeChunk(data: Float64Array): Uint8Array {
+  if (data.length === 0 || data.length > CHUNK_ELEMENTS) {
+    throw new ProtocolError(`Cannot send chunk of ${data.length} elements`);
+  }
+  const payload = new Uint8Array(CHUNK_HEADER_BYTES + data.byteLength);
+  payload[0] = CHUNK_TAG;
+  payload.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), CHUNK_HEADER_BYTES);
+  return payload;
+}
+
+function decodeChunk(payload: Uint8Array): Message {
+  const bytes = payload.length - CHUNK_HEADER_BYTES;
+  if (bytes <= 0 || bytes % 8 !== 0 || bytes / 8 > CHUNK_ELEMENTS) {
+    throw new ProtocolError("Invalid chunk: length is not a whole number of elements");
+  }
+  for (let i = 1; i < CHUNK_HEADER_BYTES; i++) {
+    if (payload[i] !== 0) throw new ProtocolError("Invalid chunk: non-zero padding");
+  }
+  // Copy: the receive buffer's offset need not be 8-byte aligned.
+  const data = new Float64Array(bytes / 8);
+  new Uint8Array(data.buffer).set(payload.subarray(CHUNK_HEADER_BYTES));
+  if (!isFieldVector(data)) {
+    throw new ProtocolError("Invalid chunk: an element is not a field element");
+  }
+  return { type: "chunk", data };
+}
+
 const codecs = Object.fromEntries(
   Object.entries(SCHEMAS).map(([type, schema]) => [type, object(schema)]),
-) as unknown as { [T in MessageType]: Field<Decoded<Schemas[T]>> };
+) as unknown as { [T in keyof Schemas]: Field<Decoded<Schemas[T]>> };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Encodes a message as the UTF-8 JSON payload of one frame. */
 export function encodeMessage(message: Message): Uint8Array {
+  if (message.type === "chunk") return encodeChunk(message.data);
   const { type, ...body } = message;
-  const codec = codecs[type] as Field<unknown>;
+  const codec = codecs[type as keyof Schemas] as Field<unknown>;
   const encoded = codec.encode(body) as Record<string, unknown>;
   return encoder.encode(JSON.stringify({ v: PROTOCOL_VERSION, type, ...encoded }));
 }
 
 /** Decodes and strictly validates one frame payload. */
 export function decodeMessage(payload: Uint8Array): Message {
+  if (payload[0] === CHUNK_TAG) return decodeChunk(payload);
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(payload));
@@ -334,6 +407,6 @@ export function decodeMessage(payload: Uint8Array): Message {
   if (typeof type !== "string" || !Object.hasOwn(SCHEMAS, type)) {
     throw new ProtocolError(`Invalid message: unknown type ${JSON.stringify(type)}`);
   }
-  const codec = codecs[type as MessageType] as Field<Record<string, unknown>>;
+  const codec = codecs[type as keyof Schemas] as Field<Record<string, unknown>>;
   return { type, ...codec.decode(body, type) } as Message;
 }

@@ -9,7 +9,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { join } from "node:path";
 import { UsageError } from "./errors.ts";
-import { P } from "./field.ts";
+import { parseScaled } from "./decimal.ts";
+import { P_BIG } from "./field.ts";
 import type { CredentialPaths } from "./identity.ts";
 import { checkPartyName, type HostPort, parseHostPort } from "./names.ts";
 
@@ -111,20 +112,29 @@ export function timeoutFlag(flags: ParsedFlags, fallbackSeconds: number): number
 }
 
 /**
- * A non-negative whole number below p, for `--value` and `--max`. The text is
- * not repeated in the error: for `--value` it is the secret.
+ * A non-negative decimal with at most `scale` decimal places, returned
+ * scaled (× 10^scale) and below p. Used for `--max`; the text is not repeated
+ * in errors.
  */
-export function fieldIntegerFlag(flags: ParsedFlags, name: string, fallback?: bigint): bigint {
+export function scaledFlag(
+  flags: ParsedFlags,
+  name: string,
+  scale: number,
+  fallback?: bigint,
+): bigint {
   const text = flags.values[name];
   if (text === undefined && fallback !== undefined) return fallback;
   if (typeof text !== "string") throw new UsageError(`Missing required option --${name}`);
-  if (!/^[0-9]+$/.test(text)) {
-    throw new UsageError(
-      `Invalid --${name}: expected a whole number of 0 or more (negative numbers and decimals are refused)`,
-    );
+  let value: bigint;
+  try {
+    value = parseScaled(text, scale);
+  } catch (cause) {
+    throw new UsageError(`Invalid --${name}: ${(cause as Error).message}`, { cause });
   }
-  const value = BigInt(text);
-  if (value >= P) throw new UsageError(`Invalid --${name}: must be below p = ${P}`);
+  if (value < 0n) throw new UsageError(`Invalid --${name}: must not be negative`);
+  if (value >= P_BIG) {
+    throw new UsageError(`Invalid --${name}: scaled, it must be below p = ${P_BIG}`);
+  }
   return value;
 }
 

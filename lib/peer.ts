@@ -1,19 +1,19 @@
 /**
- * A peer: joins the hospital's round, splits its value into shares (additive
- * n-of-n, or Shamir with threshold T), sends one share to each other
- * participant, and sends the hospital only a signed partial sum: the sum of
- * the shares it holds from exactly the agreed contributors.
+ * A peer: joins the hospital's round, encodes its rows as the round's query
+ * asks, shares the resulting vector (pairwise seeded masks in additive mode,
+ * Shamir share vectors in threshold mode), and sends the hospital only a
+ * signed partial sum over exactly the agreed contributors.
  *
- * A peer never prints or sends its value, a share it holds for itself, or the
- * sum; the hospital alone learns the sum.
+ * A peer never prints or sends its input, a share it keeps, or the sum; the
+ * hospital alone learns the sum.
  *
  * @module
  */
 
 import { abortable, deadlineSignal, deferred, formatSeconds } from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
-import { P } from "./field.ts";
-import { clientHandshake, expectMessage, refuse, serverHandshake } from "./handshake.ts";
+import { addInto, P_BIG } from "./field.ts";
+import { clientHandshake, refuse, serverHandshake } from "./handshake.ts";
 import {
   type Identity,
   signTranscript,
@@ -23,16 +23,29 @@ import {
 } from "./identity.ts";
 import type { MessageOf, Participant } from "./messages.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "./names.ts";
+import { randomSeed } from "./prg.ts";
+import {
+  assertBoundsFit,
+  dimension,
+  elementBounds,
+  encodeInput,
+  InputError,
+  type InputRow,
+  parseQuery,
+  type Query,
+} from "./query.ts";
 import {
   aggregateFields,
   finalizeFields,
   HANDSHAKE_TIMEOUT_MS,
   NOTICE_TIMEOUT_MS,
+  type RoundTerms,
   SHARING_FRACTION,
   shortSession,
+  vectorDigest,
 } from "./round.ts";
-import { splitShamir } from "./shamir.ts";
-import { addShares, assertSumFits, splitIntoShares } from "./sharing.ts";
+import { splitShamirVector } from "./shamir.ts";
+import { applyMasks, type PairMask } from "./sharing.ts";
 import {
   connectTls,
   listenTls,
@@ -43,8 +56,10 @@ import {
 /** Options for {@linkcode runPeer}. */
 export interface PeerOptions {
   identity: Identity;
-  /** This peer's private input; checked against the round's range before anything is sent. */
-  value: bigint;
+  /** This peer's private input rows; checked against the round's query before anything is sent. */
+  rows: InputRow[];
+  /** The decimal places the rows were checked against; must be the round's. */
+  scale: number;
   hospital: HostPort;
   /** The name on the hospital's certificate. */
   hospitalName: string;
@@ -55,6 +70,8 @@ export interface PeerOptions {
   timeoutMs: number;
   log: (line: string) => void;
   onListening?: (address: HostPort) => void;
+  /** Progress of long transfers: what, elements done, elements in all. */
+  onProgress?: (label: string, done: number, total: number) => void;
   signal?: AbortSignal;
 }
 
@@ -63,6 +80,9 @@ export interface PeerResult {
   session: string;
   participants: string[];
   contributors: string[];
+  /** Frame bytes this peer sent and received over all its connections. */
+  bytesSent: number;
+  bytesReceived: number;
 }
 
 type Start = MessageOf<"start">;
@@ -86,12 +106,17 @@ class PeerRound {
   #checkedStart = deferred<Start>();
   #finalize = deferred<MessageOf<"finalize">>();
   #done = deferred<void>();
-  #received = new Map<string, bigint>();
+  /** Additive mode: the seeds lower-named peers sent us. */
+  #seeds = new Map<string, Uint8Array>();
+  /** Threshold mode: each sender's share vector, this peer's own included. */
+  #shares = new Map<string, Float64Array>();
   #allReceived = deferred<void>();
   #connections = new Set<MessageConnection>();
   #abortedByHospital = false;
-  /** The hospital's connection and verified identity, once authenticated. */
   #hospital: { conn: MessageConnection; party: VerifiedParty } | undefined;
+  #query: Query | undefined;
+  #dimension = 0;
+  #bytes = { sent: 0, received: 0 };
 
   constructor(options: PeerOptions) {
     this.#options = options;
@@ -138,23 +163,34 @@ class PeerRound {
           shortSession(start.session)
         } started with ${start.participants.length} participants (${
           start.mode === "additive" ? "additive" : `threshold ${start.threshold}`
-        })`,
+        }, ${start.query})`,
       );
 
-      const contributors = await this.#exchangeShares(start, began);
+      const vector = this.#encode(start);
+      const { contributors, partial } = await this.#exchange(start, vector, began);
       const names = start.participants.map((p) => p.name);
-      const terms = { ...start, participants: names, contributors };
-      const partial = addShares(contributors.map((name) => this.#received.get(name)!));
-      const fields = aggregateFields(terms, identity.name, hospitalName, partial);
+      const terms: RoundTerms = { ...start, participants: names, contributors };
+      const digest = await vectorDigest(partial);
+      const fields = aggregateFields(terms, identity.name, hospitalName, partial.length, digest);
+      const sending = deadlineSignal(
+        start.deadlineMs,
+        "sending the partial sum",
+        this.#stop.signal,
+      );
       await hospitalConn.send({
         type: "agg",
         session: start.session,
         from: identity.name,
         to: hospitalName,
         contributors,
-        partial,
+        length: partial.length,
         sig: await signTranscript(identity.privateKey, "aggregate", fields),
-      }, deadlineSignal(start.deadlineMs, "sending the partial sum", this.#stop.signal));
+      }, sending);
+      await hospitalConn.sendVector(
+        partial,
+        sending,
+        this.#progress("sending partial sum", partial.length),
+      );
       log(
         `sent signed partial sum over ${contributors.length} contributors; waiting for the result`,
       );
@@ -166,12 +202,19 @@ class PeerRound {
       log(`round ${shortSession(start.session)} done`);
       this.#stop.abort();
       await reading;
-      return { session: start.session, participants: names, contributors };
+      this.#count(hospitalConn);
+      return {
+        session: start.session,
+        participants: names,
+        contributors,
+        bytesSent: this.#bytes.sent,
+        bytesReceived: this.#bytes.received,
+      };
     } catch (error) {
       const reason = describeError(error);
       if (hospitalConn && !this.#abortedByHospital && !hospitalConn.closed) {
         // An input problem is reported without detail: the reason reaches the
-        // hospital and the other peers, and must say nothing about the value.
+        // hospital and the other peers, and must say nothing about the input.
         const told = error instanceof InputRejectedError ? "withdrew from the round" : reason;
         await hospitalConn.send({
           type: "abort",
@@ -191,29 +234,77 @@ class PeerRound {
     }
   }
 
+  /** Encodes this peer's rows as the round's query asks, refusing what does not fit. */
+  #encode(start: Start): Float64Array {
+    if (start.scale !== this.#options.scale) {
+      throw new InputRejectedError(
+        `The round uses --scale ${start.scale}; start this peer with --scale ${start.scale}`,
+      );
+    }
+    try {
+      return encodeInput(this.#query!, this.#options.rows, {
+        scale: start.scale,
+        max: start.max,
+        maxRows: start.maxRows,
+      });
+    } catch (error) {
+      if (error instanceof InputError) {
+        throw new InputRejectedError(`Cannot use the input: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  /** A progress callback for a transfer of `total` elements; none for short ones. */
+  #progress(label: string, total: number): ((done: number) => void) | undefined {
+    const report = this.#options.onProgress;
+    return report && total >= 1 << 16 ? (done) => report(label, done, total) : undefined;
+  }
+
+  #count(conn: MessageConnection): void {
+    this.#bytes.sent += conn.bytesSent;
+    this.#bytes.received += conn.bytesReceived;
+  }
+
   /**
-   * Splits the value, sends the shares and collects the others'. Returns the
-   * contributor set the partial sum must cover: everyone (additive), or the
-   * set the hospital fixes after hearing whose shares each peer holds
-   * (threshold).
+   * Runs the sharing phase; returns the contributor set and this peer's
+   * partial sum over it.
+   *
+   * Additive: for each pair of participants the lower-named one draws a seed
+   * and sends it to the other; each peer adds the masks of the seeds it sent
+   * and subtracts those it received. That masked vector is its partial sum,
+   * and everyone contributes.
+   *
+   * Threshold: Shamir share vectors go to every other peer; after the sharing
+   * deadline the peer reports whose shares it holds and sums exactly the
+   * contributors the hospital fixes.
    */
-  async #exchangeShares(start: Start, began: number): Promise<string[]> {
+  async #exchange(
+    start: Start,
+    vector: Float64Array,
+    began: number,
+  ): Promise<{ contributors: string[]; partial: Float64Array }> {
     const { identity, log, hospitalName } = this.#options;
     const n = start.participants.length;
     const additive = start.mode === "additive";
-    const shares = additive
-      ? splitIntoShares(this.#options.value, n)
-      : splitShamir(this.#options.value, n, start.threshold);
     const me = start.participants.findIndex((p) => p.name === identity.name);
-    this.#received.set(identity.name, shares[me]!);
-    this.#progressReceiving(start);
-
     const sharingMs = additive ? start.deadlineMs : start.deadlineMs * SHARING_FRACTION;
     const sharing = deadlineSignal(sharingMs, "exchanging shares", this.#stop.signal);
-    const others = start.participants.map((p, i) => ({ p, share: shares[i]! }))
-      .filter(({ p }) => p.name !== identity.name);
+
+    let sends: { to: Participant; payload: Uint8Array | Float64Array }[];
+    if (additive) {
+      sends = start.participants.slice(me + 1).map((to) => ({ to, payload: randomSeed() }));
+    } else {
+      const shares = await splitShamirVector(vector, n, start.threshold);
+      this.#shares.set(identity.name, shares[me]!);
+      sends = start.participants.map((to, i) => ({ to, payload: shares[i]! }))
+        .filter(({ to }) => to.name !== identity.name);
+    }
+    this.#checkReceived(start);
     const sent = await this.#until(
-      Promise.allSettled(others.map(({ p, share }) => this.#sendShare(start, p, share, sharing))),
+      Promise.allSettled(
+        sends.map(({ to, payload }) => this.#sendShare(start, to, payload, sharing)),
+      ),
       sharingMs + NOTICE_TIMEOUT_MS,
       "sending shares",
     );
@@ -224,17 +315,25 @@ class PeerRound {
       "exchanging shares",
       additive ? undefined : false,
     );
+    const [got, expected] = additive ? [this.#seeds.size, me] : [this.#shares.size - 1, n - 1];
     log(
       `sent ${
-        others.length - failedSends
-      } of ${others.length} shares; holding ${this.#received.size} of ${n}`,
+        sends.length - failedSends
+      } of ${sends.length} shares; received ${got} of ${expected}`,
     );
+
     if (additive) {
       if (!allArrived) throw new RoundAbortedError("Timed out exchanging shares");
-      return start.participants.map((p) => p.name);
+      const masks: PairMask[] = sends.map(({ payload }) => ({
+        seed: payload as Uint8Array,
+        sign: 1,
+      }));
+      for (const seed of this.#seeds.values()) masks.push({ seed, sign: -1 });
+      await applyMasks(vector, masks);
+      return { contributors: start.participants.map((p) => p.name), partial: vector };
     }
 
-    const held = [...this.#received.keys()].sort();
+    const held = [...this.#shares.keys()].sort();
     await this.#hospital!.conn.send({
       type: "holding",
       session: start.session,
@@ -249,7 +348,9 @@ class PeerRound {
     );
     await this.#checkFinalize(start, finalize, held);
     log(`contributors: ${finalize.contributors.join(", ")}`);
-    return finalize.contributors;
+    const partial = new Float64Array(this.#dimension);
+    for (const name of finalize.contributors) addInto(partial, this.#shares.get(name)!);
+    return { contributors: finalize.contributors, partial };
   }
 
   /** Checks FINALIZE: the hospital's signature, and a set this peer may answer for. */
@@ -272,7 +373,7 @@ class PeerRound {
       throw new AuthError("Invalid signature on FINALIZE");
     }
     // The floor holds here too: answering for one contributor would hand the
-    // hospital that contributor's value.
+    // hospital that contributor's input.
     if (finalize.contributors.length < 2) {
       throw new ProtocolError("FINALIZE names fewer than 2 contributors");
     }
@@ -303,15 +404,18 @@ class PeerRound {
 
   /** Checks START before acting on it: a hospital's mistake must not leak or wrap. */
   async #checkStart(start: Start, advertise: string): Promise<void> {
-    const { identity, hospitalName, value } = this.#options;
+    const { identity, hospitalName } = this.#options;
     if (start.from !== hospitalName || start.to !== identity.name) {
       throw new ProtocolError("START names the wrong sender or recipient");
     }
-    if (start.p !== P) {
-      throw new ProtocolError(`START uses p = ${start.p}, but this build uses p = ${P}`);
+    if (start.p !== P_BIG) {
+      throw new ProtocolError(`START uses p = ${start.p}, but this build uses p = ${P_BIG}`);
     }
     const n = start.participants.length;
-    assertSumFits(n, start.max);
+    // Check independently of the hospital that no element can wrap.
+    this.#query = parseQuery(start.query, start.scale);
+    this.#dimension = dimension(this.#query);
+    assertBoundsFit(n, elementBounds(this.#query, start.max, start.maxRows));
     if (
       start.mode === "additive"
         ? start.threshold !== n
@@ -333,11 +437,6 @@ class PeerRound {
       throw new ProtocolError("START lists the hospital as a participant");
     }
     for (const p of start.participants) await verifyPartyCertificate(p.cert, identity.ca, p.name);
-    if (value > start.max) {
-      throw new InputRejectedError(
-        `Cannot share: the value is above the round's maximum R = ${start.max}`,
-      );
-    }
   }
 
   /** Reads the hospital's messages: START, FINALIZE (threshold), then DONE or ABORT. */
@@ -378,14 +477,15 @@ class PeerRound {
   }
 
   /**
-   * Sends one share. In additive mode a failure aborts the round; in
-   * threshold mode the share just does not arrive, and the hospital leaves
-   * this peer out of the contributors if a live peer lacks it.
+   * Sends one share: a seed (additive) or a share vector (threshold). In
+   * additive mode a failure aborts the round; in threshold mode the share
+   * just does not arrive, and the hospital leaves this peer out of the
+   * contributors if a live peer lacks it.
    */
   async #sendShare(
     start: Start,
     to: Participant,
-    share: bigint,
+    payload: Uint8Array | Float64Array,
     signal: AbortSignal,
   ): Promise<void> {
     const { identity, log } = this.#options;
@@ -397,21 +497,29 @@ class PeerRound {
         if (server.certPem !== to.cert) {
           throw new AuthError(`${to.name} presented a certificate other than the one in START`);
         }
-        await conn.send({
-          type: "share",
-          session: start.session,
-          from: identity.name,
-          to: to.name,
-          share,
-        }, signal);
-        const ack = await expectMessage(conn, "ack", signal);
-        if (ack.session !== start.session || ack.from !== to.name || ack.to !== identity.name) {
-          throw new ProtocolError("ACK is for another session or party");
+        const header = { session: start.session, from: identity.name, to: to.name };
+        if (payload instanceof Float64Array) {
+          await conn.send({ type: "share", ...header, length: payload.length }, signal);
+          await conn.sendVector(
+            payload,
+            signal,
+            this.#progress(`sending share to ${to.name}`, payload.length),
+          );
+        } else {
+          await conn.send({ type: "seed", ...header, seed: payload }, signal);
+        }
+        const ack = await conn.receive(signal);
+        if (
+          ack.type !== "ack" || ack.session !== start.session || ack.from !== to.name ||
+          ack.to !== identity.name
+        ) {
+          throw new ProtocolError(`${to.name} did not acknowledge the share`);
         }
         log(`sent share to ${to.name}`);
       } finally {
         conn.close();
         this.#connections.delete(conn);
+        this.#count(conn);
       }
     } catch (error) {
       // Never include the share: the reason names only the party and the failure.
@@ -422,8 +530,13 @@ class PeerRound {
     }
   }
 
-  #progressReceiving(start: Start): void {
-    if (this.#received.size === start.participants.length) this.#allReceived.resolve();
+  /** Resolves the wait for shares once every expected one is here. */
+  #checkReceived(start: Start): void {
+    const me = start.participants.findIndex((p) => p.name === this.#options.identity.name);
+    const complete = start.mode === "additive"
+      ? this.#seeds.size === me
+      : this.#shares.size === start.participants.length;
+    if (complete) this.#allReceived.resolve();
   }
 
   async #acceptLoop(listener: MessageListener): Promise<void> {
@@ -435,7 +548,7 @@ class PeerRound {
     await Promise.allSettled(serving);
   }
 
-  /** Serves one incoming connection: an authenticated participant's share. */
+  /** Serves one incoming connection: an authenticated participant's seed or share vector. */
   async #receiveShare(conn: MessageConnection): Promise<void> {
     const { identity, log, timeoutMs } = this.#options;
     this.#connections.add(conn);
@@ -448,7 +561,10 @@ class PeerRound {
       );
       await conn.handshake(first);
       const party = await serverHandshake(conn, identity, first);
-      const message = await expectMessage(conn, "share", first);
+      const message = await conn.receive(first);
+      if (message.type !== "seed" && message.type !== "share") {
+        throw new ProtocolError(`Unexpected ${message.type} message`);
+      }
       // A fast peer may reach us before our own START arrives; wait for it.
       const start = await abortable(
         this.#checkedStart.promise,
@@ -465,16 +581,40 @@ class PeerRound {
       if (message.from !== party.name || message.to !== identity.name) {
         throw new ProtocolError("Share names the wrong sender or recipient");
       }
-      if (this.#received.has(party.name)) {
-        throw new ProtocolError("Second share from the same sender");
+      if (message.type === "seed") {
+        if (start.mode !== "additive") throw new ProtocolError("A seed in a threshold round");
+        if (!(party.name < identity.name)) {
+          throw new ProtocolError("A seed from a higher-named peer");
+        }
+        if (this.#seeds.has(party.name)) {
+          throw new ProtocolError("Second share from the same sender");
+        }
+        this.#seeds.set(party.name, message.seed);
+      } else {
+        if (start.mode !== "threshold") {
+          throw new ProtocolError("A share vector in an additive round");
+        }
+        if (message.length !== this.#dimension) {
+          throw new ProtocolError(
+            `Share of ${message.length} elements; the query has ${this.#dimension}`,
+          );
+        }
+        if (this.#shares.has(party.name)) {
+          throw new ProtocolError("Second share from the same sender");
+        }
+        const receiving = deadlineSignal(start.deadlineMs, "receiving a share", this.#stop.signal);
+        const share = await conn.receiveVector(message.length, receiving);
+        if (this.#shares.has(party.name)) {
+          throw new ProtocolError("Second share from the same sender");
+        }
+        this.#shares.set(party.name, share);
       }
-      this.#received.set(party.name, message.share);
       await conn.send(
         { type: "ack", session: start.session, from: identity.name, to: party.name },
         first,
       );
       log(`received share from ${party.name}`);
-      this.#progressReceiving(start);
+      this.#checkReceived(start);
     } catch (error) {
       if (this.#stop.signal.aborted) return;
       const reason = describeError(error);
@@ -490,6 +630,7 @@ class PeerRound {
     } finally {
       conn.close();
       this.#connections.delete(conn);
+      this.#count(conn);
     }
   }
 }

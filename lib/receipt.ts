@@ -1,15 +1,17 @@
 /**
  * Verifiable receipts: everything a third party needs to check a round's
- * result without trusting the hospital. A receipt holds the round's terms,
- * every participant's certificate, every signed partial sum and the
- * hospital's signature over all of it; `verifyReceipt` checks every chain and
- * signature and recomputes the sum from the signed partial sums.
+ * result without trusting the hospital. A receipt holds the round's terms
+ * (query, scale, range, mode, threshold), every participant's certificate,
+ * every signed partial sum and the hospital's signature over all of it;
+ * `verifyReceipt` checks every chain and signature, recomputes the summed
+ * vector from the signed partial sums and decodes the statistics again.
+ *
+ * Vectors are stored as base64 of their little-endian float64 bytes.
  *
  * @module
  */
 
-import { addShares } from "./sharing.ts";
-import { isFieldElement, P } from "./field.ts";
+import { addInto, isFieldVector, P_BIG } from "./field.ts";
 import type { RoundResult } from "./hospital.ts";
 import {
   loadCaCertificate,
@@ -18,24 +20,37 @@ import {
   verifyTranscript,
 } from "./identity.ts";
 import { isPartyName } from "./names.ts";
-import { aggregateFields, type Mode, type RoundTerms } from "./round.ts";
-import { evaluationPoint, reconstructShamir } from "./shamir.ts";
+import {
+  boundOf,
+  decodeResult,
+  dimension,
+  elementBounds,
+  formatQuery,
+  parseQuery,
+  type Query,
+} from "./query.ts";
+import { aggregateFields, type Mode, type RoundTerms, vectorDigest } from "./round.ts";
+import { evaluationPoint, reconstructShamirVector, type VectorPoint } from "./shamir.ts";
 
 /** The receipt format this build writes and reads. */
-export const RECEIPT_FORMAT = "sumshare-receipt/1";
+export const RECEIPT_FORMAT = "sumshare-receipt/2";
 
-/** A receipt as stored in JSON. Integers beyond 2^53 are decimal strings. */
+/** A receipt as stored in JSON. */
 export interface Receipt {
   format: string;
   session: string;
   p: string;
+  query: string;
+  scale: number;
   max: string;
+  maxRows: number;
   mode: Mode;
   threshold: number;
   participants: { name: string; x: number; cert: string }[];
   contributors: string[];
   partials: { name: string; partial: string; signature: string }[];
   sum: string;
+  result: Record<string, unknown>;
   hospital: { name: string; cert: string };
   signature: string;
 }
@@ -47,7 +62,9 @@ export class InvalidReceiptError extends Error {
 
 /** What a valid receipt proves. */
 export interface VerifiedReceipt {
-  sum: bigint;
+  sum: Float64Array;
+  result: Record<string, unknown>;
+  query: string;
   session: string;
   mode: Mode;
   threshold: number;
@@ -70,18 +87,35 @@ export function canonicalJson(value: unknown): string {
 
 function toBase64(bytes: Uint8Array): string {
   let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
   return btoa(binary);
 }
 
-function fromBase64(text: string, what: string): Uint8Array {
+function fromBase64(text: unknown, what: string): Uint8Array {
+  check(typeof text === "string", `${what} is not base64 text`);
+  let bytes: Uint8Array;
   try {
-    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-    if (toBase64(bytes) === text && bytes.length === 64) return bytes;
+    bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
   } catch {
-    // Reported below.
+    throw new InvalidReceiptError(`${what} is not base64`);
   }
-  throw new InvalidReceiptError(`${what} is not a base64 64-byte signature`);
+  check(toBase64(bytes) === text, `${what} is not canonical base64`);
+  return bytes;
+}
+
+function encodeVector(v: Float64Array): string {
+  return toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+}
+
+function decodeVector(text: unknown, length: number, what: string): Float64Array {
+  const bytes = fromBase64(text, what);
+  check(bytes.length === length * 8, `${what} is not a vector of ${length} elements`);
+  const v = new Float64Array(length);
+  new Uint8Array(v.buffer).set(bytes);
+  check(isFieldVector(v), `${what} holds a value that is not a field element`);
+  return v;
 }
 
 /** Builds and signs the receipt for a finished round. */
@@ -90,17 +124,21 @@ export async function createReceipt(result: RoundResult, hospitalKey: CryptoKey)
     format: RECEIPT_FORMAT,
     session: result.session,
     p: result.p.toString(),
+    query: result.query,
+    scale: result.scale,
     max: result.max.toString(),
+    maxRows: result.maxRows,
     mode: result.mode,
     threshold: result.threshold,
     participants: result.participants.map((p, i) => ({ name: p.name, x: i + 1, cert: p.cert })),
     contributors: result.contributors,
     partials: result.partials.map((p) => ({
       name: p.name,
-      partial: p.partial.toString(),
+      partial: encodeVector(p.partial),
       signature: toBase64(p.signature),
     })),
-    sum: result.sum.toString(),
+    sum: encodeVector(result.sum),
+    result: JSON.parse(JSON.stringify(result.result)),
     hospital: result.hospital,
   };
   const signature = await signTranscript(hospitalKey, "receipt", [canonicalJson(body)]);
@@ -111,13 +149,17 @@ const RECEIPT_KEYS = [
   "format",
   "session",
   "p",
+  "query",
+  "scale",
   "max",
+  "maxRows",
   "mode",
   "threshold",
   "participants",
   "contributors",
   "partials",
   "sum",
+  "result",
   "hospital",
   "signature",
 ];
@@ -131,9 +173,8 @@ function exactKeys(value: unknown, keys: string[], what: string): Record<string,
     typeof value === "object" && value !== null && !Array.isArray(value),
     `${what} is not an object`,
   );
-  const actual = Object.keys(value).sort();
   check(
-    actual.join(",") === [...keys].sort().join(","),
+    Object.keys(value).sort().join(",") === [...keys].sort().join(","),
     `${what} must have exactly the fields ${keys.join(", ")}`,
   );
   return value as Record<string, unknown>;
@@ -145,6 +186,14 @@ function decimal(value: unknown, what: string): bigint {
     `${what} is not a decimal integer`,
   );
   return BigInt(value);
+}
+
+function wholeNumber(value: unknown, what: string): number {
+  check(
+    typeof value === "number" && Number.isSafeInteger(value) && value >= 0,
+    `${what} is not a whole number`,
+  );
+  return value;
 }
 
 function sortedNames(value: unknown, what: string): string[] {
@@ -162,8 +211,9 @@ function sortedNames(value: unknown, what: string): string[] {
 
 /**
  * Checks a receipt against the consortium CA: every certificate chain, the
- * hospital's signature, every partial sum's signature, and the sum itself,
- * recomputed from the partial sums. Throws {@linkcode InvalidReceiptError}.
+ * hospital's signature, every partial sum's signature, the sum recomputed
+ * from the partial sums, and the statistics decoded from it. Throws
+ * {@linkcode InvalidReceiptError}.
  */
 export async function verifyReceipt(value: unknown, caPem: string): Promise<VerifiedReceipt> {
   const ca = await loadCaCertificate(caPem);
@@ -178,12 +228,13 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     typeof hospital["name"] === "string" && typeof hospital["cert"] === "string",
     "hospital is malformed",
   );
-  const hospitalParty = await verifyPartyCertificate(hospital["cert"], ca, hospital["name"])
-    .catch((e) => {
+  const hospitalName = hospital["name"];
+  const hospitalParty = await verifyPartyCertificate(hospital["cert"], ca, hospitalName).catch(
+    (e) => {
       throw new InvalidReceiptError(`hospital certificate: ${(e as Error).message}`);
-    });
+    },
+  );
   const { signature: signatureText, ...body } = receipt;
-  check(typeof signatureText === "string", "signature is missing");
   const hospitalSignature = fromBase64(signatureText, "signature");
   check(
     await verifyTranscript(hospitalParty.publicKey, hospitalSignature, "receipt", [
@@ -197,15 +248,22 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     "session is malformed",
   );
   const session = receipt["session"];
-  check(decimal(receipt["p"], "p") === P, `p is not this build's p = ${P}`);
+  check(decimal(receipt["p"], "p") === P_BIG, `p is not this build's p = ${P_BIG}`);
+  const scale = wholeNumber(receipt["scale"], "scale");
+  check(typeof receipt["query"] === "string", "query is not text");
+  let query: Query;
+  try {
+    query = parseQuery(receipt["query"], scale);
+  } catch (error) {
+    throw new InvalidReceiptError((error as Error).message);
+  }
+  check(formatQuery(query, scale) === receipt["query"], "query is not in canonical form");
+  const length = dimension(query);
   const max = decimal(receipt["max"], "max");
+  const maxRows = wholeNumber(receipt["maxRows"], "maxRows");
   const mode = receipt["mode"];
   check(mode === "additive" || mode === "threshold", "mode is neither additive nor threshold");
-  const threshold = receipt["threshold"];
-  check(
-    typeof threshold === "number" && Number.isSafeInteger(threshold),
-    "threshold is not a whole number",
-  );
+  const threshold = wholeNumber(receipt["threshold"], "threshold");
 
   check(Array.isArray(receipt["participants"]), "participants is not a list");
   const participants = receipt["participants"].map((item, i) => {
@@ -220,7 +278,11 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
   const names = sortedNames(participants.map((p) => p.name), "participants");
   const n = names.length;
   check(n >= 2, "fewer than 2 participants");
-  check(BigInt(n) * max < P, "n·R is not below p: the sum could have wrapped");
+  check(!names.includes(hospitalName), "the hospital is listed as a participant");
+  const bounds = elementBounds(query, max, maxRows);
+  for (const { label, bound } of bounds) {
+    check(BigInt(n) * bound < P_BIG, `n × ${label} is not below p: the sum could have wrapped`);
+  }
   const keys = new Map<string, CryptoKey>();
   for (const p of participants) {
     const party = await verifyPartyCertificate(p.cert, ca, p.name).catch((e) => {
@@ -228,7 +290,6 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     });
     keys.set(p.name, party.publicKey);
   }
-  check(!names.includes(hospital["name"] as string), "the hospital is listed as a participant");
 
   const contributors = sortedNames(receipt["contributors"], "contributors");
   check(contributors.every((c) => names.includes(c)), "a contributor is not a participant");
@@ -244,8 +305,16 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
   }
 
   check(Array.isArray(receipt["partials"]), "partials is not a list");
-  const terms: RoundTerms = { session, mode, threshold, participants: names, contributors };
-  const points: { x: bigint; y: bigint }[] = [];
+  const terms: RoundTerms = {
+    session,
+    mode,
+    threshold,
+    query: receipt["query"],
+    scale,
+    participants: names,
+    contributors,
+  };
+  const points: VectorPoint[] = [];
   const seen = new Set<string>();
   for (const [i, item] of receipt["partials"].entries()) {
     const entry = exactKeys(item, ["name", "partial", "signature"], `partials[${i}]`);
@@ -253,50 +322,58 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     check(typeof name === "string" && keys.has(name), `partials[${i}] is not from a participant`);
     check(!seen.has(name), `two partial sums from ${name}`);
     seen.add(name);
-    const partial = decimal(entry["partial"], `partial sum of ${name}`);
-    check(isFieldElement(partial), `partial sum of ${name} is not below p`);
-    const sig = fromBase64(String(entry["signature"]), `signature of ${name}'s partial sum`);
-    const fields = aggregateFields(terms, name, hospital["name"] as string, partial);
+    const partial = decodeVector(entry["partial"], length, `partial sum of ${name}`);
+    const sig = fromBase64(entry["signature"], `signature of ${name}'s partial sum`);
+    check(sig.length === 64, `signature of ${name}'s partial sum is not 64 bytes`);
+    const fields = aggregateFields(terms, name, hospitalName, length, await vectorDigest(partial));
     check(
       await verifyTranscript(keys.get(name)!, sig, "aggregate", fields),
       `${name}'s signature does not match its partial sum`,
     );
     points.push({ x: evaluationPoint(names.indexOf(name)), y: partial });
   }
-  let recomputed: bigint;
+  let recomputed: Float64Array;
   if (mode === "additive") {
     check(
       points.length === n,
       `an additive round needs all ${n} partial sums, the receipt has ${points.length}`,
     );
-    recomputed = addShares(points.map((p) => p.y));
+    recomputed = new Float64Array(length);
+    for (const p of points) addInto(recomputed, p.y);
   } else {
     check(
       points.length >= threshold,
       `${points.length} partial sums, fewer than the threshold ${threshold}`,
     );
     try {
-      recomputed = reconstructShamir(points, threshold);
+      recomputed = reconstructShamirVector(points, threshold);
     } catch (error) {
       throw new InvalidReceiptError((error as Error).message);
     }
   }
-  const sum = decimal(receipt["sum"], "sum");
+  const sum = decodeVector(receipt["sum"], length, "sum");
   check(
-    sum === recomputed,
+    sum.every((x, i) => x === recomputed[i]),
     "the sum does not equal the one recomputed from the signed partial sums",
   );
   check(
-    sum <= BigInt(contributors.length) * max,
+    sum.every((x, i) => BigInt(x) <= BigInt(contributors.length) * boundOf(query, bounds, i)),
     "the sum is larger than the contributors' inputs allow",
+  );
+  const result = decodeResult(query, sum, scale);
+  check(
+    canonicalJson(result) === canonicalJson(receipt["result"]),
+    "the result does not match the statistics decoded from the sum",
   );
   return {
     sum,
+    result,
+    query: receipt["query"],
     session,
     mode,
     threshold,
     participants: names,
     contributors,
-    hospital: hospital["name"] as string,
+    hospital: hospitalName,
   };
 }

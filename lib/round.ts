@@ -30,6 +30,9 @@ export interface RoundTerms {
   session: string;
   mode: Mode;
   threshold: number;
+  /** The query spec and scale: what the vector's elements mean. */
+  query: string;
+  scale: number;
   /** Every participant, sorted: position i has evaluation point i + 1. */
   participants: readonly string[];
   /** Whose inputs the sum covers. */
@@ -38,26 +41,40 @@ export interface RoundTerms {
 
 /**
  * The fields a partial sum's signature covers: the round's terms, sender,
- * recipient and value. A signed partial sum therefore cannot be moved to
- * another round, party, mode or contributor set.
+ * recipient, and the partial sum itself as its length and SHA-256 digest. A
+ * signed partial sum therefore cannot be moved to another round, party, query,
+ * mode or contributor set.
  */
 export function aggregateFields(
   terms: RoundTerms,
   from: string,
   to: string,
-  partial: bigint,
+  length: number,
+  digest: string,
 ): string[] {
   return [
     "aggregate",
     terms.session,
     terms.mode,
     String(terms.threshold),
+    terms.query,
+    String(terms.scale),
     terms.participants.join(","),
     terms.contributors.join(","),
     from,
     to,
-    partial.toString(),
+    String(length),
+    digest,
   ];
+}
+
+/** SHA-256 of a vector's bytes, as lowercase hex: what a partial sum's signature covers. */
+export async function vectorDigest(vector: Float64Array): Promise<string> {
+  const bytes = new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength);
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+  );
+  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The fields the hospital's FINALIZE signature covers. */

@@ -7,12 +7,13 @@
  * j's position in the sorted participant list. Any T − 1 shares are uniform
  * and say nothing about v; any T of them determine f, hence v. Shares of
  * different values add up to shares of the sum, so the hospital interpolates
- * the sum at 0 from any T partial sums.
+ * the sum at 0 from any T partial sums. Vectors are shared element by element.
  *
  * @module
  */
 
-import { add, inv, isFieldElement, mul, randomFieldElement, sub } from "./field.ts";
+import { add, inv, isFieldElement, mul, mulSmall, P_BIG, sub } from "./field.ts";
+import { FieldStream } from "./prg.ts";
 import { RangeCheckError } from "./sharing.ts";
 
 /**
@@ -43,30 +44,61 @@ export function assertThresholdConfig(
 }
 
 /** The evaluation point of the participant at `index` in the sorted list. */
-export function evaluationPoint(index: number): bigint {
-  return BigInt(index + 1);
+export function evaluationPoint(index: number): number {
+  return index + 1;
 }
 
-/** Splits `value` into shares f(1), …, f(n) of a random degree-(T−1) polynomial. */
-export function splitShamir(value: bigint, n: number, threshold: number): bigint[] {
+/** Elements shared per step: bounds the coefficient buffers. */
+const SHARE_CHUNK = 16 * 1024;
+
+/**
+ * Splits each element of `values` with its own random polynomial of degree
+ * T − 1; returns the n share vectors f(1), …, f(n).
+ */
+export async function splitShamirVector(
+  values: Float64Array,
+  n: number,
+  threshold: number,
+): Promise<Float64Array[]> {
+  if (threshold < 1 || threshold > n || n > 1 << 24) {
+    throw new RangeError("Cannot share: need 1 ≤ T ≤ n");
+  }
+  const shares = Array.from({ length: n }, () => new Float64Array(values.length));
+  const random = await FieldStream.random();
+  const coefficients = Array.from(
+    { length: threshold - 1 },
+    () => new Float64Array(Math.min(SHARE_CHUNK, values.length)),
+  );
+  for (let offset = 0; offset < values.length; offset += SHARE_CHUNK) {
+    const length = Math.min(SHARE_CHUNK, values.length - offset);
+    for (const c of coefficients) await random.fill(c.subarray(0, length));
+    for (let j = 0; j < n; j++) {
+      const x = evaluationPoint(j);
+      const out = shares[j]!;
+      for (let e = 0; e < length; e++) {
+        // Horner's rule from the top coefficient down to f(0) = value.
+        let y = 0;
+        for (let k = coefficients.length - 1; k >= 0; k--) {
+          y = add(mulSmall(y, x), coefficients[k]![e]!);
+        }
+        out[offset + e] = add(mulSmall(y, x), values[offset + e]!);
+      }
+    }
+  }
+  return shares;
+}
+
+/** Splits a scalar: the share vectors of a one-element vector. */
+export async function splitShamir(value: number, n: number, threshold: number): Promise<number[]> {
   if (!isFieldElement(value)) throw new RangeError("Cannot share: value is not a field element");
-  if (threshold < 1 || threshold > n) throw new RangeError("Cannot share: need 1 ≤ T ≤ n");
-  const coefficients = [value];
-  for (let k = 1; k < threshold; k++) coefficients.push(randomFieldElement());
-  return Array.from({ length: n }, (_, j) => evaluate(coefficients, evaluationPoint(j)));
+  const shares = await splitShamirVector(Float64Array.of(value), n, threshold);
+  return shares.map((s) => s[0]!);
 }
 
-/** Evaluates a polynomial (coefficients from the constant term up) at x, by Horner's rule. */
-function evaluate(coefficients: bigint[], x: bigint): bigint {
-  let y = 0n;
-  for (let k = coefficients.length - 1; k >= 0; k--) y = add(mul(y, x), coefficients[k]!);
-  return y;
-}
-
-/** A point (x, y) on a polynomial. */
-export interface Point {
-  x: bigint;
-  y: bigint;
+/** A point (x, y) on a polynomial; y is a vector of independent polynomials' values. */
+export interface VectorPoint {
+  x: number;
+  y: Float64Array;
 }
 
 /** Raised when more than T points do not lie on one polynomial of degree T − 1. */
@@ -74,48 +106,79 @@ export class InconsistentSharesError extends Error {
   override name = "InconsistentSharesError";
 }
 
-/** The Lagrange basis value at `at` for the points' x-coordinates, for point `i`. */
-function lagrangeAt(points: readonly Point[], i: number, at: bigint): bigint {
-  let numerator = 1n;
-  let denominator = 1n;
-  const xi = points[i]!.x;
-  points.forEach(({ x }, j) => {
-    if (j === i) return;
-    numerator = mul(numerator, sub(at, x));
-    denominator = mul(denominator, sub(xi, x));
+/** The Lagrange basis weights at `at` for the given x-coordinates. */
+function lagrangeWeights(xs: readonly number[], at: number): number[] {
+  return xs.map((xi, i) => {
+    let numerator = 1;
+    let denominator = 1;
+    xs.forEach((xj, j) => {
+      if (j === i) return;
+      numerator = mul(numerator, sub(at, xj));
+      denominator = mul(denominator, sub(xi, xj));
+    });
+    return mul(numerator, inv(denominator));
   });
-  return mul(numerator, inv(denominator));
 }
 
-/** The value at `at` of the degree-(len − 1) polynomial through `points`. */
-function interpolate(points: readonly Point[], at: bigint): bigint {
-  let value = 0n;
-  for (let i = 0; i < points.length; i++) {
-    value = add(value, mul(points[i]!.y, lagrangeAt(points, i, at)));
-  }
-  return value;
+/** Σ w_i · y_i element-wise. */
+function combine(
+  points: readonly VectorPoint[],
+  weights: readonly number[],
+  length: number,
+): Float64Array {
+  const out = new Float64Array(length);
+  points.forEach((point, i) => {
+    const w = BigInt(weights[i]!);
+    const y = point.y;
+    for (let e = 0; e < length; e++) {
+      const s = out[e]! + Number((BigInt(y[e]!) * w) % P_BIG);
+      out[e] = s >= Number(P_BIG) ? s - Number(P_BIG) : s;
+    }
+  });
+  return out;
 }
 
 /**
- * The secret f(0) from at least T points of a degree-(T−1) polynomial. Uses
- * the first T points and checks every further point lies on the same
- * polynomial, so a corrupted partial sum is caught instead of giving a wrong
- * sum.
+ * The secrets f(0) from at least T points. Uses the first T points and checks
+ * that every further point lies on the same polynomials, so a corrupted
+ * partial sum is caught instead of giving a wrong sum.
  */
-export function reconstructShamir(points: readonly Point[], threshold: number): bigint {
+export function reconstructShamirVector(
+  points: readonly VectorPoint[],
+  threshold: number,
+): Float64Array {
   if (points.length < threshold) {
     throw new RangeError(`Cannot reconstruct: ${points.length} points, threshold ${threshold}`);
   }
   if (new Set(points.map((p) => p.x)).size !== points.length) {
     throw new RangeError("Cannot reconstruct: repeated evaluation point");
   }
+  const length = points[0]!.y.length;
+  if (points.some((p) => p.y.length !== length)) {
+    throw new RangeError("Cannot reconstruct: lengths differ");
+  }
   const basis = points.slice(0, threshold);
+  const xs = basis.map((p) => p.x);
   for (const extra of points.slice(threshold)) {
-    if (interpolate(basis, extra.x) !== extra.y) {
-      throw new InconsistentSharesError(
-        "Partial sums are inconsistent: they do not lie on one polynomial of the round's degree",
-      );
+    const predicted = combine(basis, lagrangeWeights(xs, extra.x), length);
+    for (let e = 0; e < length; e++) {
+      if (predicted[e] !== extra.y[e]) {
+        throw new InconsistentSharesError(
+          "Partial sums are inconsistent: they do not lie on one polynomial of the round's degree",
+        );
+      }
     }
   }
-  return interpolate(basis, 0n);
+  return combine(basis, lagrangeWeights(xs, 0), length);
+}
+
+/** Scalar form of {@linkcode reconstructShamirVector}. */
+export function reconstructShamir(
+  points: readonly { x: number; y: number }[],
+  threshold: number,
+): number {
+  return reconstructShamirVector(
+    points.map((p) => ({ x: p.x, y: Float64Array.of(p.y) })),
+    threshold,
+  )[0]!;
 }

@@ -1,14 +1,24 @@
 /**
- * Additive n-of-n secret sharing over GF(p).
+ * Additive n-of-n secret sharing over GF(p), and its compressed form for
+ * vectors: pairwise masks from seeds.
  *
- * A value v is split into n shares s_1..s_n with s_1..s_{n-1} uniformly random
- * and s_n = v − Σ s_i (mod p). Any n − 1 shares are uniformly distributed and
- * independent of v; all n together add up to v.
+ * Plain form: a value v is split into n shares s_1..s_n with s_1..s_{n−1}
+ * uniformly random and s_n = v − Σ s_i (mod p). Any n − 1 shares are uniform
+ * and independent of v; all n add up to v.
+ *
+ * Seeded form (what the peers run): for each pair of participants i < j, i
+ * draws a 32-byte seed s_ij and sends it to j; i adds PRG(s_ij) to its vector
+ * and j subtracts it. Each peer's masked vector (its partial sum) is its own
+ * input plus masks that cancel in the total, so the hospital adds the partial
+ * sums and gets exactly Σ v. This is additive sharing whose shares are
+ * expanded from seeds instead of sent whole: a peer sends 32 bytes per pair
+ * instead of a vector. Privacy is then computational (AES-CTR as PRG).
  *
  * @module
  */
 
-import { add, isFieldElement, P, randomFieldElement, sub } from "./field.ts";
+import { add, addInto, isFieldElement, P_BIG, randomFieldElement, sub, subInto } from "./field.ts";
+import { FieldStream } from "./prg.ts";
 
 /** Raised when a round's parameters would let the sum wrap around p. */
 export class RangeCheckError extends Error {
@@ -19,27 +29,29 @@ export class RangeCheckError extends Error {
  * Refuses a round whose sum could reach p: with n inputs in [0, max] the
  * largest sum is n·max, and it must stay below p to come out exact.
  */
-export function assertSumFits(participants: number, max: bigint): void {
+export function assertSumFits(participants: number, max: bigint, what = "R"): void {
   if (!Number.isSafeInteger(participants) || participants < 2) {
     throw new RangeCheckError(
       `Cannot run round: need at least 2 participants, got ${participants}`,
     );
   }
-  if (max < 0n) throw new RangeCheckError("Cannot run round: the maximum R must not be negative");
-  if (BigInt(participants) * max >= P) {
+  if (max < 0n) throw new RangeCheckError(`Cannot run round: ${what} must not be negative`);
+  if (BigInt(participants) * max >= P_BIG) {
     throw new RangeCheckError(
-      `Cannot run round: ${participants} × R = ${
+      `Cannot run round: ${participants} × ${what} = ${
         BigInt(participants) * max
-      } is not below p = ${P}, so the sum could wrap; lower --max or the number of peers`,
+      } is not below p = ${P_BIG}, so the sum could wrap; lower --max${
+        what === "R" ? "" : " or --max-rows"
+      } or the number of peers`,
     );
   }
 }
 
-/** Splits `value` (a field element) into `n` additive shares. */
-export function splitIntoShares(value: bigint, n: number): bigint[] {
+/** Splits a scalar field element into `n` additive shares. */
+export function splitIntoShares(value: number, n: number): number[] {
   if (!isFieldElement(value)) throw new RangeError("Cannot share: value is not a field element");
   if (!Number.isSafeInteger(n) || n < 1) throw new RangeError("Cannot share: n must be at least 1");
-  const shares: bigint[] = [];
+  const shares: number[] = [];
   let rest = value;
   for (let i = 0; i < n - 1; i++) {
     const r = randomFieldElement();
@@ -50,12 +62,39 @@ export function splitIntoShares(value: bigint, n: number): bigint[] {
   return shares;
 }
 
-/** Adds shares (or partial sums) in GF(p). */
-export function addShares(shares: Iterable<bigint>): bigint {
-  let total = 0n;
+/** Adds scalar shares (or partial sums) in GF(p). */
+export function addShares(shares: Iterable<number>): number {
+  let total = 0;
   for (const s of shares) {
     if (!isFieldElement(s)) throw new RangeError("Cannot add: share is not a field element");
     total = add(total, s);
   }
   return total;
+}
+
+/** One pairwise mask: the seed, and whether this peer adds or subtracts it. */
+export interface PairMask {
+  seed: Uint8Array;
+  sign: 1 | -1;
+}
+
+/** Elements expanded per step, so a mask never needs a whole vector of memory. */
+const MASK_CHUNK = 32 * 1024;
+
+/**
+ * Adds (+1) or subtracts (−1) each seed's expansion into `vector`, in place,
+ * one chunk at a time.
+ */
+export async function applyMasks(vector: Float64Array, masks: readonly PairMask[]): Promise<void> {
+  const buffer = new Float64Array(Math.min(MASK_CHUNK, vector.length));
+  for (const { seed, sign } of masks) {
+    const stream = await FieldStream.fromSeed(seed);
+    for (let offset = 0; offset < vector.length; offset += buffer.length) {
+      const part = vector.subarray(offset, Math.min(offset + buffer.length, vector.length));
+      const mask = buffer.subarray(0, part.length);
+      await stream.fill(mask);
+      if (sign === 1) addInto(part, mask);
+      else subInto(part, mask);
+    }
+  }
 }

@@ -15,7 +15,7 @@ import type { SealedChannel } from "./channel.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { abortable, abortReason } from "./deadline.ts";
 import { decodeFrameLength, encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
-import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
+import { CHUNK_ELEMENTS, decodeMessage, encodeMessage, type Message } from "./messages.ts";
 import { formatHostPort, type HostPort } from "./names.ts";
 
 /** A connection carrying length-prefixed protocol messages. */
@@ -24,6 +24,9 @@ export class MessageConnection {
   #closed = false;
   #writes: Promise<void> = Promise.resolve();
   #channel: SealedChannel | undefined;
+  /** Frame bytes written and read (TLS adds its own few bytes per record). */
+  bytesSent = 0;
+  bytesReceived = 0;
   /** The remote address, for logs. */
   readonly remote: string;
 
@@ -57,6 +60,7 @@ export class MessageConnection {
     return await this.#guard(signal, async () => {
       const header = await this.#readExact(FRAME_HEADER_BYTES, true);
       const payload = await this.#readExact(decodeFrameLength(header), false);
+      this.bytesReceived += FRAME_HEADER_BYTES + payload.length;
       return decodeMessage(this.#channel ? await this.#channel.open(payload) : payload);
     });
   }
@@ -69,12 +73,59 @@ export class MessageConnection {
     const write = this.#writes.then(() =>
       this.#guard(signal, async () => {
         const frame = encodeFrame(channel ? await channel.seal(payload) : payload);
+        this.bytesSent += frame.length;
         let offset = 0;
         while (offset < frame.length) offset += await this.#conn.write(frame.subarray(offset));
       })
     );
     this.#writes = write.catch(() => {});
     return write;
+  }
+
+  /**
+   * Sends a vector as chunk frames. At most two chunks are queued at a time,
+   * so memory stays bounded however long the vector is.
+   */
+  async sendVector(
+    vector: Float64Array,
+    signal: AbortSignal,
+    onProgress?: (sent: number) => void,
+  ): Promise<void> {
+    let pending: Promise<void> | undefined;
+    for (let offset = 0; offset < vector.length; offset += CHUNK_ELEMENTS) {
+      const data = vector.subarray(offset, Math.min(offset + CHUNK_ELEMENTS, vector.length));
+      const write = this.send({ type: "chunk", data }, signal);
+      if (pending) await pending;
+      pending = write;
+      onProgress?.(offset + data.length);
+    }
+    await pending;
+  }
+
+  /** Receives a vector of `length` elements sent with {@linkcode sendVector}. */
+  async receiveVector(
+    length: number,
+    signal: AbortSignal,
+    onProgress?: (received: number) => void,
+  ): Promise<Float64Array> {
+    const vector = new Float64Array(length);
+    let filled = 0;
+    while (filled < length) {
+      const message = await this.receive(signal);
+      if (message.type !== "chunk") {
+        throw new ProtocolError(`Unexpected ${message.type} message inside a vector`);
+      }
+      const expected = Math.min(CHUNK_ELEMENTS, length - filled);
+      if (message.data.length !== expected) {
+        throw new ProtocolError(
+          `Invalid chunk: ${message.data.length} elements, expected ${expected}`,
+        );
+      }
+      vector.set(message.data, filled);
+      filled += message.data.length;
+      onProgress?.(filled);
+    }
+    return vector;
   }
 
   /** Closes the connection; safe to call more than once. */

@@ -78,8 +78,8 @@ Deno.test("usage errors exit 2 with a hint", async () => {
   }
 });
 
-Deno.test("negative, decimal and non-numeric values are refused without echoing them", async () => {
-  for (const value of ["-17", "3.25", "1e9", "0x1f", "seventeen", "", "2305843009213693957"]) {
+Deno.test("non-numbers and too many decimals are refused at start, without echoing them", async () => {
+  for (const value of ["3.25", "0x1f", "seventeen", "", "12,abc", "1.5e-1"]) {
     const r = await runMain([
       "peer",
       "--name",
@@ -93,40 +93,78 @@ Deno.test("negative, decimal and non-numeric values are refused without echoing 
     assert.match(r.err, /Invalid --value/);
     if (value.length > 1) assert.ok(!r.err.includes(value), `error echoes ${value}`);
   }
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-test-" });
+  try {
+    await Deno.writeTextFile(`${dir}/data.txt`, "1\n2\n3.5\nfour\n");
+    const r = await runMain([
+      "peer",
+      "--name",
+      "alice",
+      "--input",
+      `${dir}/data.txt`,
+      "--hospital",
+      "127.0.0.1:1",
+    ]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /Invalid --input line 3: has more than 0 decimal places/);
+    const scaled = await runMain([
+      "peer",
+      "--name",
+      "alice",
+      "--input",
+      `${dir}/data.txt`,
+      "--scale",
+      "1",
+      "--hospital",
+      "127.0.0.1:1",
+    ]);
+    assert.match(scaled.err, /Invalid --input line 4: not a number/);
+    assert.ok(!scaled.err.includes("four"));
+  } finally {
+    await removeDir(dir);
+  }
 });
 
 Deno.test("a round where n·R ≥ p is refused before the hospital listens", async () => {
   const dir = await makePki(["hospital"]);
+  const hospital = (max: string, ...extra: string[]) => [
+    "hospital",
+    "--listen",
+    "127.0.0.1:0",
+    "--peers",
+    "3",
+    "--max",
+    max,
+    "--max-rows",
+    "1",
+    ...extra,
+  ];
   try {
-    const h = new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--max",
-      "768614336404564651",
-      "--certs",
-      dir,
-    ]);
-    const r = await h.finish();
+    // 3 × 1501199875790150 = p + 1.
+    const r = await new CliProcess("hospital", hospital("1501199875790150", "--certs", dir))
+      .finish();
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /3 × R = 2305843009213693953 is not below p = 2305843009213693951/);
+    assert.match(
+      r.stderr,
+      /3 peers × rows × R \(the sum\) = 4503599627370450 is not below p = 4503599627370449/,
+    );
     assert.doesNotMatch(r.stderr, /listening on/);
     // One less and it is allowed: the check is exact, not a rough bound.
-    const ok = await runMain([
+    const ok = await runMain(hospital("1501199875790149", "--certs", "/nonexistent"));
+    assert.equal(ok.code, 1, "passes the range check and fails later, on the missing credentials");
+    assert.match(ok.err, /Cannot read CA certificate/);
+    // Every element is checked: the variance's sum of squares needs R² to fit too.
+    const squares = await runMain([
       "hospital",
       "--listen",
       "127.0.0.1:0",
       "--peers",
       "3",
-      "--max",
-      "768614336404564650",
-      "--certs",
-      "/nonexistent",
+      "--query",
+      "variance",
     ]);
-    assert.equal(ok.code, 1, "passes the range check and fails later, on the missing credentials");
-    assert.match(ok.err, /Cannot read CA certificate/);
+    assert.equal(squares.code, 2);
+    assert.match(squares.err, /rows × R² \(the sum of squares\)/);
   } finally {
     await removeDir(dir);
   }
@@ -174,8 +212,9 @@ Deno.test("a value above the round's R is refused at the peer before any share i
     processes.push(alice, bob);
     const [hr, ar, br] = await Promise.all(processes.map((p) => p.finish()));
     assert.equal(ar!.code, 1);
-    assert.match(ar!.stderr, /Cannot share: the value is above the round's maximum R = 100/);
+    assert.match(ar!.stderr, /Cannot use the input: --value: outside \[0, R = 100\]/);
     assert.ok(!ar!.stderr.includes("150"));
+    assert.match(hr!.stderr, /alice aborted the round: withdrew from the round/);
     assert.equal(hr!.code, 1);
     assert.equal(hr!.stdout, "");
     assert.match(hr!.stderr, /alice aborted the round/);

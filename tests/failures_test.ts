@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { MAX_FRAME_BYTES } from "../lib/frame.ts";
 import { CliProcess, dumpLogs, makePki, removeDir, stopAll } from "./helpers.ts";
 
 function hospital(dir: string, peers: number, ...extra: string[]): CliProcess {
@@ -218,7 +219,9 @@ Deno.test("garbage, an oversized length prefix and a plain TCP client are refuse
     await junk.handshake();
     await junk.write(new Uint8Array([0, 0, 0, 5, 0x7b, 0x7b, 0x7b, 0x7b, 0x7b]));
     try {
-      await h.waitForLine(/refused connection .*exceeds the limit of 262144 bytes/);
+      await h.waitForLine(
+        new RegExp(`refused connection .*exceeds the limit of ${MAX_FRAME_BYTES} bytes`),
+      );
       await h.waitForLine(/refused connection .*not UTF-8 JSON/);
       // Each hostile connection is closed by the hospital.
       for (const conn of [huge, junk]) {

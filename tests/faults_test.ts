@@ -173,39 +173,41 @@ for (const mode of ["additive", "threshold"] as const) {
   Deno.test(`${mode}: a peer dies after sending some of its shares`, async () => {
     await scenario(
       mode,
-      ["alice", "bob", "charlie"],
+      ["bob", "charlie", "dave"],
       async (h) => {
-        // charlie is reachable only through a proxy that holds connections, so
-        // dave's share to charlie cannot have arrived when dave is killed.
+        // alice (first by name) sends to everyone in both modes. charlie is
+        // reachable only through a proxy that holds connections, so alice's
+        // share to charlie cannot have arrived when alice is killed.
         const proxy = new TcpProxy("stall");
         h.startPeer("charlie", proxy);
-        for (const name of ["alice", "bob"]) h.startPeer(name);
-        const dave = h.startPeer("dave");
-        await dave.waitForLine(/^sent share to (alice|bob)$/);
-        dave.kill("SIGKILL");
+        for (const name of ["bob", "dave"]) h.startPeer(name);
+        const alice = h.startPeer("alice");
+        await alice.waitForLine(/^sent share to (bob|dave)$/);
+        alice.kill("SIGKILL");
         proxy.release();
       },
-      (c) => assert.deepEqual(c, ["alice", "bob", "charlie"]),
-      /round aborted: .*dave/,
+      (c) => assert.deepEqual(c, ["bob", "charlie", "dave"]),
+      /round aborted: .*alice/,
     );
   });
 
   Deno.test(`${mode}: a peer dies after sharing, before its partial sum`, async () => {
     await scenario(
       mode,
-      ["alice", "bob", "charlie"],
+      ["alice", "charlie", "dave"],
       async (h) => {
-        // Shares to dave are held up, so dave has sent all of its shares but
-        // cannot have sent a partial sum when it is killed.
+        // Shares to bob are held up, so bob has sent all of its shares (to
+        // charlie and dave in additive mode, where seeds go to higher names;
+        // to everyone in threshold mode) but cannot have sent a partial sum.
         const proxy = new TcpProxy("stall");
-        const dave = h.startPeer("dave", proxy);
-        for (const name of ["alice", "bob", "charlie"]) h.startPeer(name);
-        await dave.waitForLines(/^sent share to /, 3);
-        dave.kill("SIGKILL");
+        const bob = h.startPeer("bob", proxy);
+        for (const name of ["alice", "charlie", "dave"]) h.startPeer(name);
+        await bob.waitForLines(/^sent share to /, mode === "additive" ? 2 : 3);
+        bob.kill("SIGKILL");
         proxy.release();
       },
-      (c) => assert.deepEqual(c, NAMES, "dave shared with everyone, so its input counts"),
-      /round aborted: .*dave/,
+      (c) => assert.deepEqual(c, NAMES, "bob shared with everyone, so its input counts"),
+      /round aborted: .*bob/,
     );
   });
 

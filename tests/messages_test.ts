@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/errors.ts";
-import { P } from "../lib/field.ts";
-import { decodeMessage, encodeMessage, type Message, PROTOCOL_VERSION } from "../lib/messages.ts";
+import { P, P_BIG } from "../lib/field.ts";
+import {
+  CHUNK_ELEMENTS,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  PROTOCOL_VERSION,
+} from "../lib/messages.ts";
 
 const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const SESSION = "0123456789abcdef0123456789abcdef";
@@ -20,8 +26,11 @@ const SAMPLES: Message[] = [
     session: SESSION,
     from: "hospital",
     to: "alice",
-    p: P,
+    p: P_BIG,
+    query: "histogram:-1.5:10:4",
+    scale: 1,
     max: 1000n,
+    maxRows: 4096,
     mode: "threshold",
     threshold: 2,
     deadlineMs: 30000,
@@ -30,7 +39,8 @@ const SAMPLES: Message[] = [
       { name: "bob", address: "[::1]:4002", cert: CERT },
     ],
   },
-  { type: "share", session: SESSION, from: "alice", to: "bob", share: P - 1n },
+  { type: "seed", session: SESSION, from: "alice", to: "bob", seed: new Uint8Array(32).fill(7) },
+  { type: "share", session: SESSION, from: "alice", to: "bob", length: 3 },
   { type: "ack", session: SESSION, from: "bob", to: "alice" },
   { type: "holding", session: SESSION, from: "bob", to: "hospital", senders: ["alice", "bob"] },
   {
@@ -47,7 +57,7 @@ const SAMPLES: Message[] = [
     from: "alice",
     to: "hospital",
     contributors: ["alice", "bob"],
-    partial: 0n,
+    length: 1,
     sig: SIG,
   },
   { type: "done", session: SESSION, from: "hospital", to: "alice" },
@@ -136,6 +146,38 @@ Deno.test("wrong types and non-canonical numbers are refused", () => {
   for (const bad of ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "host:port"]) {
     assert.throws(() => decodeMessage(encodeJson({ ...join, address: bad })), ProtocolError);
   }
+});
+
+Deno.test("vector chunks round-trip and refuse non-canonical contents", () => {
+  const data = Float64Array.of(0, 1, P - 1, 12345);
+  const decoded = decodeMessage(encodeMessage({ type: "chunk", data }));
+  assert.equal(decoded.type, "chunk");
+  assert.deepEqual(decoded.type === "chunk" && decoded.data, data);
+  const full = decodeMessage(
+    encodeMessage({ type: "chunk", data: new Float64Array(CHUNK_ELEMENTS) }),
+  );
+  assert.equal(full.type === "chunk" && full.data.length, CHUNK_ELEMENTS);
+  assert.throws(
+    () => encodeMessage({ type: "chunk", data: new Float64Array(CHUNK_ELEMENTS + 1) }),
+    ProtocolError,
+  );
+  const payload = encodeMessage({ type: "chunk", data });
+  const withElement = (x: number) => {
+    const copy = payload.slice();
+    new DataView(copy.buffer).setFloat64(8, x, true);
+    return copy;
+  };
+  for (const bad of [P, -1, 0.5, NaN, Infinity]) {
+    assert.throws(() => decodeMessage(withElement(bad)), /not a field element/, String(bad));
+  }
+  const padded = payload.slice();
+  padded[3] = 1;
+  assert.throws(() => decodeMessage(padded), /padding/);
+  assert.throws(
+    () => decodeMessage(payload.subarray(0, payload.length - 3)),
+    /whole number of elements/,
+  );
+  assert.throws(() => decodeMessage(payload.subarray(0, 8)), /whole number of elements/);
 });
 
 Deno.test("non-JSON, non-UTF-8 and non-object payloads are refused", () => {
