@@ -8,7 +8,6 @@
 
 import { runDemo } from "./demo.ts";
 import { describeError, isExpectedError, RoundAbortedError, UsageError } from "./errors.ts";
-import { parseScaled } from "./decimal.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
 import { formatHostPort } from "./names.ts";
@@ -25,7 +24,7 @@ import {
   stringFlag,
   timeoutFlag,
 } from "./options.ts";
-import { readInputFile, rowsFromValue } from "./input.ts";
+import { dataFromValue, type PeerData, readInputFile } from "./input.ts";
 import { runPeer } from "./peer.ts";
 import { terminalProgress } from "./progress.ts";
 import {
@@ -34,7 +33,6 @@ import {
   DEFAULT_MAX_ROWS,
   elementBounds,
   InputError,
-  type InputRow,
   parseQuery,
 } from "./query.ts";
 import { MAX_SCALE } from "./decimal.ts";
@@ -345,8 +343,8 @@ export function resultObject(result: RoundResult): Record<string, unknown> {
   };
 }
 
-/** Reads the peer's data and checks every number parses at the given scale. */
-async function peerRows(flags: ParsedFlags, scale: number): Promise<InputRow[]> {
+/** Reads the peer's data, parsing every number at the given scale. */
+async function peerData(flags: ParsedFlags, scale: number): Promise<PeerData> {
   const value = flags.values["value"];
   const input = flags.values["input"];
   const column = typeof flags.values["column"] === "string" ? flags.values["column"] : undefined;
@@ -356,26 +354,21 @@ async function peerRows(flags: ParsedFlags, scale: number): Promise<InputRow[]> 
   if (column !== undefined && input === undefined) {
     throw new UsageError("--column goes with --input");
   }
-  let rows: InputRow[];
   try {
-    rows = typeof value === "string"
-      ? rowsFromValue(value)
-      : await readInputFile(String(input), { column });
+    const data = typeof value === "string"
+      ? dataFromValue(value, scale)
+      : await readInputFile(String(input), { scale, column });
+    if (data.values.length === 0) throw new InputError("no numbers in the file");
+    return data;
   } catch (error) {
-    if (error instanceof InputError) throw new UsageError(`Invalid --input: ${error.message}`);
+    // The messages name where, never what: the numbers are private.
+    if (error instanceof InputError) {
+      throw new UsageError(
+        `Invalid ${typeof value === "string" ? "" : "--input "}${error.message}`,
+      );
+    }
     throw error;
   }
-  for (const row of rows) {
-    try {
-      parseScaled(row.text, scale);
-    } catch (cause) {
-      // The row's text is private: say where, never what.
-      const where = row.where.startsWith("--value") ? row.where : `--input ${row.where}`;
-      throw new UsageError(`Invalid ${where}: ${(cause as Error).message}`, { cause });
-    }
-  }
-  if (rows.length === 0) throw new UsageError("Invalid --input: no numbers in the file");
-  return rows;
 }
 
 async function peerCommand(args: string[], io: Console): Promise<number> {
@@ -397,7 +390,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   });
   const name = nameFlag(flags, "name");
   const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
-  const rows = await peerRows(flags, scale);
+  const data = await peerData(flags, scale);
   const hospital = addressFlag(flags, "hospital");
   const hospitalName = nameFlag(flags, "hospital-name", "hospital");
   const listen = addressFlag(flags, "listen", { allowZero: true, fallback: "127.0.0.1:0" });
@@ -415,7 +408,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   const onProgress = terminalProgress();
   const result = await runPeer({
     identity,
-    rows,
+    data,
     scale,
     hospital,
     hospitalName,

@@ -48,6 +48,9 @@ const EXPECTED_NAMES = new Set([
   "InconsistentSharesError",
   "InvalidReceiptError",
   "InputRejectedError",
+  "QueryError",
+  "InputError",
+  "DecimalError",
 ]);
 
 /**

@@ -1,21 +1,123 @@
 /**
  * Reading a peer's data: `--value` (one number, or a comma-separated vector),
  * or `--input FILE` as a JSON array, a CSV file with `--column NAME`, or one
- * number per line. Only the text is read here, with where each number came
- * from; the query decides what the numbers must be (see query.ts), so every
- * refusal can name the line.
+ * number per line. Numbers are parsed once, exactly, at the peer's scale into
+ * a `Float64Array` of scaled integers (never held as strings, so a file of a
+ * million numbers costs about one vector of memory); the query decides later
+ * what they must be, and every refusal names the line.
  *
  * @module
  */
 
-import { InputError, type InputRow } from "./query.ts";
+import { DecimalError, parseScaled } from "./decimal.ts";
+import { InputError } from "./query.ts";
 
-/** The rows of `--value`: one number, or several separated by commas. */
-export function rowsFromValue(text: string): InputRow[] {
-  return text.split(",").map((part, i, all) => ({
-    text: part.trim(),
-    where: all.length === 1 ? "--value" : `--value item ${i + 1}`,
-  }));
+/** A peer's numbers, scaled, and where each came from. */
+export interface PeerData {
+  /** value × 10^scale, exact integers of magnitude below 2^53. */
+  values: Float64Array;
+  /** "line 12", "item 3", "--value": for messages about entry `index`. */
+  where(index: number): string;
+}
+
+const LIMIT = 2 ** 53;
+
+/** Parses one number's text at `scale`; refuses non-numbers and values too large to be exact. */
+function scaledNumber(text: string, scale: number, where: string): number {
+  let value: bigint;
+  try {
+    value = parseScaled(text, scale);
+  } catch (cause) {
+    throw new InputError(
+      `${where}: ${cause instanceof DecimalError ? cause.message : "not a number"}`,
+    );
+  }
+  if (value <= -BigInt(LIMIT) || value >= BigInt(LIMIT)) {
+    throw new InputError(`${where}: too large`);
+  }
+  return Number(value);
+}
+
+/** `--value`: one number, or several separated by commas. */
+export function dataFromValue(text: string, scale: number): PeerData {
+  const parts = text.split(",");
+  const label = (i: number) => parts.length === 1 ? "--value" : `--value item ${i + 1}`;
+  return {
+    values: Float64Array.from(parts, (part, i) => scaledNumber(part.trim(), scale, label(i))),
+    where: label,
+  };
+}
+
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+
+/**
+ * One number per line, scanned from bytes: whole numbers take a fast path,
+ * anything else goes through the exact decimal parser. Blank lines are
+ * skipped.
+ */
+function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
+  let count = 0;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] === NEWLINE) count++;
+  const values = new Float64Array(count + 1);
+  const lines = new Uint32Array(count + 1);
+  const factor = 10 ** scale;
+  const decoder = new TextDecoder();
+  let n = 0;
+  let line = 0;
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== NEWLINE) continue;
+    line++;
+    let end = i;
+    if (end > start && bytes[end - 1] === CARRIAGE_RETURN) end--;
+    // Fast path: plain digits.
+    let value = 0;
+    let plain = end > start;
+    for (let j = start; j < end; j++) {
+      const d = bytes[j]! - 48;
+      if (d < 0 || d > 9) {
+        plain = false;
+        break;
+      }
+      value = value * 10 + d;
+    }
+    if (plain && value * factor < LIMIT) {
+      values[n] = value * factor;
+      lines[n++] = line;
+    } else {
+      const text = decoder.decode(bytes.subarray(start, end)).trim();
+      if (text !== "") {
+        values[n] = scaledNumber(text, scale, `line ${line}`);
+        lines[n++] = line;
+      }
+    }
+    start = i + 1;
+  }
+  return { values: values.slice(0, n), where: (index) => `line ${lines[index]}` };
+}
+
+function dataFromJson(text: string, scale: number): PeerData {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (cause) {
+    throw new InputError(`not valid JSON: ${(cause as Error).message}`);
+  }
+  if (!Array.isArray(data)) throw new InputError("a JSON input must be an array of numbers");
+  const factor = 10 ** scale;
+  const values = new Float64Array(data.length);
+  data.forEach((item, i) => {
+    if (typeof item === "number" && Number.isSafeInteger(item) && Math.abs(item * factor) < LIMIT) {
+      values[i] = item * factor;
+    } else if (typeof item === "number" || typeof item === "string") {
+      // String(number) is the shortest text that reads back as the same double.
+      values[i] = scaledNumber(String(item), scale, `item ${i + 1}`);
+    } else {
+      throw new InputError(`item ${i + 1}: not a number`);
+    }
+  });
+  return { values, where: (index) => `item ${index + 1}` };
 }
 
 /** Splits one CSV line into fields (RFC 4180 quotes; no embedded newlines). */
@@ -48,39 +150,7 @@ export function splitCsvLine(line: string, where: string): string[] {
   return fields;
 }
 
-/** Parses a file's text into rows. */
-export function rowsFromText(
-  text: string,
-  options: { column?: string | undefined } = {},
-): InputRow[] {
-  const body = text.replace(/^\uFEFF/, "");
-  if (options.column !== undefined) return rowsFromCsv(body, options.column);
-  if (body.trimStart().startsWith("[")) return rowsFromJson(body);
-  const rows: InputRow[] = [];
-  body.split(/\r?\n/).forEach((line, i) => {
-    if (line.trim() !== "") rows.push({ text: line.trim(), where: `line ${i + 1}` });
-  });
-  return rows;
-}
-
-function rowsFromJson(text: string): InputRow[] {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (cause) {
-    throw new InputError(`not valid JSON: ${(cause as Error).message}`);
-  }
-  if (!Array.isArray(data)) throw new InputError("a JSON input must be an array of numbers");
-  return data.map((item, i) => {
-    if (typeof item !== "number" && typeof item !== "string") {
-      throw new InputError(`item ${i + 1}: not a number`);
-    }
-    // String(number) is the shortest text that reads back as the same double.
-    return { text: String(item), where: `item ${i + 1}` };
-  });
-}
-
-function rowsFromCsv(text: string, column: string): InputRow[] {
+function dataFromCsv(text: string, column: string, scale: number): PeerData {
   const lines = text.split(/\r?\n/);
   const header = splitCsvLine(lines[0] ?? "", "line 1").map((h) => h.trim());
   const index = header.indexOf(column);
@@ -89,35 +159,48 @@ function rowsFromCsv(text: string, column: string): InputRow[] {
       `line 1: no column named ${JSON.stringify(column)} (columns: ${header.join(", ")})`,
     );
   }
-  const rows: InputRow[] = [];
+  const values: number[] = [];
+  const where: number[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.trim() === "") continue;
-    const where = `line ${i + 1}`;
-    const fields = splitCsvLine(line, where);
+    const fields = splitCsvLine(line, `line ${i + 1}`);
     if (fields.length !== header.length) {
-      throw new InputError(`${where}: ${fields.length} fields, the header has ${header.length}`);
+      throw new InputError(
+        `line ${i + 1}: ${fields.length} fields, the header has ${header.length}`,
+      );
     }
-    rows.push({ text: fields[index]!.trim(), where });
+    values.push(scaledNumber(fields[index]!.trim(), scale, `line ${i + 1}`));
+    where.push(i + 1);
   }
-  return rows;
+  return { values: Float64Array.from(values), where: (k) => `line ${where[k]}` };
 }
 
-/** Reads `--input FILE`. */
+/** Parses a file's bytes as the format it is in. */
+export function dataFromBytes(
+  bytes: Uint8Array,
+  options: { scale: number; column?: string | undefined },
+): PeerData {
+  let offset = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0; // BOM
+  const body = bytes.subarray(offset);
+  if (options.column !== undefined) {
+    return dataFromCsv(new TextDecoder().decode(body), options.column, options.scale);
+  }
+  while (offset < bytes.length && /\s/.test(String.fromCharCode(bytes[offset]!))) offset++;
+  if (bytes[offset] === 0x5b) return dataFromJson(new TextDecoder().decode(body), options.scale); // "["
+  return dataFromLines(body, options.scale);
+}
+
+/** Reads and parses `--input FILE`. */
 export async function readInputFile(
   path: string,
-  options: { column?: string | undefined } = {},
-): Promise<InputRow[]> {
-  let text: string;
+  options: { scale: number; column?: string | undefined },
+): Promise<PeerData> {
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (cause) {
-    throw new InputError(`Cannot read --input ${path}`, { cause });
+    throw new InputError(`cannot read ${path}`, { cause });
   }
-  try {
-    return rowsFromText(text, options);
-  } catch (error) {
-    if (error instanceof InputError) throw new InputError(`${path}: ${error.message}`);
-    throw error;
-  }
+  return dataFromBytes(bytes, options);
 }

@@ -21,6 +21,7 @@ import {
   verifyPartyCertificate,
   verifyTranscript,
 } from "./identity.ts";
+import type { PeerData } from "./input.ts";
 import type { MessageOf, Participant } from "./messages.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "./names.ts";
 import { randomSeed } from "./prg.ts";
@@ -30,7 +31,6 @@ import {
   elementBounds,
   encodeInput,
   InputError,
-  type InputRow,
   parseQuery,
   type Query,
 } from "./query.ts";
@@ -56,9 +56,9 @@ import {
 /** Options for {@linkcode runPeer}. */
 export interface PeerOptions {
   identity: Identity;
-  /** This peer's private input rows; checked against the round's query before anything is sent. */
-  rows: InputRow[];
-  /** The decimal places the rows were checked against; must be the round's. */
+  /** This peer's private numbers; checked against the round's query before anything is sent. */
+  data: PeerData;
+  /** The decimal places the numbers were read with; must be the round's. */
   scale: number;
   hospital: HostPort;
   /** The name on the hospital's certificate. */
@@ -242,7 +242,7 @@ class PeerRound {
       );
     }
     try {
-      return encodeInput(this.#query!, this.#options.rows, {
+      return encodeInput(this.#query!, this.#options.data, {
         scale: start.scale,
         max: start.max,
         maxRows: start.maxRows,

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { DecimalError, formatScaled, parseScaled } from "./decimal.ts";
+import { formatScaled, parseScaled } from "./decimal.ts";
 import { P_BIG } from "./field.ts";
 
 /** Raised for a query that cannot be run. */
@@ -165,43 +165,39 @@ export function boundOf(query: Query, bounds: readonly ElementBound[], index: nu
   return entry!.bound;
 }
 
-/** A peer's input: number texts and where each came from, for messages. */
-export interface InputRow {
-  text: string;
-  /** "line 12" or "item 3". */
-  where: string;
+/** A peer's numbers (scaled integers) and where each came from; see input.ts. */
+export interface ScaledInput {
+  values: Float64Array;
+  where(index: number): string;
 }
 
 /**
- * Turns a peer's rows into the query's vector, refusing (with the line) any
- * row that is not a number, is out of range, or has too many decimals, and a
- * table longer than `maxRows` or a vector of the wrong length.
+ * Turns a peer's scaled numbers into the query's vector, refusing (naming the
+ * line) any that is out of range, and a table longer than `maxRows` or a
+ * vector of the wrong length. For `vector:D` the input's own array becomes
+ * the vector, without a copy.
  */
 export function encodeInput(
   query: Query,
-  rows: readonly InputRow[],
+  input: ScaledInput,
   options: { scale: number; max: bigint; maxRows: number },
 ): Float64Array {
   const { scale, max, maxRows } = options;
-  const values = rows.map((row) => {
-    try {
-      return parseScaled(row.text, scale);
-    } catch (cause) {
-      const reason = cause instanceof DecimalError ? cause.message : "not a number";
-      throw new InputError(`${row.where}: ${reason}`);
-    }
-  });
-  const inRange = (value: bigint, i: number, low: bigint, high: bigint, what: string) => {
-    if (value < low || value > high) throw new InputError(`${rows[i]!.where}: outside ${what}`);
-  };
+  const values = input.values;
+  const maxNumber = Number(max); // exact: max < p < 2^52
+  const outside = (i: number, what: string) => new InputError(`${input.where(i)}: outside ${what}`);
+  const range = `[0, R = ${formatScaled(max, scale)}]`;
   if (query.kind === "vector") {
     if (values.length !== query.dimension) {
       throw new InputError(
         `the input has ${values.length} numbers; the query needs a vector of ${query.dimension}`,
       );
     }
-    values.forEach((v, i) => inRange(v, i, 0n, max, `[0, R = ${formatScaled(max, scale)}]`));
-    return Float64Array.from(values, Number);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!(v >= 0 && v <= maxNumber)) throw outside(i, range);
+    }
+    return values;
   }
   if (values.length > maxRows) {
     throw new InputError(
@@ -211,39 +207,36 @@ export function encodeInput(
   if (query.kind === "histogram") {
     const counts = new Float64Array(query.bins);
     const width = query.high - query.low;
-    values.forEach((v, i) => {
-      inRange(
-        v,
-        i,
-        query.low,
-        query.high,
-        `[${formatScaled(query.low, scale)}, ${formatScaled(query.high, scale)}]`,
-      );
+    const bins = BigInt(query.bins);
+    const span = `[${formatScaled(query.low, scale)}, ${formatScaled(query.high, scale)}]`;
+    values.forEach((x, i) => {
+      const v = BigInt(x);
+      if (v < query.low || v > query.high) throw outside(i, span);
       // Exact bin arithmetic on scaled integers: ⌊(v − LOW)·B / (HIGH − LOW)⌋,
       // with HIGH itself in the last bin.
-      const bin = v === query.high
-        ? query.bins - 1
-        : Number(((v - query.low) * BigInt(query.bins)) / width);
+      const bin = v === query.high ? query.bins - 1 : Number(((v - query.low) * bins) / width);
       counts[bin]!++;
     });
     return counts;
   }
-  values.forEach((v, i) => inRange(v, i, 0n, max, `[0, R = ${formatScaled(max, scale)}]`));
-  const sum = values.reduce((a, b) => a + b, 0n);
-  const count = BigInt(values.length);
+  let sum = 0n;
+  let squares = 0n;
+  values.forEach((x, i) => {
+    if (!(x >= 0 && x <= maxNumber)) throw outside(i, range);
+    const v = BigInt(x);
+    sum += v;
+    squares += v * v;
+  });
+  const count = values.length;
   switch (query.kind) {
     case "sum":
       return Float64Array.of(Number(sum));
     case "count":
-      return Float64Array.of(Number(count));
+      return Float64Array.of(count);
     case "mean":
-      return Float64Array.of(Number(sum), Number(count));
+      return Float64Array.of(Number(sum), count);
     case "variance":
-      return Float64Array.of(
-        Number(sum),
-        Number(values.reduce((a, b) => a + b * b, 0n)),
-        Number(count),
-      );
+      return Float64Array.of(Number(sum), Number(squares), count);
   }
 }
 
