@@ -25,6 +25,7 @@ import {
   timeoutFlag,
 } from "./options.ts";
 import { dataFromValue, type PeerData, readInputFile } from "./input.ts";
+import { samplePeakRss, trackPeakRss } from "./memory.ts";
 import { runPeer } from "./peer.ts";
 import { terminalProgress } from "./progress.ts";
 import {
@@ -390,6 +391,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   });
   const name = nameFlag(flags, "name");
   const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
+  if (flags.values["json"]) trackPeakRss(); // reported in the JSON, for the benchmark
   const data = await peerData(flags, scale);
   const hospital = addressFlag(flags, "hospital");
   const hospitalName = nameFlag(flags, "hospital-name", "hospital");
@@ -428,23 +430,12 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
       contributors: result.contributors,
       bytesSent: result.bytesSent,
       bytesReceived: result.bytesReceived,
-      peakRssBytes: peakRss(),
+      peakRssBytes: samplePeakRss(),
     }));
   } else {
     io.out(`round ${result.session} done`);
   }
   return 0;
-}
-
-/** This process's peak resident memory (Linux VmHWM), or null where unknown. */
-export function peakRss(): number | null {
-  try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
-    return kb === undefined ? null : Number(kb) * 1024;
-  } catch {
-    return null;
-  }
 }
 
 async function certsCommand(args: string[], io: Console): Promise<number> {

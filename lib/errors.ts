@@ -64,7 +64,11 @@ export function isExpectedError(error: unknown): error is Error {
     Object.values(Deno.errors).some((type) => error instanceof type);
 }
 
-/** A one-line description of `error` and its causes, for logs. */
+/**
+ * A one-line description of `error` and its causes, for logs: control
+ * characters escaped (a peer's refusal reason is its own text) and the whole
+ * cut to 300 characters.
+ */
 export function describeError(error: unknown): string {
   const parts: string[] = [];
   let e: unknown = error;
@@ -72,5 +76,11 @@ export function describeError(error: unknown): string {
     parts.push(e instanceof Error ? e.message : String(e));
     e = e instanceof Error ? e.cause : undefined;
   }
-  return parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
+  const text = parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
+  // deno-lint-ignore no-control-regex
+  const safe = text.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return safe.length > 300 ? `${safe.slice(0, 300)}…` : safe;
 }

@@ -23,7 +23,12 @@
  * @module
  */
 
-import { deriveChannel, type EphemeralKey, generateEphemeralKey } from "./channel.ts";
+import {
+  deriveChannel,
+  type EphemeralKey,
+  generateEphemeralKey,
+  type SealedChannel,
+} from "./channel.ts";
 import { AuthError, describeError, ProtocolError } from "./errors.ts";
 import {
   type Identity,
@@ -48,14 +53,13 @@ async function channelSalt(fields: readonly string[]): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", transcript("channel", fields)));
 }
 
-async function secureConnection(
-  conn: MessageConnection,
+async function channelFor(
   own: EphemeralKey,
   otherKey: Uint8Array,
   fields: readonly string[],
   role: "client" | "server",
-): Promise<void> {
-  conn.secure(await deriveChannel(own, otherKey, await channelSalt(fields), role));
+): Promise<SealedChannel> {
+  return await deriveChannel(own, otherKey, await channelSalt(fields), role);
 }
 
 function randomNonce(): string {
@@ -127,28 +131,30 @@ export function serverHandshake(
       );
     }
     if (auth.from === identity.name) throw new AuthError("Client claims the server's own name");
-    const client = await verifyPartyCertificate(auth.cert, identity.ca, auth.from);
     const keys = [base64(ephemeral.publicKey), base64(auth.key)];
     const names = [serverNonce, auth.nonce, auth.from, identity.name];
-    if (
-      !(await verifyTranscript(client.publicKey, auth.sig, "handshake", [
-        "client",
-        ...names,
-        auth.cert,
-        ...keys,
-      ]))
-    ) {
-      throw new AuthError(`Invalid handshake signature from ${JSON.stringify(auth.from)}`);
-    }
     const serverFields = ["server", ...names, identity.certPem, ...keys];
+    // Check the client while preparing the answer; nothing is sent unless the check passes.
+    const [client, sig, channel] = await Promise.all([
+      (async () => {
+        const client = await verifyPartyCertificate(auth.cert, identity.ca, auth.from);
+        const clientFields = ["client", ...names, auth.cert, ...keys];
+        if (!(await verifyTranscript(client.publicKey, auth.sig, "handshake", clientFields))) {
+          throw new AuthError(`Invalid handshake signature from ${JSON.stringify(auth.from)}`);
+        }
+        return client;
+      })(),
+      signTranscript(identity.privateKey, "handshake", serverFields),
+      channelFor(ephemeral, auth.key, [...names, ...keys], "server"),
+    ]);
     await conn.send({
       type: "welcome",
       from: identity.name,
       to: auth.from,
       cert: identity.certPem,
-      sig: await signTranscript(identity.privateKey, "handshake", serverFields),
+      sig,
     }, signal);
-    await secureConnection(conn, ephemeral, auth.key, [...names, ...keys], "server");
+    conn.secure(channel);
     return client;
   });
 }
@@ -161,6 +167,9 @@ export function clientHandshake(
   signal: AbortSignal,
 ): Promise<VerifiedParty> {
   return refuseOnError(conn, async () => {
+    // Make the ephemeral key while the server's hello is on its way.
+    const ephemeralKey = generateEphemeralKey();
+    ephemeralKey.catch(() => {});
     const hello = await expectMessage(conn, "hello", signal);
     if (hello.from !== serverName) {
       throw new AuthError(
@@ -170,7 +179,7 @@ export function clientHandshake(
       );
     }
     const clientNonce = randomNonce();
-    const ephemeral = await generateEphemeralKey();
+    const ephemeral = await ephemeralKey;
     const keys = [base64(hello.key), base64(ephemeral.publicKey)];
     const names = [hello.nonce, clientNonce, identity.name, serverName];
     await conn.send({
@@ -191,12 +200,18 @@ export function clientHandshake(
     if (welcome.from !== serverName || welcome.to !== identity.name) {
       throw new AuthError("Server's welcome names the wrong parties");
     }
-    const server = await verifyPartyCertificate(welcome.cert, identity.ca, serverName);
     const serverFields = ["server", ...names, welcome.cert, ...keys];
-    if (!(await verifyTranscript(server.publicKey, welcome.sig, "handshake", serverFields))) {
-      throw new AuthError(`Invalid handshake signature from ${JSON.stringify(serverName)}`);
-    }
-    await secureConnection(conn, ephemeral, hello.key, [...names, ...keys], "client");
+    const [server, channel] = await Promise.all([
+      (async () => {
+        const server = await verifyPartyCertificate(welcome.cert, identity.ca, serverName);
+        if (!(await verifyTranscript(server.publicKey, welcome.sig, "handshake", serverFields))) {
+          throw new AuthError(`Invalid handshake signature from ${JSON.stringify(serverName)}`);
+        }
+        return server;
+      })(),
+      channelFor(ephemeral, hello.key, [...names, ...keys], "client"),
+    ]);
+    conn.secure(channel);
     return server;
   });
 }

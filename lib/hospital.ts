@@ -155,7 +155,10 @@ class HospitalRound {
 
   async run(): Promise<RoundResult> {
     const { identity, log, peers, timeoutMs, signal } = this.#options;
-    const listener = listenTls(this.#options.listen, identity.certPem, identity.keyPem);
+    const listener = await listenTls(this.#options.listen, identity.certPem, identity.keyPem, {
+      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+      onRefused: (remote, reason) => log(`refused connection from ${remote}: ${reason}`),
+    });
     this.#options.onListening?.(listener.address);
     const accepting = this.#acceptLoop(listener);
     const onCancel = () => this.#fail("Cancelled");
@@ -399,7 +402,11 @@ class HospitalRound {
       y: p.partial,
     }));
     const sum = reconstructShamirVector(points, t);
-    log(`${this.#partials.size} partial sums verified and consistent; sum reconstructed`);
+    log(
+      this.#partials.size > t
+        ? `${this.#partials.size} partial sums verified and consistent; sum reconstructed`
+        : `${t} partial sums verified (exactly T: no spare to cross-check); sum reconstructed`,
+    );
     return sum;
   }
 

@@ -58,15 +58,52 @@ export async function loadCaCertificate(pem: string): Promise<x509.X509Certifica
   return ca;
 }
 
+/** Verified certificates, per CA: a round checks each participant's once, not once per connection. */
+const verified = new WeakMap<
+  x509.X509Certificate,
+  Map<string, Promise<VerifiedParty & { notAfter: number }>>
+>();
+
 /**
  * Checks that `pem` is a currently valid end-entity certificate issued by
- * `ca` for `expectedName`, and returns its public key.
+ * `ca` for `expectedName`, and returns its public key. Results are cached for
+ * the process (an expired certificate is checked again, and fails).
  */
 export async function verifyPartyCertificate(
   pem: string,
   ca: x509.X509Certificate,
   expectedName: string,
 ): Promise<VerifiedParty> {
+  let cache = verified.get(ca);
+  if (!cache) verified.set(ca, cache = new Map());
+  const key = `${expectedName}\n${pem}`;
+  const cached = await cache.get(key)?.catch(() => undefined);
+  let entry: Promise<VerifiedParty & { notAfter: number }>;
+  if (cached && cached.notAfter >= Date.now()) {
+    entry = Promise.resolve(cached);
+  } else {
+    entry = checkPartyCertificate(pem, ca, expectedName);
+    cache.set(key, entry);
+  }
+  try {
+    const { name, certPem, publicKey } = await entry;
+    return { name, certPem, publicKey };
+  } catch (error) {
+    // Failures are not cached: each caller gets the check, and its message, afresh.
+    cache.delete(key);
+    throw error;
+  }
+}
+
+/**
+ * Checks that `pem` is a currently valid end-entity certificate issued by
+ * `ca` for `expectedName`, and returns its public key.
+ */
+async function checkPartyCertificate(
+  pem: string,
+  ca: x509.X509Certificate,
+  expectedName: string,
+): Promise<VerifiedParty & { notAfter: number }> {
   const cert = parseCertificate(pem, "certificate");
   let signedByCa = false;
   try {
@@ -105,7 +142,7 @@ export async function verifyPartyCertificate(
   } catch (cause) {
     throw new AuthError("Certificate key is not ECDSA P-256", { cause });
   }
-  return { name: cn, certPem: pem, publicKey };
+  return { name: cn, certPem: pem, publicKey, notAfter: cert.notAfter.getTime() };
 }
 
 const encoder = new TextEncoder();

@@ -102,7 +102,8 @@ function dataFromJson(text: string, scale: number): PeerData {
   try {
     data = JSON.parse(text);
   } catch (cause) {
-    throw new InputError(`not valid JSON: ${(cause as Error).message}`);
+    // Not the parser's message: it quotes the file, and the file is private.
+    throw new InputError("not valid JSON", { cause });
   }
   if (!Array.isArray(data)) throw new InputError("a JSON input must be an array of numbers");
   const factor = 10 ** scale;

@@ -31,6 +31,16 @@ function fail(path: string, what: string): never {
   throw new ProtocolError(`Invalid message: ${path} ${what}`);
 }
 
+/**
+ * Attacker-chosen text for an error message: JSON-quoted (so control
+ * characters are escaped) and cut to 40 characters, so a stranger can
+ * neither flood nor forge log lines.
+ */
+export function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
+}
+
 function stringField(test: (s: string) => boolean, what: string): Field<string> {
   return {
     decode(value, path) {
@@ -213,7 +223,7 @@ function object<S extends Record<string, Field<unknown>>>(schema: S): Field<Deco
       }
       const record = value as Record<string, unknown>;
       for (const key of Object.keys(record)) {
-        if (!Object.hasOwn(schema, key)) fail(`${path}.${key}`, "is not a known field");
+        if (!Object.hasOwn(schema, key)) fail(`${path}[${quote(key)}]`, "is not a known field");
       }
       const out: Record<string, unknown> = {};
       for (const [key, field] of Object.entries(schema)) {
@@ -405,7 +415,7 @@ export function decodeMessage(payload: Uint8Array): Message {
     );
   }
   if (typeof type !== "string" || !Object.hasOwn(SCHEMAS, type)) {
-    throw new ProtocolError(`Invalid message: unknown type ${JSON.stringify(type)}`);
+    throw new ProtocolError(`Invalid message: unknown type ${quote(type)}`);
   }
   const codec = codecs[type as keyof Schemas] as Field<Record<string, unknown>>;
   return { type, ...codec.decode(body, type) } as Message;

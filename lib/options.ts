@@ -34,7 +34,8 @@ export function parseFlags(
       args: joinNegativeNumbers(args, options),
       options,
       strict: true,
-      allowPositionals: positionals > 0,
+      // Counted below: node's own message would echo the argument.
+      allowPositionals: true,
       tokens: true,
     });
   } catch (cause) {

@@ -124,7 +124,10 @@ class PeerRound {
 
   async run(): Promise<PeerResult> {
     const { identity, log, timeoutMs, signal, hospitalName } = this.#options;
-    const listener = listenTls(this.#options.listen, identity.certPem, identity.keyPem);
+    const listener = await listenTls(this.#options.listen, identity.certPem, identity.keyPem, {
+      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+      onRefused: (remote, reason) => log(`refused connection from ${remote}: ${reason}`),
+    });
     this.#options.onListening?.(listener.address);
     const advertise = formatHostPort(this.#options.advertise ?? listener.address);
     const accepting = this.#acceptLoop(listener);
@@ -436,7 +439,9 @@ class PeerRound {
     if (names.includes(hospitalName)) {
       throw new ProtocolError("START lists the hospital as a participant");
     }
-    for (const p of start.participants) await verifyPartyCertificate(p.cert, identity.ca, p.name);
+    await Promise.all(
+      start.participants.map((p) => verifyPartyCertificate(p.cert, identity.ca, p.name)),
+    );
   }
 
   /** Reads the hospital's messages: START, FINALIZE (threshold), then DONE or ABORT. */
@@ -561,10 +566,10 @@ class PeerRound {
       );
       await conn.handshake(first);
       const party = await serverHandshake(conn, identity, first);
-      const message = await conn.receive(first);
-      if (message.type !== "seed" && message.type !== "share") {
-        throw new ProtocolError(`Unexpected ${message.type} message`);
-      }
+      const received = await conn.receive(first).then(
+        (message) => ({ message }),
+        (error: unknown) => ({ error }),
+      );
       // A fast peer may reach us before our own START arrives; wait for it.
       const start = await abortable(
         this.#checkedStart.promise,
@@ -574,7 +579,13 @@ class PeerRound {
       if (!listed || listed.cert !== party.certPem) {
         throw new AuthError(`${party.name} is not a participant of this round`);
       }
+      // From here on a failure is a participant's deviation, and aborts the round.
       participant = party.name;
+      if ("error" in received) throw received.error;
+      const message = received.message;
+      if (message.type !== "seed" && message.type !== "share") {
+        throw new ProtocolError(`Unexpected ${message.type} message`);
+      }
       if (message.session !== start.session) {
         throw new ProtocolError("Share is for another session");
       }

@@ -1,6 +1,15 @@
 /**
- * The only file that touches `Deno.Conn`: TLS listeners and connections that
+ * The only file that touches sockets: TLS listeners and connections that
  * send and receive whole protocol messages.
+ *
+ * Clients use `Deno.connect` + `Deno.startTls` (so Nagle's algorithm can be
+ * turned off first). Servers use `node:tls`, for three reasons
+ * `Deno.listenTls` cannot meet: its connections cannot turn Nagle off (the
+ * server's first write after the TLS 1.3 session tickets then waits ~40 ms
+ * for a delayed ACK on every connection), closing one before its TLS
+ * handshake finishes does not release the socket (denoland/deno#14547), so
+ * idle strangers could pin file descriptors, and it has no handshake
+ * timeout of its own.
  *
  * Reads take exactly the bytes a frame announces (a short read is an error),
  * the length is checked against the frame limit before anything is allocated,
@@ -11,6 +20,7 @@
  * @module
  */
 
+import tls from "node:tls";
 import type { SealedChannel } from "./channel.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { abortable, abortReason } from "./deadline.ts";
@@ -18,9 +28,136 @@ import { decodeFrameLength, encodeFrame, FRAME_HEADER_BYTES } from "./frame.ts";
 import { CHUNK_ELEMENTS, decodeMessage, encodeMessage, type Message } from "./messages.ts";
 import { formatHostPort, type HostPort } from "./names.ts";
 
+/** The byte stream under a connection: a Deno TLS client or a node:tls server socket. */
+interface ByteStream {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<number>;
+  handshake(): Promise<unknown>;
+  close(): void;
+  readonly remote: HostPort;
+}
+
+/** A TLS client connection from `Deno.startTls`. */
+class DenoStream implements ByteStream {
+  #conn: Deno.TlsConn;
+  readonly remote: HostPort;
+
+  constructor(conn: Deno.TlsConn) {
+    this.#conn = conn;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = { hostname: addr.hostname, port: addr.port };
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    return this.#conn.read(buffer);
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return this.#conn.write(data);
+  }
+
+  handshake(): Promise<unknown> {
+    return this.#conn.handshake();
+  }
+
+  close(): void {
+    this.#conn.close();
+  }
+}
+
+/** Buffered bytes above which a server socket stops reading until we catch up. */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+
+/** A node:tls server socket, read through a small bounded queue. */
+class NodeSocketStream implements ByteStream {
+  #socket: tls.TLSSocket;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  readonly remote: HostPort;
+
+  constructor(socket: tls.TLSSocket) {
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    this.remote = remoteOf(socket);
+    socket.on("data", (data: Uint8Array) => {
+      this.#chunks.push(data);
+      this.#buffered += data.length;
+      if (this.#buffered > HIGH_WATER_BYTES) socket.pause();
+      this.#notify();
+    });
+    socket.on("end", () => this.#finish());
+    socket.on("close", () => this.#finish());
+    socket.on("error", (error: Error) => {
+      this.#error = new ConnectionClosedError(`Connection failed: ${error.message}`, {
+        cause: error,
+      });
+      this.#notify();
+    });
+  }
+
+  #finish(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+    let n = 0;
+    while (n < buffer.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length, buffer.length - n);
+      buffer.set(chunk.subarray(0, take), n);
+      n += take;
+      if (take === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(take);
+    }
+    this.#buffered -= n;
+    if (this.#buffered <= HIGH_WATER_BYTES / 2 && this.#socket.isPaused()) this.#socket.resume();
+    return n;
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      if (this.#socket.destroyed) {
+        reject(new ConnectionClosedError("Connection is closed"));
+        return;
+      }
+      this.#socket.write(data, (error?: Error | null) => {
+        if (error) {
+          reject(
+            new ConnectionClosedError(`Connection failed: ${error.message}`, { cause: error }),
+          );
+        } else resolve(data.length);
+      });
+    });
+  }
+
+  handshake(): Promise<unknown> {
+    // node:tls hands over a socket only once its handshake is complete.
+    return Promise.resolve();
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
 /** A connection carrying length-prefixed protocol messages. */
 export class MessageConnection {
-  #conn: Deno.TlsConn;
+  #conn: ByteStream;
   #closed = false;
   #writes: Promise<void> = Promise.resolve();
   #channel: SealedChannel | undefined;
@@ -30,10 +167,9 @@ export class MessageConnection {
   /** The remote address, for logs. */
   readonly remote: string;
 
-  constructor(conn: Deno.TlsConn) {
+  constructor(conn: ByteStream) {
     this.#conn = conn;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.remote = formatHostPort({ hostname: addr.hostname, port: addr.port });
+    this.remote = formatHostPort(conn.remote);
   }
 
   /** Whether {@linkcode close} has been called. */
@@ -175,70 +311,137 @@ export class MessageConnection {
   }
 }
 
+/** Options for {@linkcode listenTls}. */
+export interface ListenOptions {
+  /** How long a stranger may take to finish the TLS handshake. */
+  handshakeTimeoutMs: number;
+  /** Told about connections that failed before TLS was established. */
+  onRefused?: (remote: string, reason: string) => void;
+}
+
 /** A TLS listener that yields {@linkcode MessageConnection}s. */
 export class MessageListener {
-  #listener: Deno.TlsListener;
+  #server: tls.Server;
   #closed = false;
+  #ready: MessageConnection[] = [];
+  #wake: (() => void) | undefined;
   /** The address actually bound. */
   readonly address: HostPort;
 
-  constructor(listener: Deno.TlsListener) {
-    this.#listener = listener;
-    const addr = listener.addr as Deno.NetAddr;
-    this.address = { hostname: addr.hostname, port: addr.port };
+  constructor(server: tls.Server, address: HostPort) {
+    this.#server = server;
+    this.address = address;
+    // Accept errors (say, out of file descriptors) affect one connection;
+    // without a listener node would treat them as fatal.
+    server.on("error", () => {});
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (this.#closed) {
+        socket.destroy();
+        return;
+      }
+      this.#ready.push(new MessageConnection(new NodeSocketStream(socket)));
+      this.#notify();
+    });
   }
 
-  /** Accepts connections until the listener is closed. */
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Yields connections whose TLS handshake succeeded, until the listener is closed. */
   async *accept(): AsyncGenerator<MessageConnection> {
-    while (!this.#closed) {
-      let conn: Deno.TlsConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closed) return;
-        // A failed accept (for example a reset during TCP setup) affects
-        // only that one connection; keep serving the others.
-        if (error instanceof Deno.errors.BadResource) return;
+    for (;;) {
+      const next = this.#ready.shift();
+      if (next) {
+        yield next;
         continue;
       }
-      yield new MessageConnection(conn);
+      if (this.#closed) return;
+      await new Promise<void>((resolve) => this.#wake = resolve);
     }
   }
 
-  /** Stops listening; safe to call more than once. */
+  /** Stops listening; safe to call more than once. Connections already handed out stay open. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#listener.close();
-    } catch {
-      // Already closed.
-    }
+    this.#server.close();
+    for (const conn of this.#ready.splice(0)) conn.close();
+    this.#notify();
   }
 }
 
+/**
+ * A socket's remote address. A TLS socket that failed its handshake may no
+ * longer know it; the TCP socket under it (node's `_parent`) still does.
+ */
+function remoteOf(socket: tls.TLSSocket): HostPort {
+  const parent =
+    (socket as unknown as { _parent?: { remoteAddress?: string; remotePort?: number } })
+      ._parent;
+  return {
+    hostname: socket.remoteAddress ?? parent?.remoteAddress ?? "unknown",
+    port: socket.remotePort ?? parent?.remotePort ?? 0,
+  };
+}
+
 /** Listens for TLS connections on `address` with this party's certificate. */
-export function listenTls(address: HostPort, certPem: string, keyPem: string): MessageListener {
-  return new MessageListener(
-    Deno.listenTls({ hostname: address.hostname, port: address.port, cert: certPem, key: keyPem }),
-  );
+export async function listenTls(
+  address: HostPort,
+  certPem: string,
+  keyPem: string,
+  options: ListenOptions,
+): Promise<MessageListener> {
+  const server = tls.createServer({
+    cert: certPem,
+    key: keyPem,
+    minVersion: "TLSv1.2",
+    handshakeTimeout: options.handshakeTimeoutMs,
+  });
+  server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+    const remote = formatHostPort(remoteOf(socket));
+    options.onRefused?.(remote, `TLS handshake failed: ${error.message}`);
+    socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(address.port, address.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  if (bound === null || typeof bound === "string") throw new Error("Listener has no TCP address");
+  return new MessageListener(server, { hostname: bound.address, port: bound.port });
 }
 
 /**
- * Connects over TLS, trusting only the consortium CA, and completes the TLS
+ * Connects over TLS, trusting the consortium CA, and completes the TLS
  * handshake (which checks the server's chain and that its certificate names
  * `address.hostname`).
+ *
+ * The TCP connection is opened first so that Nagle's algorithm can be turned
+ * off: the protocol often writes two frames back to back (a header, then a
+ * vector chunk), and with Nagle on, the second waits for the peer's delayed
+ * ACK, about 40 ms on Linux, every time.
  */
 export async function connectTls(
   address: HostPort,
   caPem: string,
   signal: AbortSignal,
 ): Promise<MessageConnection> {
-  const pending = Deno.connectTls({
-    hostname: address.hostname,
-    port: address.port,
-    caCerts: [caPem],
-  });
+  const pending = (async () => {
+    const tcp = await Deno.connect({ hostname: address.hostname, port: address.port });
+    try {
+      tcp.setNoDelay(true);
+      return await Deno.startTls(tcp, { hostname: address.hostname, caCerts: [caPem] });
+    } catch (error) {
+      tcp.close();
+      throw error;
+    }
+  })();
   let conn: Deno.TlsConn;
   try {
     conn = await abortable(pending, signal);
@@ -247,7 +450,7 @@ export async function connectTls(
     pending.then((c) => c.close(), () => {});
     throw error;
   }
-  const connection = new MessageConnection(conn);
+  const connection = new MessageConnection(new DenoStream(conn));
   try {
     await connection.handshake(signal);
   } catch (error) {

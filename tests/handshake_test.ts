@@ -11,6 +11,8 @@ import { type Identity, loadIdentity } from "../lib/identity.ts";
 import { connectTls, listenTls, type MessageConnection } from "../lib/transport.ts";
 import { makePki, removeDir } from "./helpers.ts";
 
+const LISTEN = { handshakeTimeoutMs: 5000 };
+
 async function identityFrom(
   dir: string,
   name: string,
@@ -26,7 +28,12 @@ async function identityFrom(
 
 /** Runs one server handshake and one client handshake against each other. */
 async function handshakePair(server: Identity, client: Identity, expectServer = server.name) {
-  const listener = listenTls({ hostname: "127.0.0.1", port: 0 }, server.certPem, server.keyPem);
+  const listener = await listenTls(
+    { hostname: "127.0.0.1", port: 0 },
+    server.certPem,
+    server.keyPem,
+    LISTEN,
+  );
   const signal = AbortSignal.timeout(10_000);
   const accepted = (async () => {
     for await (const conn of listener.accept()) {
@@ -129,7 +136,12 @@ Deno.test("TLS to a server whose certificate is from another CA fails", async ()
   const other = await makePki(["hospital"]);
   try {
     const rogue = await identityFrom(other, "hospital");
-    const listener = listenTls({ hostname: "127.0.0.1", port: 0 }, rogue.certPem, rogue.keyPem);
+    const listener = await listenTls(
+      { hostname: "127.0.0.1", port: 0 },
+      rogue.certPem,
+      rogue.keyPem,
+      LISTEN,
+    );
     const serving = (async () => {
       for await (const conn of listener.accept()) {
         await conn.handshake(AbortSignal.timeout(5000)).catch(() => {});
@@ -153,10 +165,11 @@ Deno.test("a server that says nothing makes the client time out, not hang", asyn
   const dir = await makePki(["hospital", "alice"]);
   try {
     const hospital = await identityFrom(dir, "hospital");
-    const listener = listenTls(
+    const listener = await listenTls(
       { hostname: "127.0.0.1", port: 0 },
       hospital.certPem,
       hospital.keyPem,
+      LISTEN,
     );
     const held: MessageConnection[] = [];
     const serving = (async () => {

@@ -1,0 +1,258 @@
+/**
+ * `deno task bench`: rounds with every party a separate process on loopback,
+ * one row per configuration, and the same run's limit for comparison.
+ *
+ * Columns: time from START to result (the hospital's own measurement); bytes
+ * on the wire (frame bytes the processes count; TLS adds about 0.1 %) per peer
+ * and in total; bandwidth expansion against every peer uploading its vector
+ * once in the clear (8 bytes an element); peak resident memory per peer (the
+ * largest, from /proc VmHWM) next to the runtime's own baseline; and the
+ * limit: the time to move the same total bytes over one TLS connection on
+ * loopback plus the time to generate the randomness the round needs (one
+ * mask per pair in additive mode, T − 1 coefficients per element and peer in
+ * threshold mode), with our time's ratio to it.
+ *
+ * Usage: deno task bench [--quick] [--out FILE]
+ */
+
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { FieldStream } from "../lib/prg.ts";
+import { createConsortium, writeConsortium } from "../lib/pki.ts";
+import { cliCommand, CliProcess, removeDir } from "../tests/helpers.ts";
+
+interface Config {
+  peers: number;
+  dimension: number;
+  threshold?: number;
+}
+
+const CONFIGS: Config[] = [
+  { peers: 3, dimension: 1 },
+  { peers: 10, dimension: 1 },
+  { peers: 50, dimension: 1 },
+  { peers: 10, dimension: 2 ** 20 },
+  { peers: 10, dimension: 2 ** 20, threshold: 6 },
+];
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, out: { type: "string" }, runs: { type: "string" } },
+});
+const RUNS = Number(flags.runs ?? (flags.quick ? 1 : 3));
+const configs = flags.quick
+  ? CONFIGS.map((c) => ({ ...c, dimension: Math.min(c.dimension, 2 ** 16) }))
+  : CONFIGS;
+
+const MiB = 1024 * 1024;
+const names = (n: number) =>
+  Array.from({ length: n }, (_, i) => `p${String(i + 1).padStart(2, "0")}`);
+
+/** Writes each peer's vector as one number per line: integers in [0, 2^20). */
+async function writeInputs(dir: string, count: number, dimension: number): Promise<string[]> {
+  const files: string[] = [];
+  for (const name of names(count)) {
+    const words = new Uint32Array(dimension);
+    for (let i = 0; i < dimension; i += 16384) crypto.getRandomValues(words.subarray(i, i + 16384));
+    const lines = Array.from(words, (w) => String(w & 0xfffff)).join("\n") + "\n";
+    const file = join(dir, `${name}-${dimension}.txt`);
+    await Deno.writeTextFile(file, lines);
+    files.push(file);
+  }
+  return files;
+}
+
+interface Measured {
+  startToResultMs: number;
+  totalBytes: number;
+  perPeerBytes: number;
+  peakPeerRss: number;
+}
+
+async function runRound(
+  dir: string,
+  config: Config,
+  inputs: string[] | undefined,
+): Promise<Measured> {
+  const processes: CliProcess[] = [];
+  try {
+    const hospital = new CliProcess("hospital", [
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      String(config.peers),
+      "--certs",
+      dir,
+      "--json",
+      "--timeout",
+      "120",
+      "--max-rows",
+      "1",
+      ...(config.dimension > 1
+        ? ["--query", `vector:${config.dimension}`, "--max", String(2 ** 20)]
+        : []),
+      ...(config.threshold ? ["--threshold", String(config.threshold)] : []),
+    ]);
+    processes.push(hospital);
+    const address = await hospital.address(60_000);
+    names(config.peers).forEach((name, i) => {
+      const data = inputs ? ["--input", inputs[i]!] : ["--value", String(1000 + i)];
+      processes.push(
+        new CliProcess(name, [
+          "peer",
+          "--name",
+          name,
+          ...data,
+          "--hospital",
+          address,
+          "--certs",
+          dir,
+          "--json",
+          "--timeout",
+          "120",
+        ]),
+      );
+    });
+    const results = await Promise.all(processes.map((p) => p.finish(300_000)));
+    results.forEach((r, i) => {
+      if (r.code !== 0) throw new Error(`${processes[i]!.name} failed:\n${processes[i]!.log()}`);
+    });
+    const h = JSON.parse(results[0]!.stdout);
+    const peers = results.slice(1).map((r) => JSON.parse(r.stdout));
+    const peerSent = peers.reduce((a, p) => a + p.bytesSent, 0);
+    return {
+      startToResultMs: h.startToResultMs,
+      totalBytes: peerSent + h.bytesSent,
+      perPeerBytes: peers.reduce((a, p) => a + p.bytesSent + p.bytesReceived, 0) / peers.length,
+      peakPeerRss: Math.max(...peers.map((p) => p.peakRssBytes ?? 0)),
+    };
+  } finally {
+    for (const p of processes) p.kill();
+    await Promise.allSettled(processes.map((p) => p.finish(5000)));
+  }
+}
+
+/** Milliseconds to push `bytes` through one TLS connection on loopback (after a warm-up). */
+async function tlsTransferMs(dir: string, bytes: number): Promise<number> {
+  const cert = await Deno.readTextFile(join(dir, "hospital.crt"));
+  const key = await Deno.readTextFile(join(dir, "hospital.key"));
+  const ca = await Deno.readTextFile(join(dir, "ca.crt"));
+  const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const receiving = (async () => {
+    const conn = await listener.accept();
+    await conn.handshake();
+    const buffer = new Uint8Array(MiB);
+    let got = 0;
+    while (got < bytes) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      got += n;
+    }
+    conn.close();
+  })();
+  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca] });
+  await conn.handshake();
+  const chunk = new Uint8Array(512 * 1024);
+  const started = performance.now();
+  for (let sent = 0; sent < bytes;) {
+    const n = Math.min(chunk.length, bytes - sent);
+    sent += await conn.write(chunk.subarray(0, n));
+  }
+  await receiving;
+  const elapsed = performance.now() - started;
+  conn.close();
+  listener.close();
+  return elapsed;
+}
+
+/** Milliseconds to generate `elements` field elements with the protocol's generator. */
+async function randomnessMs(elements: number): Promise<number> {
+  const started = performance.now();
+  const stream = await FieldStream.random();
+  const buffer = new Float64Array(1 << 16);
+  for (let done = 0; done < elements; done += buffer.length) {
+    await stream.fill(buffer.subarray(0, Math.min(buffer.length, elements - done)));
+  }
+  return performance.now() - started;
+}
+
+function neededRandomness(c: Config): number {
+  return c.threshold
+    ? c.peers * (c.threshold - 1) * c.dimension
+    : ((c.peers * (c.peers - 1)) / 2) * c.dimension;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function baselineRss(): Promise<number> {
+  const [deno, ...rest] = cliCommand();
+  const args = rest.slice(0, rest.length - 1); // drop main.ts
+  const out = await new Deno.Command(deno!, {
+    args: [...args, new URL("./baseline.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(out.stdout)).peakRssBytes;
+}
+
+const dir = await Deno.makeTempDir({ prefix: "sumshare-bench-" });
+try {
+  await writeConsortium(dir, await createConsortium(["hospital", ...names(50)]));
+  // Warm up the TLS and crypto paths so the limit is not charged for first use.
+  await tlsTransferMs(dir, MiB);
+  await randomnessMs(1 << 16);
+  const baseline = await baselineRss();
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
+    /model name\s*:\s*(.*)/,
+  )?.[1];
+  const lines = [
+    `sumshare benchmark, ${new Date().toISOString().slice(0, 10)}; Deno ${Deno.version.deno}; ` +
+    `${navigator.hardwareConcurrency} cores${
+      cpu ? `, ${cpu}` : ""
+    }; median of ${RUNS} run(s) per row`,
+    `runtime baseline (Deno with sumshare loaded): ${(baseline / MiB).toFixed(1)} MiB peak RSS`,
+    "",
+    "| config | START→result | bytes/peer | bytes total | expansion | peak RSS/peer (over baseline) | limit (TLS + randomness) | ratio |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  console.log(lines.join("\n"));
+  for (const config of configs) {
+    const inputs = config.dimension > 1
+      ? await writeInputs(dir, config.peers, config.dimension)
+      : undefined;
+    const runs: Measured[] = [];
+    for (let r = 0; r < RUNS; r++) runs.push(await runRound(dir, config, inputs));
+    const m = runs.sort((a, b) =>
+      a.startToResultMs - b.startToResultMs
+    )[Math.floor(runs.length / 2)]!;
+    const tlsRuns: number[] = [];
+    for (let r = 0; r < 3; r++) tlsRuns.push(await tlsTransferMs(dir, m.totalBytes));
+    const tls = median(tlsRuns);
+    const random = await randomnessMs(neededRandomness(config));
+    const limit = tls + random;
+    const clear = config.peers * config.dimension * 8;
+    const vectorBytes = config.dimension * 8;
+    const label = `N=${config.peers}, D=${
+      config.dimension === 1 ? 1 : `2^${Math.log2(config.dimension)}`
+    }${config.threshold ? `, T=${config.threshold}` : ", additive"}`;
+    const row = `| ${label} | ${m.startToResultMs.toFixed(0)} ms | ${
+      (m.perPeerBytes / 1024).toFixed(1)
+    } KiB | ${(m.totalBytes / MiB).toFixed(2)} MiB | ${(m.totalBytes / clear).toFixed(3)}× | ${
+      (m.peakPeerRss / MiB).toFixed(1)
+    } MiB (+${((m.peakPeerRss - baseline) / MiB).toFixed(1)} MiB = ${
+      ((m.peakPeerRss - baseline) / vectorBytes).toFixed(2)
+    }× vector) | ${tls.toFixed(0)} + ${random.toFixed(0)} = ${limit.toFixed(0)} ms | ${
+      (m.startToResultMs / limit).toFixed(2)
+    }× |`;
+    console.log(row);
+    lines.push(row);
+  }
+  if (flags.out) await Deno.writeTextFile(flags.out, lines.join("\n") + "\n");
+} finally {
+  await removeDir(dir);
+}
