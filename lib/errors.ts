@@ -77,8 +77,8 @@ export function describeError(error: unknown): string {
     e = e instanceof Error ? e.cause : undefined;
   }
   const text = parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
-  // deno-lint-ignore no-control-regex
   const safe = text.replace(
+    // deno-lint-ignore no-control-regex
     /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
