@@ -1,0 +1,231 @@
+/**
+ * Queries in memory: every query's decoded statistics equal a plain
+ * computation over the union of all peers' data, for random data, decimals
+ * and histogram edges; inputs are refused with the line that is wrong.
+ */
+import assert from "node:assert/strict";
+import { formatScaled, parseScaled } from "../lib/decimal.ts";
+import { addInto, P } from "../lib/field.ts";
+import { dataFromBytes, dataFromValue, type PeerData } from "../lib/input.ts";
+import {
+  assertBoundsFit,
+  decodeResult,
+  elementBounds,
+  encodeInput,
+  formatQuery,
+  InputError,
+  parseQuery,
+  QueryError,
+} from "../lib/query.ts";
+
+/** Seeded so a failure can be replayed; the product itself uses Web Crypto only. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const text = new TextEncoder();
+const linesOf = (values: string[]) =>
+  dataFromBytes(text.encode(values.join("\n") + "\n"), { scale: 0 });
+
+/** Runs a query over peers' data as a round would: encode, sum mod p, decode. */
+function runQuery(spec: string, peers: string[][], scale: number, max: bigint, maxRows = 4096) {
+  const query = parseQuery(spec, scale);
+  assertBoundsFit(peers.length, elementBounds(query, max, maxRows));
+  let total: Float64Array | undefined;
+  for (const rows of peers) {
+    const data = dataFromBytes(text.encode(rows.join("\n")), { scale });
+    const vector = encodeInput(query, data, { scale, max, maxRows });
+    if (!total) total = new Float64Array(vector.length);
+    addInto(total, vector);
+  }
+  return decodeResult(query, total!, scale);
+}
+
+function close(actual: unknown, expected: number, what: string) {
+  assert.equal(typeof actual, "number", what);
+  assert.ok(
+    Math.abs((actual as number) - expected) <= 1e-9 * Math.max(1, Math.abs(expected)),
+    `${what}: ${actual} vs ${expected}`,
+  );
+}
+
+Deno.test("sum, count, mean and variance equal a plain computation, with and without decimals", () => {
+  const random = mulberry32(42);
+  for (let trial = 0; trial < 40; trial++) {
+    const scale = trial % 3; // 0, 1 or 2 decimal places
+    const peers = Array.from(
+      { length: 2 + (trial % 5) },
+      () =>
+        Array.from(
+          { length: 1 + Math.floor(random() * 60) },
+          () => (Math.floor(random() * 100000) / 10 ** scale).toFixed(scale),
+        ),
+    );
+    const all = peers.flat().map(Number);
+    const n = all.length;
+    const sum = all.reduce((a, b) => a + b, 0);
+    const mean = sum / n;
+    const variance = all.reduce((a, b) => a + (b - mean) ** 2, 0) / n;
+    // R covers the data (100000 in scaled units); 60 rows a peer at most.
+    const max = 100000n;
+    close(runQuery("sum", peers, scale, max, 60)["sum"], sum, "sum");
+    assert.equal(runQuery("count", peers, scale, max, 60)["count"], n);
+    const m = runQuery("mean", peers, scale, max, 60);
+    close(m["mean"], mean, "mean");
+    assert.equal(m["count"], n);
+    const v = runQuery("variance", peers, scale, max, 60);
+    close(v["variance"], variance, "variance");
+    close(v["mean"], mean, "mean from variance");
+  }
+});
+
+Deno.test("an exact sum stays exact: decimals are fixed-point, not floating point", () => {
+  const r = runQuery("sum", [["0.1", "0.2"], ["0.3"]], 1, 1000n);
+  assert.equal(r["sum"], 0.6);
+  const big = runQuery(
+    "sum",
+    [["123456789012.34"], ["0.01"]],
+    2,
+    parseScaled("200000000000", 2),
+    1,
+  );
+  assert.equal(big["sum"], 123456789012.35);
+});
+
+Deno.test("histogram bins are half-open, the last holds HIGH, edges land where they should", () => {
+  // [0,10) [10,20) … [90,100]
+  const peers = [["0", "9.99", "10", "49.5", "50"], ["89.9", "90", "99.99", "100"], ["100", "0"]];
+  const r = runQuery("histogram:0:100:10", peers, 2, 0n);
+  assert.deepEqual(r["histogram"], [3, 1, 0, 0, 1, 1, 0, 0, 1, 4]);
+  // A negative LOW, uneven width: bins of 2.5 over [-5, 5].
+  const neg = runQuery(
+    "histogram:-5:5:4",
+    [["-5", "-2.5", "-2.6"], ["0", "2.49", "5", "4.99"]],
+    2,
+    0n,
+  );
+  assert.deepEqual(neg["histogram"], [2, 1, 2, 2]);
+  // Random data against a plain bin computation.
+  const random = mulberry32(7);
+  const values = Array.from({ length: 500 }, () => Math.floor(random() * 1001)); // 0..1000 incl.
+  const peers2 = [values.slice(0, 200), values.slice(200)].map((vs) => vs.map(String));
+  const expected = new Array<number>(7).fill(0);
+  for (const v of values) expected[v === 1000 ? 6 : Math.floor((v * 7) / 1000)]!++;
+  assert.deepEqual(runQuery("histogram:0:1000:7", peers2, 0, 0n)["histogram"], expected);
+});
+
+Deno.test("vector:D adds element-wise", () => {
+  const random = mulberry32(3);
+  const peers = Array.from(
+    { length: 4 },
+    () => Array.from({ length: 50 }, () => String(Math.floor(random() * 1e6))),
+  );
+  const expected = Array.from(
+    { length: 50 },
+    (_, i) => peers.reduce((a, p) => a + Number(p[i]), 0),
+  );
+  assert.deepEqual(runQuery("vector:50", peers, 0, 1_000_000n)["vector"], expected);
+  const scaled = runQuery("vector:2", [["1.5", "0"], ["2.25", "1"]], 2, 1000n);
+  assert.deepEqual(scaled["vector"], [3.75, 1]);
+});
+
+Deno.test("inputs out of range, with too many decimals, too long or of the wrong length are refused with the line", () => {
+  const q = parseQuery("sum", 0);
+  const opts = { scale: 0, max: 100n, maxRows: 3 };
+  assert.throws(
+    () => encodeInput(q, linesOf(["5", "101"]), opts),
+    /line 2: outside \[0, R = 100\]/,
+  );
+  assert.throws(() => encodeInput(q, linesOf(["5", "-1"]), opts), /line 2: outside/);
+  assert.throws(
+    () => encodeInput(q, linesOf(["1", "2", "3", "4"]), opts),
+    /4 rows, more than the round's limit of 3/,
+  );
+  assert.throws(
+    () => encodeInput(parseQuery("vector:3", 0), linesOf(["1", "2"]), opts),
+    /needs a vector of 3/,
+  );
+  assert.throws(
+    () => encodeInput(parseQuery("histogram:0:10:2", 0), linesOf(["3", "11"]), opts),
+    /line 2: outside \[0, 10\]/,
+  );
+  assert.throws(
+    () => dataFromBytes(text.encode("1\n2\nabc\n"), { scale: 0 }),
+    /line 3: not a number/,
+  );
+  assert.throws(
+    () => dataFromBytes(text.encode("1\n2.5\n"), { scale: 0 }),
+    /line 2: has more than 0 decimal places/,
+  );
+  assert.throws(
+    () => dataFromBytes(text.encode('[1, 2, "x"]'), { scale: 0 }),
+    /item 3: not a number/,
+  );
+  assert.throws(() => dataFromBytes(text.encode("[1, 2,"), { scale: 0 }), /not valid JSON$/);
+  assert.throws(
+    () => dataFromBytes(text.encode("a,b\n1,2\n3\n"), { scale: 0, column: "b" }),
+    /line 3: 1 fields/,
+  );
+  assert.throws(
+    () => dataFromBytes(text.encode("a,b\n1,2\n"), { scale: 0, column: "c" }),
+    /no column named "c"/,
+  );
+  assert.throws(() => dataFromValue("1,2,x", 0), InputError);
+});
+
+Deno.test("every format reads the same numbers: lines, JSON, CSV with quotes, --value", () => {
+  const expect = (data: PeerData, values: number[]) =>
+    assert.deepEqual(Array.from(data.values), values);
+  expect(dataFromBytes(text.encode("\uFEFF1\r\n\r\n22\n  3 \n"), { scale: 0 }), [1, 22, 3]);
+  expect(dataFromBytes(text.encode(' [1.5, 2, "3.25"] '), { scale: 2 }), [150, 200, 325]);
+  expect(
+    dataFromBytes(text.encode('id,"age, years",x\n"a,1",41,z\n"b ""q""",7,z\n'), {
+      scale: 0,
+      column: "age, years",
+    }),
+    [41, 7],
+  );
+  expect(dataFromValue("4, 5,6", 0), [4, 5, 6]);
+  expect(dataFromValue("1e3", 0), [1000]);
+});
+
+Deno.test("queries parse strictly and print canonically", () => {
+  assert.equal(formatQuery(parseQuery("histogram:0:100:10", 1), 1), "histogram:0.0:100.0:10");
+  assert.equal(formatQuery(parseQuery("vector:1048576", 0), 0), "vector:1048576");
+  for (
+    const bad of [
+      "avg",
+      "histogram:5:5:3",
+      "histogram:0:10:0",
+      "histogram:0:10",
+      "vector:0",
+      "vector:x",
+      "sum:1",
+      "",
+    ]
+  ) {
+    assert.throws(() => parseQuery(bad, 0), QueryError, bad);
+  }
+  assert.throws(() => parseQuery("histogram:0:1.25:2", 1), /decimal places/);
+});
+
+Deno.test("the wrap check covers every element: the variance's squares too", () => {
+  assert.throws(
+    () => assertBoundsFit(3, elementBounds(parseQuery("variance", 0), 2n ** 30n, 4096)),
+    /R²/,
+  );
+  assertBoundsFit(3, elementBounds(parseQuery("variance", 0), 1000n, 4096));
+  assert.throws(
+    () => assertBoundsFit(2, elementBounds(parseQuery("vector:9", 0), BigInt(P), 1)),
+    QueryError,
+  );
+  assert.equal(formatScaled(-1234n, 2), "-12.34");
+  assert.equal(formatScaled(5n, 3), "0.005");
+});
