@@ -58,6 +58,15 @@ export async function loadCaCertificate(pem: string): Promise<x509.X509Certifica
   return ca;
 }
 
+/** The CA's key, imported into Web Crypto once rather than for every certificate. */
+const caKeys = new WeakMap<x509.X509Certificate, Promise<CryptoKey>>();
+
+function caVerifyKey(ca: x509.X509Certificate): Promise<CryptoKey> {
+  let key = caKeys.get(ca);
+  if (!key) caKeys.set(ca, key = ca.publicKey.export(ECDSA_P256, ["verify"], crypto));
+  return key;
+}
+
 /** Verified certificates, per CA: a round checks each participant's once, not once per connection. */
 const verified = new WeakMap<
   x509.X509Certificate,
@@ -108,7 +117,7 @@ async function checkPartyCertificate(
   let signedByCa = false;
   try {
     signedByCa = cert.issuer === ca.subject &&
-      await cert.verify({ publicKey: ca.publicKey, signatureOnly: true });
+      await cert.verify({ publicKey: await caVerifyKey(ca), signatureOnly: true });
   } catch {
     signedByCa = false;
   }
