@@ -19,15 +19,22 @@ export const FRAME_HEADER_BYTES = 4;
  */
 export const MAX_FRAME_BYTES = 512 * 1024 + 1024;
 
-/** Prefixes `payload` with its length. */
-export function encodeFrame(payload: Uint8Array): Uint8Array {
+/** The 4-byte header announcing `payload`, checked against the limits. */
+export function frameHeader(payload: Uint8Array): Uint8Array {
   if (payload.length === 0 || payload.length > MAX_FRAME_BYTES) {
     throw new ProtocolError(
       `Cannot send frame: payload of ${payload.length} bytes is outside 1..${MAX_FRAME_BYTES}`,
     );
   }
+  const header = new Uint8Array(FRAME_HEADER_BYTES);
+  new DataView(header.buffer).setUint32(0, payload.length);
+  return header;
+}
+
+/** Prefixes `payload` with its length. */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  new DataView(frame.buffer).setUint32(0, payload.length);
+  frame.set(frameHeader(payload));
   frame.set(payload, FRAME_HEADER_BYTES);
   return frame;
 }

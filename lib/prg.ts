@@ -15,6 +15,8 @@ export const SEED_BYTES = 32;
 /** Keystream generated per Web Crypto call: 32 768 candidates. */
 const KEYSTREAM_BYTES = 256 * 1024;
 const BLOCKS_PER_CHUNK = KEYSTREAM_BYTES / 16;
+/** AES-CTR of zeros is the keystream; one shared input buffer, never written. */
+const ZEROS = new Uint8Array(KEYSTREAM_BYTES);
 
 /** A fresh random seed from Web Crypto. */
 export function randomSeed(): Uint8Array {
@@ -79,7 +81,7 @@ export class FieldStream {
     const keystream = await crypto.subtle.encrypt(
       { name: "AES-CTR", counter, length: 64 },
       this.#key,
-      new Uint8Array(KEYSTREAM_BYTES),
+      ZEROS,
     );
     // Little-endian words on every platform Deno runs on; spelled out in
     // candidate(): low word first, then the high word's low 20 bits.
