@@ -30,7 +30,7 @@ const TWO_32 = 2 ** 32;
 
 /** Whether `a` is a canonical field element: a whole number in [0, p). */
 export function isFieldElement(a: number): boolean {
-  return Number.isInteger(a) && a >= 0 && a < P;
+  return Number.isInteger(a) && a >= 0 && a < P && !Object.is(a, -0);
 }
 
 /** (a + b) mod p for a, b in [0, p). Exact: a + b < 2^53. */
@@ -126,7 +126,8 @@ export function subInto(acc: Float64Array, v: Float64Array): void {
 export function isFieldVector(v: Float64Array): boolean {
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
-    if (!(x >= 0 && x < P && Math.floor(x) === x)) return false;
+    // −0 would be a second spelling of 0: refused, so every vector has one encoding.
+    if (!(x >= 0 && x < P && Math.floor(x) === x) || Object.is(x, -0)) return false;
   }
   return true;
 }

@@ -409,9 +409,7 @@ export function decodeMessage(payload: Uint8Array): Message {
   const { v, type, ...body } = value as Record<string, unknown>;
   if (v !== PROTOCOL_VERSION) {
     throw new ProtocolError(
-      `Unsupported protocol version ${
-        JSON.stringify(v)
-      }: this build speaks version ${PROTOCOL_VERSION}`,
+      `Unsupported protocol version ${quote(v)}: this build speaks version ${PROTOCOL_VERSION}`,
     );
   }
   if (typeof type !== "string" || !Object.hasOwn(SCHEMAS, type)) {

@@ -73,12 +73,13 @@ Deno.test("add, sub, mulSmall, mul and inv agree with BigInt arithmetic", () => 
 
 Deno.test("element checks accept exactly the whole numbers in [0, p)", () => {
   for (const good of [0, 1, P - 1]) assert.ok(isFieldElement(good));
-  for (const bad of [-1, P, P + 1, 0.5, NaN, Infinity, -0.5]) {
+  for (const bad of [-1, P, P + 1, 0.5, NaN, Infinity, -0.5, -0]) {
     assert.ok(!isFieldElement(bad), String(bad));
   }
   assert.ok(isFieldVector(Float64Array.of(0, 1, P - 1)));
   assert.ok(!isFieldVector(Float64Array.of(0, P)));
   assert.ok(!isFieldVector(Float64Array.of(NaN)));
+  assert.ok(!isFieldVector(Float64Array.of(0, -0)), "-0 is a second spelling of 0");
   assert.ok(!isFieldVector(Float64Array.of(1.5)));
 });
 
