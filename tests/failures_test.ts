@@ -6,59 +6,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MAX_FRAME_BYTES } from "../lib/frame.ts";
-import { CliProcess, dumpLogs, makePki, removeDir, stopAll } from "./helpers.ts";
-
-function hospital(dir: string, peers: number, ...extra: string[]): CliProcess {
-  return new CliProcess("hospital", [
-    "hospital",
-    "--listen",
-    "127.0.0.1:0",
-    "--peers",
-    String(peers),
-    "--certs",
-    dir,
-    "--json",
-    ...extra,
-  ]);
-}
-
-function peer(
-  dir: string,
-  name: string,
-  value: string,
-  address: string,
-  ...extra: string[]
-): CliProcess {
-  return new CliProcess(name, [
-    "peer",
-    "--name",
-    name,
-    "--value",
-    value,
-    "--hospital",
-    address,
-    "--certs",
-    dir,
-    ...extra,
-  ]);
-}
-
-/** Runs `body`; on failure prints every process's log; always stops them and removes dirs. */
-async function scenario(
-  dirs: string[],
-  body: (processes: CliProcess[]) => Promise<void>,
-): Promise<void> {
-  const processes: CliProcess[] = [];
-  try {
-    await body(processes);
-  } catch (error) {
-    dumpLogs(processes);
-    throw error;
-  } finally {
-    await stopAll(processes);
-    for (const dir of dirs) await removeDir(dir);
-  }
-}
+import {
+  CliProcess,
+  makePki,
+  scenario,
+  spawnHospital as hospital,
+  spawnPeer as peer,
+} from "./helpers.ts";
 
 Deno.test("a peer whose certificate comes from another CA is refused; the honest round completes", async () => {
   const dir = await makePki(["hospital", "alice", "bob"]);

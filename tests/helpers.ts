@@ -178,3 +178,57 @@ export async function stopAll(processes: CliProcess[]): Promise<void> {
 export function dumpLogs(processes: CliProcess[]): void {
   console.error(processes.map((p) => p.log()).join("\n"));
 }
+
+/** Starts `sumshare hospital` on 127.0.0.1 port 0 for `peers` peers, with --json. */
+export function spawnHospital(dir: string, peers: number, ...extra: string[]): CliProcess {
+  return new CliProcess("hospital", [
+    "hospital",
+    "--listen",
+    "127.0.0.1:0",
+    "--peers",
+    String(peers),
+    "--certs",
+    dir,
+    "--json",
+    ...extra,
+  ]);
+}
+
+/** Starts `sumshare peer NAME` with `--value VALUE` against the hospital at `address`. */
+export function spawnPeer(
+  dir: string,
+  name: string,
+  value: string,
+  address: string,
+  ...extra: string[]
+): CliProcess {
+  return new CliProcess(name, [
+    "peer",
+    "--name",
+    name,
+    "--value",
+    value,
+    "--hospital",
+    address,
+    "--certs",
+    dir,
+    ...extra,
+  ]);
+}
+
+/** Runs `body`; on failure prints every process's log; always stops them and removes `dirs`. */
+export async function scenario(
+  dirs: string[],
+  body: (processes: CliProcess[]) => Promise<void>,
+): Promise<void> {
+  const processes: CliProcess[] = [];
+  try {
+    await body(processes);
+  } catch (error) {
+    dumpLogs(processes);
+    throw error;
+  } finally {
+    await stopAll(processes);
+    for (const dir of dirs) await removeDir(dir);
+  }
+}

@@ -46,61 +46,15 @@ import {
   MessageConnection,
   type MessageListener,
 } from "../lib/transport.ts";
-import { CliProcess, dumpLogs, makePki, removeDir, stopAll } from "./helpers.ts";
+import {
+  CliProcess,
+  makePki,
+  scenario,
+  spawnHospital as hospital,
+  spawnPeer as peer,
+} from "./helpers.ts";
 
 // ---------------------------------------------------------------- processes
-
-function hospital(dir: string, peers: number, ...extra: string[]): CliProcess {
-  return new CliProcess("hospital", [
-    "hospital",
-    "--listen",
-    "127.0.0.1:0",
-    "--peers",
-    String(peers),
-    "--certs",
-    dir,
-    "--json",
-    ...extra,
-  ]);
-}
-
-function peer(
-  dir: string,
-  name: string,
-  value: string,
-  address: string,
-  ...extra: string[]
-): CliProcess {
-  return new CliProcess(name, [
-    "peer",
-    "--name",
-    name,
-    "--value",
-    value,
-    "--hospital",
-    address,
-    "--certs",
-    dir,
-    ...extra,
-  ]);
-}
-
-/** Runs `body`; on failure prints every process's log; always stops them and removes dirs. */
-async function scenario(
-  dirs: string[],
-  body: (processes: CliProcess[]) => Promise<void>,
-): Promise<void> {
-  const processes: CliProcess[] = [];
-  try {
-    await body(processes);
-  } catch (error) {
-    dumpLogs(processes);
-    throw error;
-  } finally {
-    await stopAll(processes);
-    for (const dir of dirs) await removeDir(dir);
-  }
-}
 
 /** Expected failures are one line each: no stack trace, no "a bug" report. */
 function assertNoStackTrace(p: CliProcess): void {
