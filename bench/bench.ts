@@ -6,7 +6,7 @@
  * on the wire (frame bytes the processes count; TLS adds about 0.1 %) per peer
  * and in total; bandwidth expansion against every peer uploading its vector
  * once in the clear (8 bytes an element); peak resident memory per peer (the
- * largest, from /proc VmHWM) next to the runtime's own baseline; and the
+ * largest, sampled from Deno.memoryUsage()) next to the runtime's own baseline; and the
  * limit: the time to move the same total bytes over one TLS connection on
  * loopback plus the time to generate the randomness the round needs (one
  * mask per pair in additive mode, T − 1 coefficients per element and peer in

@@ -281,6 +281,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     throw new UsageError((cause as Error).message, { cause });
   }
   const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const hospitalProgress = terminalProgress();
   const result = await runHospital({
     identity,
     listen,
@@ -294,6 +295,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     timeoutMs,
     log: io.err,
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
+    ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
   });
   const report = resultObject(result);
   if (out !== undefined) {

@@ -2,8 +2,8 @@
  * Application-layer mutual authentication, run on every connection right
  * after TLS.
  *
- * TLS proves the server's certificate chains to a trusted root, but
- * `Deno.listenTls` cannot ask for a client certificate, Deno also trusts its
+ * TLS proves the server's certificate chains to a trusted root, but the
+ * servers ask for no client certificate, Deno's clients also trust their
  * built-in roots, and no channel binding is exposed. So both identities are
  * proven here, and the rest of the connection is sealed under keys only the
  * two authenticated parties hold (see channel.ts):

@@ -61,6 +61,8 @@ export interface HospitalOptions {
   log: (line: string) => void;
   /** Called once the listener is bound, with the actual address. */
   onListening?: (address: HostPort) => void;
+  /** Progress of receiving long partial sums: label, elements done, elements in all. */
+  onProgress?: (label: string, done: number, total: number) => void;
   /** Cancels the round from outside. */
   signal?: AbortSignal;
 }
@@ -135,6 +137,8 @@ class HospitalRound {
   #partials = new Map<string, SignedPartial>();
   #bytes = { sent: 0, received: 0 };
   #dimension = 0;
+  /** Elements of partial sums received so far, over all peers, for the progress bar. */
+  #elementsReceived = 0;
 
   constructor(options: HospitalOptions) {
     this.#options = options;
@@ -410,6 +414,20 @@ class HospitalRound {
     return sum;
   }
 
+  /** A per-vector progress callback feeding one bar for all partial sums; none for short ones. */
+  #progressOf(): ((done: number) => void) | undefined {
+    const report = this.#options.onProgress;
+    if (!report || this.#dimension < 1 << 16) return undefined;
+    const total = this.#dimension *
+      (this.#mode === "additive" ? this.#names.length : this.#asked.size);
+    let previous = 0;
+    return (done) => {
+      this.#elementsReceived += done - previous;
+      previous = done;
+      report("receiving partial sums", this.#elementsReceived, total);
+    };
+  }
+
   /** Sends one message to each named peer that is connected; best effort, bounded in time. */
   async #broadcast(names: string[], make: (name: string) => Message): Promise<void> {
     await Promise.allSettled(names.map((name) => {
@@ -514,10 +532,12 @@ class HospitalRound {
       if (message.type === "abort") {
         if (this.#phase === "joining") {
           this.#slots.delete(name);
-          this.#options.log(`${name} left before the round started: ${message.reason}`);
+          this.#options.log(
+            `${name} left before the round started: ${describeError(message.reason)}`,
+          );
           return;
         }
-        this.#fail(`${name} aborted the round: ${message.reason}`);
+        this.#fail(`${name} aborted the round: ${describeError(message.reason)}`);
         return;
       }
       if (
@@ -559,7 +579,11 @@ class HospitalRound {
           );
         }
         // The vector follows in chunks; the round's deadline bounds the wait.
-        const partial = await conn.receiveVector(message.length, this.#stop.signal);
+        const partial = await conn.receiveVector(
+          message.length,
+          this.#stop.signal,
+          this.#progressOf(),
+        );
         const fields = aggregateFields(
           this.#terms,
           name,

@@ -22,7 +22,7 @@ export interface Identity {
   caPem: string;
   /** This party's certificate, PEM. */
   certPem: string;
-  /** The TLS server key, PEM (only handed to `Deno.listenTls`). */
+  /** The TLS server key, PEM (only handed to the TLS listener). */
   keyPem: string;
   privateKey: CryptoKey;
 }

@@ -28,6 +28,10 @@ export function parseFlags(
   options: Options,
   { positionals = 0 } = {},
 ): ParsedFlags {
+  // A stray "-42" would read as short options and be echoed back ("-4"): refuse it first.
+  if (args.some((a, i) => /^-[0-9.]/.test(a) && !isValue(args, i, options))) {
+    throw new UsageError("Unexpected positional argument: every value goes with its --option");
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -54,6 +58,13 @@ export function parseFlags(
     throw new UsageError("Unexpected positional argument: every value goes with its --option");
   }
   return { values: parsed.values as ParsedFlags["values"], positionals: parsed.positionals };
+}
+
+/** Whether `args[i]` is the value of the string option just before it. */
+function isValue(args: string[], i: number, options: Options): boolean {
+  const before = args[i - 1];
+  return before !== undefined && before.startsWith("--") && !before.includes("=") &&
+    options[before.slice(2)]?.type === "string";
 }
 
 /**

@@ -465,11 +465,11 @@ class PeerRound {
           return;
         } else if (message.type === "abort") {
           this.#abortedByHospital = true;
-          this.#fail(`${hospitalName} aborted the round: ${message.reason}`);
+          this.#fail(`${hospitalName} aborted the round: ${describeError(message.reason)}`);
           return;
         } else if (message.type === "refuse") {
           this.#abortedByHospital = true;
-          this.#fail(`${hospitalName} refused this peer: ${message.reason}`);
+          this.#fail(`${hospitalName} refused this peer: ${describeError(message.reason)}`);
           return;
         } else {
           throw new ProtocolError(`Unexpected ${message.type} message from ${hospitalName}`);
@@ -565,6 +565,7 @@ class PeerRound {
         this.#stop.signal,
       );
       await conn.handshake(first);
+      let ackSignal = first;
       const party = await serverHandshake(conn, identity, first);
       const received = await conn.receive(first).then(
         (message) => ({ message }),
@@ -602,6 +603,7 @@ class PeerRound {
         }
         this.#seeds.set(party.name, message.seed);
       } else {
+        ackSignal = deadlineSignal(start.deadlineMs, "receiving a share", this.#stop.signal);
         if (start.mode !== "threshold") {
           throw new ProtocolError("A share vector in an additive round");
         }
@@ -613,16 +615,21 @@ class PeerRound {
         if (this.#shares.has(party.name)) {
           throw new ProtocolError("Second share from the same sender");
         }
-        const receiving = deadlineSignal(start.deadlineMs, "receiving a share", this.#stop.signal);
-        const share = await conn.receiveVector(message.length, receiving);
+        const share = await conn.receiveVector(
+          message.length,
+          ackSignal,
+          this.#progress(`receiving share from ${party.name}`, message.length),
+        );
         if (this.#shares.has(party.name)) {
           throw new ProtocolError("Second share from the same sender");
         }
         this.#shares.set(party.name, share);
       }
+      // A share vector may take longer than the first-message deadline: its
+      // acknowledgement runs under the round's deadline, as its transfer did.
       await conn.send(
         { type: "ack", session: start.session, from: identity.name, to: party.name },
-        first,
+        ackSignal,
       );
       log(`received share from ${party.name}`);
       this.#checkReceived(start);
