@@ -25,8 +25,19 @@ Deno.test("certs writes a CA and a key pair per party, keys owner-only, openssl 
       const key = await Deno.stat(join(dir, `${name}.key`));
       assert.equal(key.mode! & 0o777, 0o600, `${name}.key mode`);
       assert.ok(crt.isFile);
-      const pem = await Deno.readTextFile(join(dir, `${name}.key`));
-      assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n/);
+      // One PKCS#8 block that Web Crypto accepts as an ECDSA P-256 signing key.
+      const blocks = x509.PemConverter.decodeWithHeaders(
+        await Deno.readTextFile(join(dir, `${name}.key`)),
+      );
+      assert.deepEqual(blocks.map((b) => b.type), ["PRIVATE KEY"]);
+      const imported = await crypto.subtle.importKey(
+        "pkcs8",
+        blocks[0]!.rawData,
+        { name: "ECDSA", namedCurve: "P-256" },
+        false,
+        ["sign"],
+      );
+      assert.equal(imported.type, "private");
     }
     const alice = new x509.X509Certificate(await Deno.readTextFile(join(dir, "alice.crt")));
     assert.deepEqual(alice.subjectName.getField("CN"), ["alice"]);
