@@ -6,6 +6,7 @@
  * @module
  */
 
+import config from "../deno.json" with { type: "json" };
 import { runDemo } from "./demo.ts";
 import { describeError, isExpectedError, RoundAbortedError, UsageError } from "./errors.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
@@ -48,8 +49,8 @@ import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
 import { assertThresholdConfig } from "./shamir.ts";
 
-/** The program version. */
-export const VERSION = "0.1.0";
+/** The program version, as deno.json states it. */
+export const VERSION: string = config.version;
 
 /** Where a command writes: injectable so tests can capture it. */
 export interface Console {

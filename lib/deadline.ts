@@ -72,6 +72,30 @@ export function deadlineSignal(ms: number, what: string, parent?: AbortSignal): 
   return parent ? AbortSignal.any([controller.signal, parent]) : controller.signal;
 }
 
+/** What {@linkcode raceDeadline} reports when its own deadline won. */
+export const TIMED_OUT: unique symbol = Symbol("timed out");
+
+/**
+ * Waits for `goal`, but no longer than `ms`, and no longer than `failure`
+ * (a promise that only ever rejects) or `stop` allow. Resolves with the
+ * goal's value, or {@linkcode TIMED_OUT} if the deadline alone ended the wait;
+ * rejects if `failure` rejects or `stop` aborts first.
+ */
+export async function raceDeadline<T>(
+  goal: Promise<T>,
+  failure: Deferred<never>,
+  ms: number,
+  stop: AbortSignal,
+): Promise<T | typeof TIMED_OUT> {
+  const deadline = deadlineSignal(Math.max(ms, 1), "", stop);
+  try {
+    return await abortable(Promise.race([goal, failure.promise]), deadline);
+  } catch (error) {
+    if (deadline.aborted && !failure.settled && !stop.aborted) return TIMED_OUT;
+    throw error;
+  }
+}
+
 /** "30 s", "1.5 s". */
 export function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;

@@ -29,6 +29,7 @@ import {
   generateEphemeralKey,
   type SealedChannel,
 } from "./channel.ts";
+import { randomHex, toBase64 } from "./encoding.ts";
 import { AuthError, describeError, ProtocolError } from "./errors.ts";
 import {
   type Identity,
@@ -40,13 +41,6 @@ import {
 } from "./identity.ts";
 import type { Message, MessageOf, MessageType } from "./messages.ts";
 import type { MessageConnection } from "./transport.ts";
-
-/** Base64 of bytes, for putting keys into signed transcripts. */
-function base64(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary);
-}
 
 /** SHA-256 of the handshake's public values: the channel keys' HKDF salt. */
 async function channelSalt(fields: readonly string[]): Promise<Uint8Array> {
@@ -62,12 +56,9 @@ async function channelFor(
   return await deriveChannel(own, otherKey, await channelSalt(fields), role);
 }
 
+/** A fresh 256-bit nonce, as 64 lowercase hex digits. */
 function randomNonce(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(32)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
+  return randomHex(32);
 }
 
 /**
@@ -131,7 +122,7 @@ export function serverHandshake(
       );
     }
     if (auth.from === identity.name) throw new AuthError("Client claims the server's own name");
-    const keys = [base64(ephemeral.publicKey), base64(auth.key)];
+    const keys = [toBase64(ephemeral.publicKey), toBase64(auth.key)];
     const names = [serverNonce, auth.nonce, auth.from, identity.name];
     const serverFields = ["server", ...names, identity.certPem, ...keys];
     // Check the client while preparing the answer; nothing is sent unless the check passes.
@@ -180,7 +171,7 @@ export function clientHandshake(
     }
     const clientNonce = randomNonce();
     const ephemeral = await ephemeralKey;
-    const keys = [base64(hello.key), base64(ephemeral.publicKey)];
+    const keys = [toBase64(hello.key), toBase64(ephemeral.publicKey)];
     const names = [hello.nonce, clientNonce, identity.name, serverName];
     await conn.send({
       type: "auth",

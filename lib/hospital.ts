@@ -7,7 +7,14 @@
  * @module
  */
 
-import { abortable, deadlineSignal, type Deferred, deferred, formatSeconds } from "./deadline.ts";
+import {
+  deadlineSignal,
+  type Deferred,
+  deferred,
+  formatSeconds,
+  raceDeadline,
+  TIMED_OUT,
+} from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
 import { addInto, P_BIG } from "./field.ts";
 import { expectMessage, refuse, serverHandshake } from "./handshake.ts";
@@ -18,6 +25,7 @@ import {
   aggregateFields,
   finalizeFields,
   HANDSHAKE_TIMEOUT_MS,
+  handshakeTimeoutMs,
   HOLDING_FRACTION,
   type Mode,
   newSessionId,
@@ -35,7 +43,7 @@ import {
   type Query,
 } from "./query.ts";
 import { assertThresholdConfig, evaluationPoint, reconstructShamirVector } from "./shamir.ts";
-import { listenTls, type MessageConnection, type MessageListener } from "./transport.ts";
+import { listenTls, type MessageConnection } from "./transport.ts";
 
 /** Options for {@linkcode runHospital}. */
 export interface HospitalOptions {
@@ -160,11 +168,11 @@ class HospitalRound {
   async run(): Promise<RoundResult> {
     const { identity, log, peers, timeoutMs, signal } = this.#options;
     const listener = await listenTls(this.#options.listen, identity.certPem, identity.keyPem, {
-      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+      handshakeTimeoutMs: handshakeTimeoutMs(timeoutMs),
       onRefused: (remote, reason) => log(`refused connection from ${remote}: ${reason}`),
     });
     this.#options.onListening?.(listener.address);
-    const accepting = this.#acceptLoop(listener);
+    const accepting = listener.serve((conn) => this.#serve(conn));
     const onCancel = () => this.#fail("Cancelled");
     signal?.addEventListener("abort", onCancel, { once: true });
     try {
@@ -247,13 +255,8 @@ class HospitalRound {
     const done = deferred<void>();
     this.#goal = { done, reached };
     this.#progress();
-    const deadline = deadlineSignal(Math.max(ms, 1), "", this.#stop.signal);
     try {
-      await abortable(Promise.race([done.promise, this.#failure.promise]), deadline);
-      return true;
-    } catch (error) {
-      if (deadline.aborted && !this.#failure.settled && !this.#stop.signal.aborted) return false;
-      throw error;
+      return await raceDeadline(done.promise, this.#failure, ms, this.#stop.signal) !== TIMED_OUT;
     } finally {
       this.#goal = undefined;
     }
@@ -437,22 +440,13 @@ class HospitalRound {
     }));
   }
 
-  async #acceptLoop(listener: MessageListener): Promise<void> {
-    const serving = new Set<Promise<void>>();
-    for await (const conn of listener.accept()) {
-      const task = this.#serve(conn).finally(() => serving.delete(task));
-      serving.add(task);
-    }
-    await Promise.allSettled(serving);
-  }
-
   async #serve(conn: MessageConnection): Promise<void> {
     const { identity, log, peers, timeoutMs } = this.#options;
     this.#connections.add(conn);
     let joinedAs: string | undefined;
     try {
       const first = deadlineSignal(
-        Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+        handshakeTimeoutMs(timeoutMs),
         "in the handshake",
         this.#stop.signal,
       );

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { fromCanonicalBase64, toBase64 } from "./encoding.ts";
 import { ProtocolError } from "./errors.ts";
 import { isFieldVector, P_BIG } from "./field.ts";
 import { MAX_SCALE } from "./decimal.ts";
@@ -130,25 +131,12 @@ function bytesField(length: number, what: string): Field<Uint8Array> {
       ) {
         fail(path, `must be ${what} (${length} bytes, base64)`);
       }
-      let bytes: Uint8Array;
-      try {
-        bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
-      } catch {
-        fail(path, `must be ${what} (${length} bytes, base64)`);
-      }
-      if (bytes.length !== length || toBase64(bytes) !== value) {
-        fail(path, "must be canonical base64");
-      }
+      const bytes = fromCanonicalBase64(value);
+      if (bytes === undefined || bytes.length !== length) fail(path, "must be canonical base64");
       return bytes;
     },
     encode: (value) => toBase64(value),
   };
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary);
 }
 
 /** 64 bytes: an ECDSA P-256 signature in IEEE P1363 form (r ‖ s). */

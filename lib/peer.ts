@@ -10,7 +10,14 @@
  * @module
  */
 
-import { abortable, deadlineSignal, deferred, formatSeconds } from "./deadline.ts";
+import {
+  abortable,
+  deadlineSignal,
+  deferred,
+  formatSeconds,
+  raceDeadline,
+  TIMED_OUT,
+} from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
 import { addInto, P_BIG } from "./field.ts";
 import { clientHandshake, refuse, serverHandshake } from "./handshake.ts";
@@ -37,7 +44,7 @@ import {
 import {
   aggregateFields,
   finalizeFields,
-  HANDSHAKE_TIMEOUT_MS,
+  handshakeTimeoutMs,
   NOTICE_TIMEOUT_MS,
   type RoundTerms,
   SHARING_FRACTION,
@@ -46,12 +53,7 @@ import {
 } from "./round.ts";
 import { splitShamirVector } from "./shamir.ts";
 import { applyMasks, type PairMask } from "./sharing.ts";
-import {
-  connectTls,
-  listenTls,
-  type MessageConnection,
-  type MessageListener,
-} from "./transport.ts";
+import { connectTls, listenTls, type MessageConnection } from "./transport.ts";
 
 /** Options for {@linkcode runPeer}. */
 export interface PeerOptions {
@@ -125,12 +127,12 @@ class PeerRound {
   async run(): Promise<PeerResult> {
     const { identity, log, timeoutMs, signal, hospitalName } = this.#options;
     const listener = await listenTls(this.#options.listen, identity.certPem, identity.keyPem, {
-      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+      handshakeTimeoutMs: handshakeTimeoutMs(timeoutMs),
       onRefused: (remote, reason) => log(`refused connection from ${remote}: ${reason}`),
     });
     this.#options.onListening?.(listener.address);
     const advertise = formatHostPort(this.#options.advertise ?? listener.address);
-    const accepting = this.#acceptLoop(listener);
+    const accepting = listener.serve((conn) => this.#receiveShare(conn));
     const onCancel = () => this.#fail("Cancelled");
     signal?.addEventListener("abort", onCancel, { once: true });
     let hospitalConn: MessageConnection | undefined;
@@ -389,16 +391,10 @@ class PeerRound {
   }
 
   async #until<T>(goal: Promise<T>, ms: number, what: string, onTimeout?: T): Promise<T> {
-    const deadline = deadlineSignal(ms, "", this.#stop.signal);
-    try {
-      return await abortable(Promise.race([goal, this.#failure.promise]), deadline);
-    } catch (error) {
-      if (deadline.aborted && !this.#failure.settled && !this.#stop.signal.aborted) {
-        if (onTimeout !== undefined) return onTimeout;
-        throw new RoundAbortedError(`Timed out after ${formatSeconds(ms)} ${what}`);
-      }
-      throw error;
-    }
+    const result = await raceDeadline(goal, this.#failure, ms, this.#stop.signal);
+    if (result !== TIMED_OUT) return result;
+    if (onTimeout !== undefined) return onTimeout;
+    throw new RoundAbortedError(`Timed out after ${formatSeconds(ms)} ${what}`);
   }
 
   #fail(reason: string): void {
@@ -544,15 +540,6 @@ class PeerRound {
     if (complete) this.#allReceived.resolve();
   }
 
-  async #acceptLoop(listener: MessageListener): Promise<void> {
-    const serving = new Set<Promise<void>>();
-    for await (const conn of listener.accept()) {
-      const task = this.#receiveShare(conn).finally(() => serving.delete(task));
-      serving.add(task);
-    }
-    await Promise.allSettled(serving);
-  }
-
   /** Serves one incoming connection: an authenticated participant's seed or share vector. */
   async #receiveShare(conn: MessageConnection): Promise<void> {
     const { identity, log, timeoutMs } = this.#options;
@@ -560,7 +547,7 @@ class PeerRound {
     let participant: string | undefined;
     try {
       const first = deadlineSignal(
-        Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs),
+        handshakeTimeoutMs(timeoutMs),
         "in the handshake",
         this.#stop.signal,
       );

@@ -8,6 +8,7 @@
 
 import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
+import { toHex } from "./encoding.ts";
 import { checkPartyName } from "./names.ts";
 
 x509.cryptoProvider.set(crypto);
@@ -55,7 +56,7 @@ function subjectAltName(host: string): x509.JsonGeneralName {
 function randomSerial(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   bytes[0] = bytes[0]! & 0x7f; // a positive INTEGER
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(bytes);
 }
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {

@@ -12,11 +12,12 @@ import { candidate, P } from "./field.ts";
 /** Bytes in a seed (an AES-256 key). */
 export const SEED_BYTES = 32;
 
-/** Keystream generated per Web Crypto call: 32 768 candidates. */
+/** The most keystream generated per Web Crypto call: 32 768 candidates. */
 const KEYSTREAM_BYTES = 256 * 1024;
-const BLOCKS_PER_CHUNK = KEYSTREAM_BYTES / 16;
 /** AES-CTR of zeros is the keystream; one shared input buffer, never written. */
 const ZEROS = new Uint8Array(KEYSTREAM_BYTES);
+/** Spare candidates per refill, so a rare rejection seldom costs a second call. */
+const SPARE_BYTES = 64;
 
 /** A fresh random seed from Web Crypto. */
 export function randomSeed(): Uint8Array {
@@ -26,7 +27,8 @@ export function randomSeed(): Uint8Array {
 /** The field elements a seed expands to, read in order. */
 export class FieldStream {
   #key: CryptoKey;
-  #chunk = 0;
+  /** The next AES block of the keystream: refills continue one unbroken sequence. */
+  #block = 0n;
   #words = new Uint32Array(0);
   #next = 0;
 
@@ -56,7 +58,7 @@ export class FieldStream {
   async fill(out: Float64Array): Promise<void> {
     let filled = 0;
     while (filled < out.length) {
-      if (this.#next >= this.#words.length) await this.#refill();
+      if (this.#next >= this.#words.length) await this.#refill(out.length - filled);
       const words = this.#words;
       let i = this.#next;
       while (filled < out.length && i < words.length) {
@@ -75,13 +77,21 @@ export class FieldStream {
     return out;
   }
 
-  async #refill(): Promise<void> {
+  /**
+   * Generates the next stretch of keystream, just enough for `wanted`
+   * elements (and a little spare) up to 256 KiB. Sizes vary with how the
+   * stream is read, but the blocks are consecutive, so every reader of a
+   * seed sees the same sequence.
+   */
+  async #refill(wanted: number): Promise<void> {
+    const bytes = Math.min(KEYSTREAM_BYTES, Math.ceil((wanted * 8 + SPARE_BYTES) / 16) * 16);
     const counter = new Uint8Array(16);
-    new DataView(counter.buffer).setBigUint64(8, BigInt(this.#chunk++ * BLOCKS_PER_CHUNK));
+    new DataView(counter.buffer).setBigUint64(8, this.#block);
+    this.#block += BigInt(bytes / 16);
     const keystream = await crypto.subtle.encrypt(
       { name: "AES-CTR", counter, length: 64 },
       this.#key,
-      ZEROS,
+      ZEROS.subarray(0, bytes),
     );
     // Little-endian words on every platform Deno runs on; spelled out in
     // candidate(): low word first, then the high word's low 20 bits.

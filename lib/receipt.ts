@@ -11,6 +11,7 @@
  * @module
  */
 
+import { fromCanonicalBase64, toBase64 } from "./encoding.ts";
 import { addInto, isFieldVector, P_BIG } from "./field.ts";
 import type { RoundResult } from "./hospital.ts";
 import {
@@ -85,23 +86,10 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
 function fromBase64(text: unknown, what: string): Uint8Array {
   check(typeof text === "string", `${what} is not base64 text`);
-  let bytes: Uint8Array;
-  try {
-    bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-  } catch {
-    throw new InvalidReceiptError(`${what} is not base64`);
-  }
-  check(toBase64(bytes) === text, `${what} is not canonical base64`);
+  const bytes = fromCanonicalBase64(text);
+  check(bytes !== undefined, `${what} is not canonical base64`);
   return bytes;
 }
 

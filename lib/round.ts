@@ -4,8 +4,15 @@
  * @module
  */
 
-/** How long a connection may take for TLS, authentication and its first message. */
+import { randomHex, toHex } from "./encoding.ts";
+
+/** The longest a connection may take for TLS, authentication and its first message. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The handshake deadline for a party whose waits are `timeoutMs`: never longer than those. */
+export function handshakeTimeoutMs(timeoutMs: number): number {
+  return Math.min(HANDSHAKE_TIMEOUT_MS, timeoutMs);
+}
 
 /** How long a courtesy message (abort, done, refuse) may take to send. */
 export const NOTICE_TIMEOUT_MS = 2_000;
@@ -15,11 +22,7 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 /** A fresh 128-bit session id, as 32 lowercase hex digits. */
 export function newSessionId(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(16)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
+  return randomHex(16);
 }
 
 /** How the peers share: n-of-n additive, or Shamir with threshold T. */
@@ -74,7 +77,7 @@ export async function vectorDigest(vector: Float64Array): Promise<string> {
   const hash = new Uint8Array(
     await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
   );
-  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(hash);
 }
 
 /** The fields the hospital's FINALIZE signature covers. */

@@ -171,14 +171,3 @@ export function reconstructShamirVector(
   }
   return combine(basis, lagrangeWeights(xs, 0), length);
 }
-
-/** Scalar form of {@linkcode reconstructShamirVector}. */
-export function reconstructShamir(
-  points: readonly { x: number; y: number }[],
-  threshold: number,
-): number {
-  return reconstructShamirVector(
-    points.map((p) => ({ x: p.x, y: Float64Array.of(p.y) })),
-    threshold,
-  )[0]!;
-}

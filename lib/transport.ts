@@ -367,6 +367,19 @@ export class MessageListener {
     }
   }
 
+  /**
+   * Runs `handler` on every accepted connection, concurrently, until the
+   * listener is closed; resolves once every handler has finished.
+   */
+  async serve(handler: (conn: MessageConnection) => Promise<void>): Promise<void> {
+    const serving = new Set<Promise<void>>();
+    for await (const conn of this.accept()) {
+      const task = handler(conn).catch(() => {}).finally(() => serving.delete(task));
+      serving.add(task);
+    }
+    await Promise.allSettled(serving);
+  }
+
   /** Stops listening; safe to call more than once. Connections already handed out stay open. */
   close(): void {
     if (this.#closed) return;
