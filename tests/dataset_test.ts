@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CliProcess, dumpLogs, makePki, removeDir, ROOT, stopAll } from "./helpers.ts";
+import { CliProcess, makePki, removeDir, ROOT, runRound, stopAll } from "./helpers.ts";
 
 const CLINICS = ["east", "north", "south"];
 const file = (clinic: string) => join(ROOT, "tests", "data", `clinic-${clinic}.csv`);
@@ -28,44 +28,8 @@ async function round(
   hospitalArgs: string[],
   peerArgs: (clinic: string) => string[],
 ): Promise<Record<string, unknown>> {
-  const processes: CliProcess[] = [];
-  try {
-    const hospital = new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--certs",
-      dir,
-      "--json",
-      ...hospitalArgs,
-    ]);
-    processes.push(hospital);
-    const address = await hospital.address();
-    for (const clinic of CLINICS) {
-      processes.push(
-        new CliProcess(clinic, [
-          "peer",
-          "--name",
-          clinic,
-          "--hospital",
-          address,
-          "--certs",
-          dir,
-          ...peerArgs(clinic),
-        ]),
-      );
-    }
-    const results = await Promise.all(processes.map((p) => p.finish()));
-    results.forEach((r, i) => assert.equal(r.code, 0, `${processes[i]!.name} exited ${r.code}`));
-    return JSON.parse(results[0]!.stdout).result;
-  } catch (error) {
-    dumpLogs(processes);
-    throw error;
-  } finally {
-    await stopAll(processes);
-  }
+  const summary = await runRound(dir, hospitalArgs, CLINICS.map((c) => [c, peerArgs(c)]));
+  return summary["result"] as Record<string, unknown>;
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

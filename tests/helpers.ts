@@ -5,6 +5,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { textLines } from "../lib/demo.ts";
@@ -230,5 +231,46 @@ export async function scenario(
   } finally {
     await stopAll(processes);
     for (const dir of dirs) await removeDir(dir);
+  }
+}
+
+/**
+ * Runs one whole round through the CLI: the hospital with `hospitalArgs`
+ * (after --listen, --peers, --certs and --json), then each peer with its own
+ * arguments (after --name, --hospital and --certs). Requires every process to
+ * exit 0 and returns the hospital's JSON; on failure prints every log.
+ */
+export async function runRound(
+  dir: string,
+  hospitalArgs: string[],
+  peers: [name: string, args: string[]][],
+): Promise<Record<string, unknown>> {
+  const processes: CliProcess[] = [];
+  try {
+    const hospital = spawnHospital(dir, peers.length, ...hospitalArgs);
+    processes.push(hospital);
+    const address = await hospital.address();
+    for (const [name, args] of peers) {
+      processes.push(
+        new CliProcess(name, [
+          "peer",
+          "--name",
+          name,
+          "--hospital",
+          address,
+          "--certs",
+          dir,
+          ...args,
+        ]),
+      );
+    }
+    const results = await Promise.all(processes.map((p) => p.finish()));
+    results.forEach((r, i) => assert.equal(r.code, 0, `${processes[i]!.name} exited ${r.code}`));
+    return JSON.parse(results[0]!.stdout);
+  } catch (error) {
+    dumpLogs(processes);
+    throw error;
+  } finally {
+    await stopAll(processes);
   }
 }

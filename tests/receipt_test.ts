@@ -5,56 +5,21 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { InvalidReceiptError, verifyReceipt } from "../lib/receipt.ts";
-import { CliProcess, dumpLogs, makePki, removeDir, stopAll } from "./helpers.ts";
+import { CliProcess, makePki, removeDir, runRound } from "./helpers.ts";
 
-/** Runs a round through the CLI and returns the receipt's text and the CA. */
+/** Runs a round through the CLI; returns the receipt's text and the hospital's summary. */
 async function roundReceipt(
   dir: string,
   hospitalArgs: string[],
   values: [string, string][],
 ): Promise<{ receipt: string; summary: Record<string, unknown> }> {
   const out = join(dir, "receipt.json");
-  const processes: CliProcess[] = [];
-  try {
-    const h = new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      String(values.length),
-      "--certs",
-      dir,
-      "--json",
-      "--out",
-      out,
-      ...hospitalArgs,
-    ]);
-    processes.push(h);
-    const address = await h.address();
-    for (const [name, value] of values) {
-      processes.push(
-        new CliProcess(name, [
-          "peer",
-          "--name",
-          name,
-          "--value",
-          value,
-          "--hospital",
-          address,
-          "--certs",
-          dir,
-        ]),
-      );
-    }
-    const results = await Promise.all(processes.map((p) => p.finish()));
-    results.forEach((r, i) => assert.equal(r.code, 0, processes[i]!.name));
-    return { receipt: await Deno.readTextFile(out), summary: JSON.parse(results[0]!.stdout) };
-  } catch (error) {
-    dumpLogs(processes);
-    throw error;
-  } finally {
-    await stopAll(processes);
-  }
+  const summary = await runRound(
+    dir,
+    ["--out", out, ...hospitalArgs],
+    values.map(([name, value]) => [name, ["--value", value]]),
+  );
+  return { receipt: await Deno.readTextFile(out), summary };
 }
 
 /** Every single-field change of a JSON value: leaves altered, list items dropped or repeated. */
