@@ -478,10 +478,10 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
   });
   const file = flags.positionals[0];
   if (file === undefined) throw new UsageError("Missing the receipt FILE to verify");
-  const caPem = await Deno.readTextFile(stringFlag(flags, "ca"));
+  const caPem = await readFileFor("--ca", stringFlag(flags, "ca"));
   let verdict: { valid: true; receipt: VerifiedReceipt } | { valid: false; reason: string };
   try {
-    const text = await Deno.readTextFile(file);
+    const text = await readFileFor("receipt", file);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -521,6 +521,15 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
     io.out(`NOT VALID: ${verdict.reason}`);
   }
   return verdict.valid ? 0 : 1;
+}
+
+/** Reads a file named on the command line; a failure says which file it was. */
+async function readFileFor(what: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (cause) {
+    throw new UsageError(`Cannot read ${what} ${path}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 function describeResult(result: Record<string, unknown>): string {

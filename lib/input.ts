@@ -88,7 +88,11 @@ function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
     } else {
       const text = decoder.decode(bytes.subarray(start, end)).trim();
       if (text !== "") {
-        values[n] = scaledNumber(text, scale, `line ${line}`);
+        // A comma on a line that is not a number: most likely a CSV file.
+        const where = text.includes(",")
+          ? `line ${line} (for a CSV file, name the column with --column)`
+          : `line ${line}`;
+        values[n] = scaledNumber(text, scale, where);
         lines[n++] = line;
       }
     }
