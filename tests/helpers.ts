@@ -175,6 +175,20 @@ export async function stopAll(processes: CliProcess[]): Promise<void> {
   await Promise.allSettled(processes.map((p) => p.finish(5000)));
 }
 
+/**
+ * Asserts `text` never shows `value` as a number of its own. A plain substring
+ * check is not enough: ports, session ids and paths printed beside it can hold
+ * the same digits by chance (CI once failed on a port containing "150").
+ */
+export function assertValueNotPrinted(
+  text: string,
+  value: bigint | number,
+  message?: string,
+): void {
+  const standalone = new RegExp(`(?<![\\w.:/-])${value}(?![\\w.:/-])`);
+  assert.doesNotMatch(text, standalone, message ?? `the output shows the value ${value}`);
+}
+
 /** Prints every process's stderr; call when an assertion failed. */
 export function dumpLogs(processes: CliProcess[]): void {
   console.error(processes.map((p) => p.log()).join("\n"));
