@@ -6,13 +6,14 @@
  * on the wire (frame bytes the processes count; TLS adds about 0.1 %) per peer
  * and in total; bandwidth expansion against every peer uploading its vector
  * once in the clear (8 bytes an element); peak resident memory per peer (the
- * largest, sampled from Deno.memoryUsage()) next to the runtime's own baseline; and the
+ * largest, sampled from Deno.memoryUsage()) next to the runtime's own baseline and, for a
+ * vector, next to a D = 1 peer of the same round size in this run; and the
  * limit: the time to move the same total bytes over one TLS connection on
  * loopback plus the time to generate the randomness the round needs (one
  * mask per pair in additive mode, T − 1 coefficients per element and peer in
  * threshold mode), with our time's ratio to it.
  *
- * Usage: deno task bench [--quick] [--out FILE]
+ * Usage: deno task bench [--quick] [--runs N] [--config N:D[:T]]... [--out FILE]
  */
 
 import { join } from "node:path";
@@ -37,12 +38,32 @@ const CONFIGS: Config[] = [
 
 const { values: flags } = parseArgs({
   args: Deno.args,
-  options: { quick: { type: "boolean" }, out: { type: "string" }, runs: { type: "string" } },
+  options: {
+    quick: { type: "boolean" },
+    out: { type: "string" },
+    runs: { type: "string" },
+    config: { type: "string", multiple: true },
+  },
 });
 const RUNS = Number(flags.runs ?? (flags.quick ? 1 : 3));
+if (!Number.isSafeInteger(RUNS) || RUNS < 1) throw new Error("--runs must be a positive integer");
+const chosen = flags.config ? flags.config.map(parseConfig) : CONFIGS;
 const configs = flags.quick
-  ? CONFIGS.map((c) => ({ ...c, dimension: Math.min(c.dimension, 2 ** 16) }))
-  : CONFIGS;
+  ? chosen.map((c) => ({ ...c, dimension: Math.min(c.dimension, 2 ** 16) }))
+  : chosen;
+
+/** Reads `--config N:D[:T]`, e.g. `10:1048576` or `10:1048576:6`. */
+function parseConfig(text: string): Config {
+  const [peers, dimension, threshold, ...rest] = text.split(":").map(Number);
+  const positive = (x: number | undefined) => Number.isSafeInteger(x) && x! > 0;
+  if (!positive(peers) || !positive(dimension) || rest.length > 0) {
+    throw new Error(`Invalid --config "${text}": expected N:D or N:D:T`);
+  }
+  if (threshold !== undefined && !positive(threshold)) {
+    throw new Error(`Invalid --config "${text}": T must be a positive integer`);
+  }
+  return { peers: peers!, dimension: dimension!, ...(threshold ? { threshold } : {}) };
+}
 
 const MiB = 1024 * 1024;
 const names = (n: number) =>
@@ -224,6 +245,8 @@ try {
     "|---|---|---|---|---|---|---|---|",
   ];
   console.log(lines.join("\n"));
+  /** Peak RSS per peer of this run's D = 1 rows, by round size. */
+  const scalarPeak = new Map<number, number>();
   for (const config of configs) {
     const inputs = config.dimension > 1
       ? await writeInputs(dir, config.peers, config.dimension)
@@ -243,11 +266,18 @@ try {
     const label = `N=${config.peers}, D=${
       config.dimension === 1 ? 1 : `2^${Math.log2(config.dimension)}`
     }${config.threshold ? `, T=${config.threshold}` : ", additive"}`;
+    if (config.dimension === 1) scalarPeak.set(config.peers, m.peakPeerRss);
+    // Against the bare runtime, and (for vectors) against a peer of the same
+    // round size with D = 1 in this run: what the vector itself costs.
+    const overScalar = scalarPeak.get(config.peers);
     const memory = `${(m.peakPeerRss / MiB).toFixed(1)} MiB (+${
       ((m.peakPeerRss - baseline) / MiB).toFixed(1)
     } MiB${
       config.dimension > 1
-        ? ` = ${((m.peakPeerRss - baseline) / vectorBytes).toFixed(2)}× vector`
+        ? ` = ${((m.peakPeerRss - baseline) / vectorBytes).toFixed(2)}× vector` +
+          (overScalar === undefined
+            ? ""
+            : `; ${((m.peakPeerRss - overScalar) / vectorBytes).toFixed(2)}× over D=1`)
         : ""
     })`;
     const row = [

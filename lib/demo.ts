@@ -70,6 +70,7 @@ export function selfCommand(certsDir: string): string[] {
     join(dirname(main), "deno.json"),
     "--allow-net=127.0.0.1",
     `--allow-read=${certsDir}`,
+    "--v8-flags=--expose-gc", // see garbage.ts: frees Web Crypto's buffers promptly
     main,
   ];
 }

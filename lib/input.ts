@@ -10,6 +10,7 @@
  */
 
 import { DecimalError, parseScaled } from "./decimal.ts";
+import { releaseGarbage } from "./garbage.ts";
 import { InputError } from "./query.ts";
 
 /** A peer's numbers, scaled, and where each came from. */
@@ -54,22 +55,63 @@ const CARRIAGE_RETURN = 0x0d;
 /**
  * One number per line, scanned from bytes: whole numbers take a fast path,
  * anything else goes through the exact decimal parser. Blank lines are
- * skipped.
+ * skipped. Bytes arrive in chunks, so a large file is parsed without ever
+ * being held whole: the numbers are the only thing kept.
  */
-function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
-  let count = 0;
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] === NEWLINE) count++;
-  const values = new Float64Array(count + 1);
-  const lines = new Uint32Array(count + 1);
-  const factor = 10 ** scale;
-  const decoder = new TextDecoder();
-  let n = 0;
-  let line = 0;
-  let start = 0;
-  for (let i = 0; i <= bytes.length; i++) {
-    if (i < bytes.length && bytes[i] !== NEWLINE) continue;
-    line++;
-    let end = i;
+class LineScanner {
+  readonly #values: Float64Array;
+  /**
+   * Entry k is on line k + 1 until a blank line is skipped; only then are
+   * line numbers worth recording (4 bytes an entry).
+   */
+  #lines: Uint32Array | undefined;
+  readonly #scale: number;
+  readonly #factor: number;
+  readonly #decoder = new TextDecoder();
+  #count = 0;
+  #line = 0;
+  /** The start of a line that a chunk ended inside. */
+  #partial: Uint8Array[] = [];
+
+  /** `capacity`: the file's newlines plus one, the most lines it can hold. */
+  constructor(capacity: number, scale: number) {
+    this.#values = new Float64Array(capacity);
+    this.#scale = scale;
+    this.#factor = 10 ** scale;
+  }
+
+  /** Parses every line that `chunk` completes. */
+  push(chunk: Uint8Array): void {
+    let start = 0;
+    for (let i = chunk.indexOf(NEWLINE); i >= 0; i = chunk.indexOf(NEWLINE, start)) {
+      if (this.#partial.length === 0) {
+        this.#parseLine(chunk, start, i);
+      } else {
+        const whole = concat([...this.#partial, chunk.subarray(0, i)]);
+        this.#partial = [];
+        this.#parseLine(whole, 0, whole.length);
+      }
+      start = i + 1;
+    }
+    // Copied: the caller may reuse its buffer for the next chunk.
+    if (start < chunk.length) this.#partial.push(chunk.slice(start));
+  }
+
+  /** Parses the last line (which has no newline) and returns the numbers. */
+  finish(): PeerData {
+    const last = concat(this.#partial);
+    this.#partial = [];
+    this.#parseLine(last, 0, last.length);
+    const lines = this.#lines;
+    // A view, not a copy: the spare slot for a last line without a newline costs 8 bytes.
+    return {
+      values: this.#values.subarray(0, this.#count),
+      where: (index) => `line ${lines ? lines[index] : index + 1}`,
+    };
+  }
+
+  #parseLine(bytes: Uint8Array, start: number, end: number): void {
+    this.#line++;
     if (end > start && bytes[end - 1] === CARRIAGE_RETURN) end--;
     // Fast path: plain digits.
     let value = 0;
@@ -82,23 +124,52 @@ function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
       }
       value = value * 10 + d;
     }
-    if (plain && value * factor < LIMIT) {
-      values[n] = value * factor;
-      lines[n++] = line;
-    } else {
-      const text = decoder.decode(bytes.subarray(start, end)).trim();
-      if (text !== "") {
-        // A comma on a line that is not a number: most likely a CSV file.
-        const where = text.includes(",")
-          ? `line ${line} (for a CSV file, name the column with --column)`
-          : `line ${line}`;
-        values[n] = scaledNumber(text, scale, where);
-        lines[n++] = line;
-      }
+    if (plain && value * this.#factor < LIMIT) {
+      this.#store(value * this.#factor);
+      return;
     }
-    start = i + 1;
+    const text = this.#decoder.decode(bytes.subarray(start, end)).trim();
+    if (text === "") return;
+    // A comma on a line that is not a number: most likely a CSV file.
+    const where = text.includes(",")
+      ? `line ${this.#line} (for a CSV file, name the column with --column)`
+      : `line ${this.#line}`;
+    this.#store(scaledNumber(text, this.#scale, where));
   }
-  return { values: values.slice(0, n), where: (index) => `line ${lines[index]}` };
+
+  #store(value: number): void {
+    const n = this.#count;
+    if (n >= this.#values.length) throw new InputError("the file changed while it was read");
+    if (this.#lines === undefined && this.#line !== n + 1) {
+      this.#lines = new Uint32Array(this.#values.length);
+      for (let k = 0; k < n; k++) this.#lines[k] = k + 1;
+    }
+    if (this.#lines !== undefined) this.#lines[n] = this.#line;
+    this.#values[n] = value;
+    this.#count = n + 1;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    whole.set(part, offset);
+    offset += part.length;
+  }
+  return whole;
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let count = 0;
+  for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) count++;
+  return count;
+}
+
+function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
+  const scanner = new LineScanner(countNewlines(bytes) + 1, scale);
+  scanner.push(bytes);
+  return scanner.finish();
 }
 
 function dataFromJson(text: string, scale: number): PeerData {
@@ -181,31 +252,89 @@ function dataFromCsv(text: string, column: string, scale: number): PeerData {
   return { values: Float64Array.from(values), where: (k) => `line ${where[k]}` };
 }
 
+const BOM = [0xef, 0xbb, 0xbf];
+
+function startsWithBom(bytes: Uint8Array): boolean {
+  return BOM.every((b, i) => bytes[i] === b);
+}
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+}
+
 /** Parses a file's bytes as the format it is in. */
 export function dataFromBytes(
   bytes: Uint8Array,
   options: { scale: number; column?: string | undefined },
 ): PeerData {
-  let offset = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0; // BOM
-  const body = bytes.subarray(offset);
+  const body = bytes.subarray(startsWithBom(bytes) ? BOM.length : 0);
   if (options.column !== undefined) {
     return dataFromCsv(new TextDecoder().decode(body), options.column, options.scale);
   }
-  while (offset < bytes.length && /\s/.test(String.fromCharCode(bytes[offset]!))) offset++;
-  if (bytes[offset] === 0x5b) return dataFromJson(new TextDecoder().decode(body), options.scale); // "["
+  if (body.find((byte) => !isSpace(byte)) === OPEN_BRACKET) {
+    return dataFromJson(new TextDecoder().decode(body), options.scale);
+  }
   return dataFromLines(body, options.scale);
 }
 
-/** Reads and parses `--input FILE`. */
+const OPEN_BRACKET = 0x5b;
+/** Bytes read at a time when a file is streamed. */
+const READ_BYTES = 64 * 1024;
+
+/** Feeds a file to `consume` a chunk at a time; the buffer is reused between calls. */
+async function eachChunk(path: string, consume: (chunk: Uint8Array) => void): Promise<void> {
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(READ_BYTES);
+  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+    consume(buffer.subarray(0, n));
+  }
+}
+
+async function wholeFile(
+  path: string,
+  options: { scale: number; column?: string | undefined },
+): Promise<PeerData> {
+  const bytes = await Deno.readFile(path);
+  const data = dataFromBytes(bytes, options);
+  releaseGarbage(bytes.length); // the file's bytes: only the parsed numbers stay
+  return data;
+}
+
+/**
+ * Reads and parses `--input FILE`. One number per line, the format a large
+ * vector comes in, is streamed twice (count the lines, then parse into a
+ * vector of exactly that size), so a million numbers cost one vector of
+ * memory and not the file's text as well. JSON and CSV are read whole.
+ */
 export async function readInputFile(
   path: string,
   options: { scale: number; column?: string | undefined },
 ): Promise<PeerData> {
-  let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    // Pipes and devices can be read only once: read them whole.
+    if (!(await Deno.stat(path)).isFile) return await wholeFile(path, options);
+    let newlines = 0;
+    let bom: boolean | undefined;
+    let firstByte: number | undefined; // the first that is not a space
+    await eachChunk(path, (chunk) => {
+      newlines += countNewlines(chunk);
+      const first = bom === undefined;
+      bom ??= startsWithBom(chunk);
+      firstByte ??= chunk.subarray(first && bom ? BOM.length : 0).find((b) => !isSpace(b));
+    });
+    if (options.column !== undefined || firstByte === OPEN_BRACKET) {
+      return await wholeFile(path, options);
+    }
+    const scanner = new LineScanner(newlines + 1, options.scale);
+    let skip = bom ? BOM.length : 0;
+    await eachChunk(path, (chunk) => {
+      const body = chunk.subarray(Math.min(skip, chunk.length));
+      skip -= chunk.length - body.length;
+      scanner.push(body);
+    });
+    return scanner.finish();
   } catch (cause) {
+    if (cause instanceof InputError) throw cause;
     throw new InputError(`cannot read ${path}`, { cause });
   }
-  return dataFromBytes(bytes, options);
 }

@@ -8,6 +8,7 @@
  */
 
 import { candidate, P } from "./field.ts";
+import { releaseGarbage } from "./garbage.ts";
 
 /** Bytes in a seed (an AES-256 key). */
 export const SEED_BYTES = 32;
@@ -93,6 +94,7 @@ export class FieldStream {
       this.#key,
       ZEROS.subarray(0, bytes),
     );
+    releaseGarbage(this.#words.byteLength); // the stretch this one replaces
     // Little-endian words on every platform Deno runs on; spelled out in
     // candidate(): low word first, then the high word's low 20 bits.
     this.#words = new Uint32Array(keystream);

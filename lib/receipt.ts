@@ -34,7 +34,7 @@ import { aggregateFields, type Mode, type RoundTerms, vectorDigest } from "./rou
 import { evaluationPoint, reconstructShamirVector, type VectorPoint } from "./shamir.ts";
 
 /** The receipt format this build writes and reads. */
-export const RECEIPT_FORMAT = "sumshare-receipt/2";
+export const RECEIPT_FORMAT = "sumshare-receipt/3";
 
 /** A receipt as stored in JSON. */
 export interface Receipt {

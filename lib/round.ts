@@ -71,13 +71,29 @@ export function aggregateFields(
   ];
 }
 
-/** SHA-256 of a vector's bytes, as lowercase hex: what a partial sum's signature covers. */
+/**
+ * Elements hashed per Web Crypto call (512 KiB). Web Crypto copies what it
+ * hashes, so hashing a whole 2^20-element vector at once would briefly cost
+ * a second vector of memory.
+ */
+const DIGEST_PIECE_ELEMENTS = 64 * 1024;
+
+/**
+ * What a partial sum's signature covers, as lowercase hex: SHA-256 over the
+ * concatenated SHA-256s of the vector's bytes (little-endian float64) in
+ * pieces of 65 536 elements, the last piece shorter. A list of hashes binds
+ * the vector as firmly as one hash over it, and needs no whole-vector copy.
+ */
 export async function vectorDigest(vector: Float64Array): Promise<string> {
-  const bytes = new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength);
-  const hash = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
-  return toHex(hash);
+  const pieces = Math.ceil(vector.length / DIGEST_PIECE_ELEMENTS);
+  const hashes = new Uint8Array(32 * pieces);
+  for (let i = 0; i < pieces; i++) {
+    const piece = vector.subarray(i * DIGEST_PIECE_ELEMENTS, (i + 1) * DIGEST_PIECE_ELEMENTS);
+    const bytes = new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength);
+    const hash = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+    hashes.set(new Uint8Array(hash), 32 * i);
+  }
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", hashes)));
 }
 
 /** The fields the hospital's FINALIZE signature covers. */

@@ -25,6 +25,7 @@ import type { SealedChannel } from "./channel.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { abortable, abortReason } from "./deadline.ts";
 import { decodeFrameLength, FRAME_HEADER_BYTES, frameHeader } from "./frame.ts";
+import { releaseGarbage } from "./garbage.ts";
 import { CHUNK_ELEMENTS, decodeMessage, encodeMessage, type Message } from "./messages.ts";
 import { formatHostPort, type HostPort } from "./names.ts";
 
@@ -197,7 +198,10 @@ export class MessageConnection {
       const header = await this.#readExact(FRAME_HEADER_BYTES, true);
       const payload = await this.#readExact(decodeFrameLength(header), false);
       this.bytesReceived += FRAME_HEADER_BYTES + payload.length;
-      return decodeMessage(this.#channel ? await this.#channel.open(payload) : payload);
+      const message = decodeMessage(this.#channel ? await this.#channel.open(payload) : payload);
+      // The frame, its plaintext and (for a chunk) the decoded copy.
+      releaseGarbage(payload.length * 3);
+      return message;
     });
   }
 
@@ -216,6 +220,7 @@ export class MessageConnection {
           while (offset < part.length) offset += await this.#conn.write(part.subarray(offset));
         }
         this.bytesSent += FRAME_HEADER_BYTES + body.length;
+        releaseGarbage(payload.length + body.length);
       })
     );
     this.#writes = write.catch(() => {});

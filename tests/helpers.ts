@@ -30,16 +30,16 @@ export async function removeDir(dir: string): Promise<void> {
 }
 
 /**
- * The permissions baked into the compiled executable, read from the
- * `compile` task, so the CLI under test has exactly what users' binary has.
+ * The permissions and V8 flags baked into the compiled executable, read from
+ * the `compile` task, so the CLI under test runs as users' binary does.
  */
-export function compiledPermissions(): string[] {
+export function compiledFlags(): string[] {
   const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
   const task = String(config.tasks.compile);
-  return task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+  return task.split(/\s+/).filter((word) => /^--(allow-|v8-flags=)/.test(word));
 }
 
-/** How a test runs the CLI: Deno on main.ts with the compiled binary's permissions. */
+/** How a test runs the CLI: Deno on main.ts with the compiled binary's permissions and flags. */
 export function cliCommand(): string[] {
   return [
     Deno.execPath(),
@@ -47,7 +47,7 @@ export function cliCommand(): string[] {
     "--no-prompt",
     "--config",
     join(ROOT, "deno.json"),
-    ...compiledPermissions(),
+    ...compiledFlags(),
     join(ROOT, "main.ts"),
   ];
 }

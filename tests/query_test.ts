@@ -180,6 +180,23 @@ Deno.test("inputs out of range, with too many decimals, too long or of the wrong
   assert.throws(() => dataFromValue("1,2,x", 0), InputError);
 });
 
+Deno.test("blank lines are skipped, and refusals still name the file's own line", () => {
+  const opts = { scale: 0, max: 100n, maxRows: 10 };
+  const sum = parseQuery("sum", 0);
+  // Without blank lines entry k is line k + 1; after one, lines are recorded.
+  const plain = dataFromBytes(text.encode("1\n2\n300\n"), { scale: 0 });
+  assert.throws(() => encodeInput(sum, plain, opts), /line 3: outside/);
+  const gaps = dataFromBytes(text.encode("1\r\n\n2\n  \n\n300\n4\n"), { scale: 0 });
+  assert.deepEqual([...gaps.values], [1, 2, 300, 4]);
+  assert.equal(gaps.where(0), "line 1");
+  assert.equal(gaps.where(3), "line 7");
+  assert.throws(() => encodeInput(sum, gaps, opts), /line 6: outside/);
+  // A blank line first, and a last line without a newline.
+  const leading = dataFromBytes(text.encode("\n7\n8"), { scale: 0 });
+  assert.deepEqual([...leading.values], [7, 8]);
+  assert.equal(leading.where(1), "line 3");
+});
+
 Deno.test("every format reads the same numbers: lines, JSON, CSV with quotes, --value", () => {
   const expect = (data: PeerData, values: number[]) =>
     assert.deepEqual(Array.from(data.values), values);
