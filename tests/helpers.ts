@@ -185,7 +185,9 @@ export function assertValueNotPrinted(
   value: bigint | number,
   message?: string,
 ): void {
-  const standalone = new RegExp(`(?<![\\w.:/-])${value}(?![\\w.:/-])`);
+  // Not inside a longer number, port, hex id or path ("41503", "150abcde"), but
+  // caught before a full stop or colon ("refused 150: too large").
+  const standalone = new RegExp(`(?<![\\w.:/-])${value}(?![\\w/-]|[.:]\\d)`);
   assert.doesNotMatch(text, standalone, message ?? `the output shows the value ${value}`);
 }
 
