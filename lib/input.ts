@@ -281,12 +281,18 @@ const OPEN_BRACKET = 0x5b;
 /** Bytes read at a time when a file is streamed. */
 const READ_BYTES = 64 * 1024;
 
-/** Feeds a file to `consume` a chunk at a time; the buffer is reused between calls. */
-async function eachChunk(path: string, consume: (chunk: Uint8Array) => void): Promise<void> {
+/**
+ * Feeds a file to `consume` a chunk at a time, until the end or until
+ * `consume` returns `false`; the buffer is reused between calls.
+ */
+async function eachChunk(
+  path: string,
+  consume: (chunk: Uint8Array) => boolean | void,
+): Promise<void> {
   using file = await Deno.open(path);
   const buffer = new Uint8Array(READ_BYTES);
   for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
-    consume(buffer.subarray(0, n));
+    if (consume(buffer.subarray(0, n)) === false) return;
   }
 }
 
@@ -311,8 +317,10 @@ export async function readInputFile(
   options: { scale: number; column?: string | undefined },
 ): Promise<PeerData> {
   try {
-    // Pipes and devices can be read only once: read them whole.
-    if (!(await Deno.stat(path)).isFile) return await wholeFile(path, options);
+    // CSV is parsed as text, and pipes and devices can be read only once: read them whole.
+    if (options.column !== undefined || !(await Deno.stat(path)).isFile) {
+      return await wholeFile(path, options);
+    }
     let newlines = 0;
     let bom: boolean | undefined;
     let firstByte: number | undefined; // the first that is not a space
@@ -321,8 +329,9 @@ export async function readInputFile(
       const first = bom === undefined;
       bom ??= startsWithBom(chunk);
       firstByte ??= chunk.subarray(first && bom ? BOM.length : 0).find((b) => !isSpace(b));
+      return firstByte !== OPEN_BRACKET; // JSON: no need to count further
     });
-    if (options.column !== undefined || firstByte === OPEN_BRACKET) {
+    if (firstByte === OPEN_BRACKET) {
       return await wholeFile(path, options);
     }
     const scanner = new LineScanner(newlines + 1, options.scale);
