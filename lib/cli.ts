@@ -8,7 +8,13 @@
 
 import config from "../deno.json" with { type: "json" };
 import { runDemo } from "./demo.ts";
-import { describeError, isExpectedError, RoundAbortedError, UsageError } from "./errors.ts";
+import {
+  describeError,
+  FileError,
+  isExpectedError,
+  RoundAbortedError,
+  UsageError,
+} from "./errors.ts";
 import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
 import { formatHostPort } from "./names.ts";
@@ -39,12 +45,15 @@ import {
 } from "./query.ts";
 import { MAX_SCALE } from "./decimal.ts";
 import {
+  checkReceiptTarget,
   createReceipt,
   InvalidReceiptError,
+  parseReceipt,
   type VerifiedReceipt,
   verifyReceipt,
+  writeReceiptFile,
 } from "./receipt.ts";
-import { createConsortium, writeConsortium } from "./pki.ts";
+import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
 import { assertThresholdConfig } from "./shamir.ts";
@@ -96,9 +105,15 @@ Options:
   --threshold T        Shamir mode: finish with any T live peers (T > N/2); default additive n-of-n
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2)
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
-  --out FILE           write a verifiable receipt to FILE (check it with 'sumshare verify')
+  --out FILE           write a verifiable receipt to FILE, readable by the owner only
+                       (check it with 'sumshare verify'); refused before listening if
+                       FILE cannot be written
   --json               print the result as one JSON object on stdout
-  -h, --help           this text`;
+  -h, --help           this text
+
+Exit codes: 0 the result is printed (and the receipt written); 1 the round failed,
+or the result is printed but the receipt could not be written (the reason on
+stderr); 2 usage error, or --out cannot be written.`;
 
 const PEER_HELP =
   `Usage: sumshare peer --name NAME (--value V | --input FILE) --hospital HOST:PORT [options]
@@ -127,20 +142,26 @@ Options:
   -h, --help           this text`;
 
 const CERTS_HELP = `Usage: sumshare certs --names hospital,alice,bob [options]
+       sumshare certs --add dave,erin [options]
 
 Makes a consortium PKI: a CA, and for every name an ECDSA P-256 key and a
 certificate with CN = name. Keys are written readable by the owner only.
+With --add, issues new parties from the CA already in --out (ca.crt and
+ca.key), so every existing party stays valid.
 
 Options:
-  --names LIST   comma-separated party names (1–32 of a–z, 0–9, '-', '_')
-  --out DIR      where to write (default: certs)
-  --hosts LIST   host names and IPs for every certificate's SANs
+  --names LIST   make a NEW CA and these parties (1–32 of a–z, 0–9, '-', '_')
+  --add LIST     issue these parties from the existing CA in --out; refuses
+                 names whose .crt or .key exist
+  --out DIR      where to write, and with --add where the CA is (default: certs)
+  --hosts LIST   host names and IPs for every new certificate's SANs
                  (default: localhost,127.0.0.1)
-  --days N       validity in days (default: 365)
-  --force        replace existing files
+  --days N       validity in days, at most the CA's (default: 365)
+  --force        with --names, replace existing files: this makes a NEW CA,
+                 and every existing party must get new certificates
   -h, --help     this text`;
 
-const RUN_HELP = `Usage: sumshare run [--values 12,30,7 | --peers N] [--timeout SEC]
+const RUN_HELP = `Usage: sumshare run [--values 12,30,7 | --peers N] [--scale S] [--timeout SEC]
 
 Runs a whole round on this machine: makes a throwaway PKI, starts the hospital
 and the peers as separate processes talking TLS on loopback, prints a timeline
@@ -150,6 +171,7 @@ operator, who chose every input, can know).
 Options:
   --values LIST  the peers' inputs (their count is the number of peers)
   --peers N      the number of peers, with random inputs (default: 3)
+  --scale S      inputs are decimals with up to S places, for every party (default 0)
   --timeout SEC  each party's timeout (default: ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help     this text`;
 
@@ -160,7 +182,9 @@ chains to the consortium CA, the hospital's signature covers the receipt, every
 partial sum is signed by its peer for this session and contributor set, and the
 sum equals the one recomputed from the signed partial sums.
 
-Exit codes: 0 valid, 1 not valid (the reason on stdout), 2 usage error.
+Exit codes: 0 valid; 1 not valid (the reason on stdout), or FILE or the CA
+cannot be read or the CA is not a CA certificate (the reason on stderr);
+2 usage error.
 
 Options:
   --ca FILE    the consortium CA certificate
@@ -278,6 +302,9 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     // privacy floor, before anything is sent.
     assertBoundsFit(peers, elementBounds(query, max, maxRows));
     if (threshold !== undefined) assertThresholdConfig(peers, threshold, minContributors);
+    // A receipt that cannot be written is refused now, not after every peer
+    // has taken part.
+    if (out !== undefined) await checkReceiptTarget(out);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
@@ -298,19 +325,25 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
   });
-  const report = resultObject(result);
-  if (out !== undefined) {
-    const receipt = await createReceipt(result, identity.privateKey);
-    await Deno.writeTextFile(out, JSON.stringify(receipt, null, 2) + "\n");
-    io.err(`receipt written to ${out}`);
-  }
+  // The result first: whatever happens to the receipt, it is not lost.
   if (flags.values["json"]) {
-    io.out(JSON.stringify(report));
+    io.out(JSON.stringify(resultObject(result)));
   } else {
     for (const [key, value] of Object.entries(result.result)) {
       io.out(`${key}: ${formatStatistic(value)}`);
     }
     io.err(`session ${result.session}, contributors: ${result.contributors.join(", ")}`);
+  }
+  if (out !== undefined) {
+    const receipt = await createReceipt(result, identity.privateKey);
+    try {
+      await writeReceiptFile(out, receipt);
+    } catch (error) {
+      if (!(error instanceof FileError)) throw error;
+      io.err(`sumshare hospital: ${error.message}; the result is printed above, without a receipt`);
+      return 1;
+    }
+    io.err(`receipt written to ${out}`);
   }
   return 0;
 }
@@ -447,17 +480,61 @@ async function certsCommand(args: string[], io: Console): Promise<number> {
     ...HELP_FLAG,
     out: { type: "string" },
     names: { type: "string" },
+    add: { type: "string" },
     hosts: { type: "string" },
     days: { type: "string" },
     force: { type: "boolean" },
   });
-  const names = listFlag(flags, "names");
-  for (const name of names) nameFlag({ values: { name }, positionals: [] }, "name");
+  const adding = flags.values["add"] !== undefined;
+  if (adding && flags.values["names"] !== undefined) {
+    throw new UsageError(
+      "Use either --names (a new CA) or --add (parties for the existing CA), not both",
+    );
+  }
+  if (adding && flags.values["force"] !== undefined) {
+    throw new UsageError("--add never replaces files; --force goes with --names (a new CA)");
+  }
+  const listName = adding ? "add" : "names";
+  const names = listFlag(flags, listName);
+  for (const name of names) nameFlag({ values: { [listName]: name }, positionals: [] }, listName);
+  if (new Set(names).size !== names.length) {
+    throw new UsageError(`Invalid --${listName}: a party name is repeated`);
+  }
   const hosts = listFlag(flags, "hosts", "localhost,127.0.0.1");
   const days = integerFlag(flags, "days", { min: 1, max: 3650, fallback: 365 });
   const dir = stringFlag(flags, "out", "certs");
+  if (adding) {
+    let added;
+    try {
+      added = await addParties(dir, names, { hosts, days });
+    } catch (error) {
+      // Asking for a party that exists is a usage error (exit 2), like a repeated name.
+      if (error instanceof PartyExistsError) throw new UsageError(error.message, { cause: error });
+      throw error;
+    }
+    io.err(
+      `wrote ${added.written.length} files to ${dir}: a .crt and .key for ${
+        names.join(", ")
+      }, issued by the existing CA in ${dir}`,
+    );
+    io.err(
+      `valid until ${added.notAfter.toISOString()}${
+        added.cutToCa ? " (cut to the CA's own expiry)" : ""
+      }; existing parties are unchanged`,
+    );
+    io.err("give each new party ca.crt and only its own .crt and .key");
+    return 0;
+  }
+  const force = flags.values["force"] === true;
+  if (force) {
+    io.err(
+      "warning: --force makes a NEW CA: certificates from the old ca.crt will not verify, " +
+        "so every existing party must get new certificates and the new ca.crt " +
+        "(to add parties to the existing CA, use --add)",
+    );
+  }
   const consortium = await createConsortium(names, { hosts, days });
-  const written = await writeConsortium(dir, consortium, { force: flags.values["force"] === true });
+  const written = await writeConsortium(dir, consortium, { force });
   io.err(
     `wrote ${written.length} files to ${dir}: ca.crt, ca.key and a .crt and .key for ${
       names.join(", ")
@@ -482,13 +559,7 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
   let verdict: { valid: true; receipt: VerifiedReceipt } | { valid: false; reason: string };
   try {
     const text = await readFileFor("receipt", file);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new InvalidReceiptError("the file is not JSON");
-    }
-    verdict = { valid: true, receipt: await verifyReceipt(parsed, caPem) };
+    verdict = { valid: true, receipt: await verifyReceipt(parseReceipt(text), caPem) };
   } catch (error) {
     if (!(error instanceof InvalidReceiptError)) throw error;
     verdict = { valid: false, reason: error.message };
@@ -523,12 +594,16 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
   return verdict.valid ? 0 : 1;
 }
 
-/** Reads a file named on the command line; a failure says which file it was. */
+/**
+ * Reads a file named on the command line; a failure says which file it was.
+ * A file that cannot be read fails the command (exit 1), as the help says: it
+ * is not a usage error, and not a verdict on a receipt nobody could read.
+ */
 async function readFileFor(what: string, path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (cause) {
-    throw new UsageError(`Cannot read ${what} ${path}: ${(cause as Error).message}`, { cause });
+    throw new FileError(`Cannot read ${what} ${path}: ${(cause as Error).message}`, { cause });
   }
 }
 
@@ -542,22 +617,29 @@ async function runCommand(args: string[], io: Console): Promise<number> {
     ...HELP_FLAG,
     values: { type: "string" },
     peers: { type: "string" },
+    scale: { type: "string" },
     timeout: { type: "string" },
   });
   if (flags.values["values"] !== undefined && flags.values["peers"] !== undefined) {
     throw new UsageError("Use either --values or --peers, not both");
   }
+  const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
+  // The demo's hospital uses the default R, scaled like every input.
+  const max = DEFAULT_MAX * 10n ** BigInt(scale);
   let values: bigint[] | undefined;
   if (flags.values["values"] !== undefined) {
     values = listFlag(flags, "values").map((text) =>
-      scaledFlag({ values: { values: text }, positionals: [] }, "values", 0)
+      scaledFlag({ values: { values: text }, positionals: [] }, "values", scale)
     );
     if (values.length < 2 || values.length > MAX_PARTICIPANTS) {
       throw new UsageError(`Invalid --values: give 2 to ${MAX_PARTICIPANTS} values`);
     }
+    if (values.some((v) => v > max)) {
+      throw new UsageError(`Invalid --values: each must be at most R = ${DEFAULT_MAX}`);
+    }
   }
   const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS, fallback: 3 });
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
-  const ok = await runDemo({ values, peers, timeoutMs, io });
+  const ok = await runDemo({ values, peers, scale, timeoutMs, io });
   return ok ? 0 : 1;
 }

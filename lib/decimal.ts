@@ -17,27 +17,38 @@ const NUMBER = /^([+-]?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]{1,4}))?$/;
 export const MAX_SCALE = 15;
 
 /**
+ * The most digits a scaled value may have: far more than anything exact here
+ * needs (values and --max stay below 2^53, 16 digits; a variance's Σx² over
+ * every peer and row stays below 2^150, 46 digits), few enough that `1e9999`
+ * is refused before a ten-thousand-digit string or BigInt is built.
+ */
+export const MAX_DIGITS = 100;
+
+/**
  * Parses `text` as a decimal and returns value × 10^scale as a BigInt.
- * Refuses text that is not a plain number and values with more decimal
- * places than `scale`.
+ * Refuses text that is not a plain number, values that are not a whole
+ * multiple of 10^−scale (more decimal places than `scale`, in any notation),
+ * and values of more than {@link MAX_DIGITS} digits once scaled. `-0` is 0.
  */
 export function parseScaled(text: string, scale: number): bigint {
   const m = NUMBER.exec(text.trim());
   if (!m) throw new DecimalError("not a number");
   const [, sign, whole, fraction = "", exponent = "0"] = m;
-  let digits = whole! + fraction;
-  // value = digits × 10^(exponent − fraction.length); scaled = value × 10^scale.
-  const shift = Number(exponent) - fraction.length + scale;
-  if (shift < 0) {
-    const dropped = digits.slice(digits.length + shift);
-    if (/[1-9]/.test(dropped)) {
-      throw new DecimalError(`has more than ${scale} decimal places (use --scale)`);
-    }
-    digits = digits.slice(0, digits.length + shift) || "0";
-  } else {
-    digits += "0".repeat(shift);
+  // value × 10^scale = significand × 10^power, with the significand's zeros
+  // moved into the power: then the value is a whole multiple of 10^−scale
+  // exactly when the power is not negative, whatever the notation.
+  const digits = whole! + fraction;
+  const first = digits.search(/[1-9]/);
+  if (first < 0) return 0n; // every spelling of zero, "-0" included (a BigInt has no −0)
+  let last = digits.length;
+  while (digits.charCodeAt(last - 1) === 0x30) last--;
+  const significand = digits.slice(first, last);
+  const power = Number(exponent) - fraction.length + scale + (digits.length - last);
+  if (power < 0) {
+    throw new DecimalError(`has more than ${scale} decimal places (use --scale)`);
   }
-  const value = BigInt(digits);
+  if (significand.length + power > MAX_DIGITS) throw new DecimalError("too large");
+  const value = BigInt(significand + "0".repeat(power));
   return sign === "-" ? -value : value;
 }
 

@@ -9,6 +9,7 @@
 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { formatScaled, parseScaled } from "./decimal.ts";
 import { createConsortium, writeConsortium } from "./pki.ts";
 
 /** Where the demo writes. */
@@ -19,9 +20,11 @@ export interface DemoConsole {
 
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {
-  /** The inputs; when absent, `peers` random inputs in [0, 1000). */
+  /** The inputs, scaled (× 10^scale); when absent, `peers` random inputs in [0, 1000). */
   values?: bigint[] | undefined;
   peers: number;
+  /** Decimal places of the inputs, passed to every party as `--scale` (default 0). */
+  scale?: number;
   timeoutMs: number;
   io: DemoConsole;
 }
@@ -45,12 +48,16 @@ export function demoPeerNames(count: number): string[] {
 }
 
 /** A uniform random integer in [0, bound), by rejection sampling. */
-function randomBelow(bound: number): number {
-  const limit = Math.floor(0x1_0000_0000 / bound) * bound;
-  const word = new Uint32Array(1);
+function randomBelow(bound: bigint): bigint {
+  const bits = bound.toString(2).length;
+  const bytes = new Uint8Array(Math.ceil(bits / 8));
   for (;;) {
-    crypto.getRandomValues(word);
-    if (word[0]! < limit) return word[0]! % bound;
+    crypto.getRandomValues(bytes);
+    let value = 0n;
+    for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+    // Keep only as many bits as the bound has, so at least half the draws land below it.
+    value &= (1n << BigInt(bits)) - 1n;
+    if (value < bound) return value;
   }
 }
 
@@ -96,9 +103,9 @@ interface Party {
 
 /** Runs the demo; true only when every process succeeded and the sum is right. */
 export async function runDemo(options: DemoOptions): Promise<boolean> {
-  const { io, timeoutMs } = options;
+  const { io, timeoutMs, scale = 0 } = options;
   const values = options.values ??
-    Array.from({ length: options.peers }, () => BigInt(randomBelow(1000)));
+    Array.from({ length: options.peers }, () => randomBelow(1000n * 10n ** BigInt(scale)));
   const names = demoPeerNames(values.length);
   const began = performance.now();
   const say = (who: string, line: string) =>
@@ -145,6 +152,8 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         "--certs",
         dir,
         "--json",
+        "--scale",
+        String(scale),
         "--timeout",
         seconds,
       ],
@@ -169,7 +178,9 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         "--name",
         name,
         "--value",
-        values[i]!.toString(),
+        formatScaled(values[i]!, scale),
+        "--scale",
+        String(scale),
         "--hospital",
         address,
         "--listen",
@@ -194,8 +205,9 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const expected = values.reduce((a, b) => a + b, 0n);
     let secure: bigint | undefined;
     try {
+      // A JSON number when it is exact, else a decimal string: parsed exactly either way.
       const result = JSON.parse(await hospital.stdout) as { sum: number | string };
-      secure = BigInt(result.sum);
+      secure = parseScaled(String(result.sum), scale);
     } catch {
       secure = undefined;
     }
@@ -208,8 +220,8 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       );
       return false;
     }
-    io.out(`secure sum (from the hospital): ${secure}`);
-    io.out(`plaintext total (demo only):    ${expected}`);
+    io.out(`secure sum (from the hospital): ${formatScaled(secure, scale)}`);
+    io.out(`plaintext total (demo only):    ${formatScaled(expected, scale)}`);
     io.out(secure === expected ? "match: yes" : "match: NO — the secure sum is wrong");
     return secure === expected;
   } catch (error) {

@@ -35,6 +35,24 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/**
+ * A file named on the command line could not be read or written. Its message
+ * names the file and the system's reason, so {@linkcode describeError} does
+ * not repeat the cause after it.
+ */
+export class FileError extends Error {
+  override name = "FileError";
+}
+
+/**
+ * A party could not listen on its address. The message already says in words
+ * what the system error means ("address already in use"), so
+ * {@linkcode describeError} does not repeat the cause after it.
+ */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
 const EXPECTED_NAMES = new Set([
   "ProtocolError",
   "AuthError",
@@ -51,6 +69,9 @@ const EXPECTED_NAMES = new Set([
   "QueryError",
   "InputError",
   "DecimalError",
+  "FileError",
+  "ListenError",
+  "PartyExistsError",
 ]);
 
 /**
@@ -74,7 +95,7 @@ export function describeError(error: unknown): string {
   let e: unknown = error;
   for (let depth = 0; e !== undefined && depth < 4; depth++) {
     parts.push(e instanceof Error ? e.message : String(e));
-    e = e instanceof Error ? e.cause : undefined;
+    e = e instanceof Error && !summarizesCause(e) ? e.cause : undefined;
   }
   const text = parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
   const safe = text.replace(
@@ -83,4 +104,9 @@ export function describeError(error: unknown): string {
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
   return safe.length > 300 ? `${safe.slice(0, 300)}…` : safe;
+}
+
+/** Errors whose message already says what their cause means. */
+function summarizesCause(error: Error): boolean {
+  return error instanceof ListenError || error instanceof FileError;
 }

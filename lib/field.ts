@@ -93,14 +93,28 @@ export function candidate(low: number, high: number): number {
 }
 
 /**
+ * Where random words come from: fills `words` in place, as
+ * `crypto.getRandomValues` does. Injected only by tests, to feed candidates
+ * that must be rejected.
+ */
+export type RandomSource = (words: Uint32Array<ArrayBuffer>) => unknown;
+
+function webCryptoSource(words: Uint32Array<ArrayBuffer>): unknown {
+  return crypto.getRandomValues(words);
+}
+
+/**
  * A uniformly random element of GF(p) from Web Crypto, by rejection sampling:
  * draw 52 random bits and retry when the value is ≥ p (probability 47/2^52).
- * Never `random mod p`, which would be biased.
+ * Never `random mod p`, which would be biased. `source` defaults to Web
+ * Crypto (and any non-function, so `Array.from({ length }, randomFieldElement)`
+ * keeps working).
  */
-export function randomFieldElement(): number {
+export function randomFieldElement(source: RandomSource = webCryptoSource): number {
+  const fill = typeof source === "function" ? source : webCryptoSource;
   const words = new Uint32Array(2);
   for (;;) {
-    crypto.getRandomValues(words);
+    fill(words);
     const x = candidate(words[0]!, words[1]!);
     if (x < P) return x;
   }

@@ -34,14 +34,7 @@ import {
   shortSession,
   vectorDigest,
 } from "./round.ts";
-import {
-  assertBoundsFit,
-  decodeResult,
-  dimension,
-  elementBounds,
-  formatQuery,
-  type Query,
-} from "./query.ts";
+import { decodeResult, formatQuery, type Layout, type Query, vectorLayout } from "./query.ts";
 import { assertThresholdConfig, evaluationPoint, reconstructShamirVector } from "./shamir.ts";
 import { listenTls, type MessageConnection } from "./transport.ts";
 
@@ -118,7 +111,13 @@ interface PeerSlot {
 
 /** Runs one round as the hospital and returns its result, or throws {@linkcode RoundAbortedError}. */
 export async function runHospital(options: HospitalOptions): Promise<RoundResult> {
-  assertBoundsFit(options.peers, elementBounds(options.query, options.max, options.maxRows));
+  // Refuse terms that cannot be represented exactly before listening. A
+  // smaller roster (a threshold round's join deadline) only widens the limbs.
+  vectorLayout(options.query, {
+    max: options.max,
+    maxRows: options.maxRows,
+    participants: options.peers,
+  });
   if (options.threshold !== undefined) {
     assertThresholdConfig(options.peers, options.threshold, options.minContributors ?? 2);
   }
@@ -145,6 +144,8 @@ class HospitalRound {
   #partials = new Map<string, SignedPartial>();
   #bytes = { sent: 0, received: 0 };
   #dimension = 0;
+  /** How components become elements; fixed at START from the roster's size, as each peer does. */
+  #layout: Layout | undefined;
   /** Elements of partial sums received so far, over all peers, for the progress bar. */
   #elementsReceived = 0;
 
@@ -200,7 +201,7 @@ class HospitalRound {
       }
       return {
         sum,
-        result: decodeResult(this.#options.query, sum, this.#options.scale),
+        result: decodeResult(this.#options.query, sum, this.#options.scale, this.#layout),
         query: this.#terms.query,
         scale: this.#options.scale,
         maxRows: this.#options.maxRows,
@@ -291,9 +292,14 @@ class HospitalRound {
 
   async #start(): Promise<void> {
     const { identity, log, max, timeoutMs } = this.#options;
-    this.#dimension = dimension(this.#options.query);
     this.#session = newSessionId();
     this.#names = [...this.#slots.keys()].sort();
+    this.#layout = vectorLayout(this.#options.query, {
+      max,
+      maxRows: this.#options.maxRows,
+      participants: this.#names.length,
+    });
+    this.#dimension = this.#layout.dimension;
     if (this.#mode === "additive") this.#contributors = [...this.#names];
     const participants: Participant[] = this.#names.map((name) => {
       const slot = this.#slots.get(name)!;

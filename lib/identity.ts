@@ -1,18 +1,29 @@
 /**
  * Who a party is: its certificate and key, and how to check another party's.
  *
- * A certificate is accepted only when it is signed by the consortium CA, is
- * currently valid, is an end-entity ECDSA P-256 certificate, and its CN is the
- * name the other side claims. Signatures are ECDSA P-256 with SHA-256 over a
- * domain-separated transcript, so a signature made for one purpose cannot be
+ * A certificate is accepted only when it passes the certificate policy
+ * (`certpolicy.ts`: validity windows of it and the CA, key usages, the
+ * extended key usage its use needs, no unknown critical extensions, an ECDSA
+ * P-256 key, its one CN the name the other side claims) and the consortium
+ * CA's signature on it verifies. Signatures are ECDSA P-256 with SHA-256 over
+ * a domain-separated transcript, so a signature made for one purpose cannot be
  * replayed for another.
  *
  * @module
  */
 
 import * as x509 from "@peculiar/x509";
+import {
+  checkCertificatePolicy,
+  ECDSA_P256,
+  parseCertificate,
+  type PartyUse,
+  type PolicyTime,
+  verifyIssuedBy,
+} from "./certpolicy.ts";
 import { AuthError } from "./errors.ts";
-import { ECDSA_P256 } from "./pki.ts";
+
+export type { PartyUse } from "./certpolicy.ts";
 
 /** A party's own credentials, loaded and cross-checked. */
 export interface Identity {
@@ -34,124 +45,87 @@ export interface VerifiedParty {
   publicKey: CryptoKey;
 }
 
-function commonName(cert: x509.X509Certificate): string | undefined {
-  const names = cert.subjectName.getField("CN");
-  return names.length === 1 ? names[0] : undefined;
+/** Options for checking a certificate. */
+export interface CertificateCheckOptions {
+  /**
+   * What the certificate is used for (default `"mesh"`: the current protocol,
+   * where every party listens and connects, so needs serverAuth and clientAuth).
+   */
+  use?: PartyUse;
+  /** The time to check validity windows at (default: now). */
+  now?: PolicyTime;
 }
 
-function parseCertificate(pem: string, what: string): x509.X509Certificate {
+/**
+ * Parses the consortium CA certificate and checks it passes the CA policy
+ * (validity window, CA flag, keyCertSign, …) and is self-signed.
+ */
+export async function loadCaCertificate(
+  pem: string,
+  { now = Date.now() }: Pick<CertificateCheckOptions, "now"> = {},
+): Promise<x509.X509Certificate> {
+  const ca = checkCertificatePolicy(pem, "ca", { now }).certificate;
   try {
-    return new x509.X509Certificate(pem);
+    await verifyIssuedBy(ca, ca);
   } catch (cause) {
-    throw new AuthError(`Invalid ${what}: not a PEM X.509 certificate`, { cause });
-  }
-}
-
-/** Parses the consortium CA certificate and checks it is a self-signed CA. */
-export async function loadCaCertificate(pem: string): Promise<x509.X509Certificate> {
-  const ca = parseCertificate(pem, "CA certificate");
-  const constraints = ca.getExtension(x509.BasicConstraintsExtension);
-  if (!constraints?.ca) throw new AuthError("Invalid CA certificate: it is not a CA");
-  if (!(await ca.verify({ signatureOnly: true }))) {
-    throw new AuthError("Invalid CA certificate: it is not self-signed");
+    throw new AuthError("Invalid CA certificate: it is not self-signed", { cause });
   }
   return ca;
 }
 
-/** The CA's key, imported into Web Crypto once rather than for every certificate. */
-const caKeys = new WeakMap<x509.X509Certificate, Promise<CryptoKey>>();
+/**
+ * Certificates whose CA signature verified, with their imported keys, per CA:
+ * a round checks each participant's signature once, not once per connection.
+ * Only the signature and the key are cached; the policy, validity windows
+ * included, is applied afresh on every call.
+ */
+const signed = new WeakMap<x509.X509Certificate, Map<string, Promise<CryptoKey>>>();
 
-function caVerifyKey(ca: x509.X509Certificate): Promise<CryptoKey> {
-  let key = caKeys.get(ca);
-  if (!key) caKeys.set(ca, key = ca.publicKey.export(ECDSA_P256, ["verify"], crypto));
-  return key;
+function signedKey(
+  cert: x509.X509Certificate,
+  pem: string,
+  ca: x509.X509Certificate,
+  name: string,
+): Promise<CryptoKey> {
+  let cache = signed.get(ca);
+  if (!cache) signed.set(ca, cache = new Map());
+  const key = `${name}\n${pem}`;
+  let entry = cache.get(key);
+  if (!entry) {
+    entry = (async () => {
+      await verifyIssuedBy(cert, ca, { name });
+      try {
+        return await cert.publicKey.export(ECDSA_P256, ["verify"], crypto);
+      } catch (cause) {
+        throw new AuthError("Certificate key is not ECDSA P-256", { cause });
+      }
+    })();
+    // Failures are not cached: each caller gets the check, and its message, afresh.
+    entry.catch(() => cache.delete(key));
+    cache.set(key, entry);
+  }
+  return entry;
 }
 
-/** Verified certificates, per CA: a round checks each participant's once, not once per connection. */
-const verified = new WeakMap<
-  x509.X509Certificate,
-  Map<string, Promise<VerifiedParty & { notAfter: number }>>
->();
-
 /**
- * Checks that `pem` is a currently valid end-entity certificate issued by
- * `ca` for `expectedName`, and returns its public key. Results are cached for
- * the process (an expired certificate is checked again, and fails).
+ * Checks that `pem` is a certificate issued by `ca` for `expectedName` that
+ * passes the certificate policy for `options.use` now, and returns its public
+ * key. The CA signature check is cached for the process; the policy is not,
+ * so a certificate (or CA) that has expired since is refused.
  */
 export async function verifyPartyCertificate(
   pem: string,
   ca: x509.X509Certificate,
   expectedName: string,
+  { use = "mesh", now = Date.now() }: CertificateCheckOptions = {},
 ): Promise<VerifiedParty> {
-  let cache = verified.get(ca);
-  if (!cache) verified.set(ca, cache = new Map());
-  const key = `${expectedName}\n${pem}`;
-  const cached = await cache.get(key)?.catch(() => undefined);
-  let entry: Promise<VerifiedParty & { notAfter: number }>;
-  if (cached && cached.notAfter >= Date.now()) {
-    entry = Promise.resolve(cached);
-  } else {
-    entry = checkPartyCertificate(pem, ca, expectedName);
-    cache.set(key, entry);
-  }
-  try {
-    const { name, certPem, publicKey } = await entry;
-    return { name, certPem, publicKey };
-  } catch (error) {
-    // Failures are not cached: each caller gets the check, and its message, afresh.
-    cache.delete(key);
-    throw error;
-  }
-}
-
-/**
- * Checks that `pem` is a currently valid end-entity certificate issued by
- * `ca` for `expectedName`, and returns its public key.
- */
-async function checkPartyCertificate(
-  pem: string,
-  ca: x509.X509Certificate,
-  expectedName: string,
-): Promise<VerifiedParty & { notAfter: number }> {
-  const cert = parseCertificate(pem, "certificate");
-  let signedByCa = false;
-  try {
-    signedByCa = cert.issuer === ca.subject &&
-      await cert.verify({ publicKey: await caVerifyKey(ca), signatureOnly: true });
-  } catch {
-    signedByCa = false;
-  }
-  if (!signedByCa) {
-    throw new AuthError(
-      `Certificate presented for ${
-        JSON.stringify(expectedName)
-      } is not issued by the consortium CA`,
-    );
-  }
-  const now = Date.now();
-  if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) {
-    throw new AuthError(
-      `Certificate of ${JSON.stringify(expectedName)} is expired or not yet valid`,
-    );
-  }
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) {
-    throw new AuthError("Certificate is a CA certificate, not a party's");
-  }
-  const cn = commonName(cert);
-  if (cn !== expectedName) {
-    throw new AuthError(
-      `Name mismatch: party claims ${JSON.stringify(expectedName)} but its certificate is for ${
-        JSON.stringify(cn ?? "(no single CN)")
-      }`,
-    );
-  }
-  let publicKey: CryptoKey;
-  try {
-    publicKey = await cert.publicKey.export(ECDSA_P256, ["verify"], crypto);
-  } catch (cause) {
-    throw new AuthError("Certificate key is not ECDSA P-256", { cause });
-  }
-  return { name: cn, certPem: pem, publicKey, notAfter: cert.notAfter.getTime() };
+  const accepted = checkCertificatePolicy(parseCertificate(pem), use, {
+    ca,
+    name: expectedName,
+    now,
+  });
+  const publicKey = await signedKey(accepted.certificate, pem, ca, expectedName);
+  return { name: accepted.name, certPem: pem, publicKey };
 }
 
 const encoder = new TextEncoder();
@@ -205,14 +179,19 @@ async function readText(path: string, what: string): Promise<string> {
 
 /**
  * Loads a party's CA, certificate and key, and checks they belong together:
- * the certificate is issued by the CA for `name`, and the key matches it.
+ * the CA passes the CA policy, the certificate is issued by it for `name` and
+ * passes the policy for `options.use`, and the key matches it.
  */
-export async function loadIdentity(name: string, paths: CredentialPaths): Promise<Identity> {
+export async function loadIdentity(
+  name: string,
+  paths: CredentialPaths,
+  options: CertificateCheckOptions = {},
+): Promise<Identity> {
   const caPem = await readText(paths.ca, "CA certificate");
   const certPem = await readText(paths.cert, "certificate");
   const keyPem = await readText(paths.key, "private key");
-  const ca = await loadCaCertificate(caPem);
-  const own = await verifyPartyCertificate(certPem, ca, name);
+  const ca = await loadCaCertificate(caPem, options.now === undefined ? {} : { now: options.now });
+  const own = await verifyPartyCertificate(certPem, ca, name, options);
   let privateKey: CryptoKey;
   try {
     const der = x509.PemConverter.decodeFirst(keyPem);

@@ -11,6 +11,7 @@
 
 import { DecimalError, parseScaled } from "./decimal.ts";
 import { releaseGarbage } from "./garbage.ts";
+import { FileError } from "./errors.ts";
 import { InputError } from "./query.ts";
 
 /** A peer's numbers, scaled, and where each came from. */
@@ -172,13 +173,61 @@ function dataFromLines(bytes: Uint8Array, scale: number): PeerData {
   return scanner.finish();
 }
 
-function dataFromJson(text: string, scale: number): PeerData {
+/**
+ * Whether `JSON.parse` may turn a number in `bytes` into a double that is not
+ * the number it spells: one with an exponent (`1e-400` underflows to 0) or of
+ * 16 digits and more (`1.0000000000000001` reads as 1). Every other JSON
+ * number has at most 15 digits in all, so it lies between 10^-15 and 10^15,
+ * where doubles keep 15 significant digits: the double it parses to prints
+ * back (as `String(number)`, the shortest text that reads back as the same
+ * double) as the same decimal value.
+ * A false alarm (a letter e in a string) only costs the slower exact parse.
+ * A byte loop: a regular expression over the decoded text takes several times
+ * as long.
+ */
+function mayParseInexactly(bytes: Uint8Array): boolean {
+  let digits = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b >= 0x30 && b <= 0x39) {
+      if (++digits >= 16) return true;
+    } else if ((b | 0x20) === 0x65) { // e or E
+      return true;
+    } else if (b !== 0x2e) { // a full stop continues the number's digits
+      digits = 0;
+    }
+  }
+  return false;
+}
+
+/** "line 3 column 10" from a `JSON.parse` error, the only part of it free of the file's text. */
+function jsonErrorPlace(error: unknown): string | undefined {
+  const m = /\((line [0-9]+ column [0-9]+)\)/.exec(error instanceof Error ? error.message : "");
+  return m?.[1];
+}
+
+/** The reviver argument that carries a primitive's source text (ES2025 `JSON.parse` source text access). */
+interface ReviverContext {
+  source?: string;
+}
+
+function dataFromJson(bytes: Uint8Array, scale: number): PeerData {
+  const text = new TextDecoder().decode(bytes);
   let data: unknown;
   try {
-    data = JSON.parse(text);
-  } catch (cause) {
-    // Not the parser's message: it quotes the file, and the file is private.
-    throw new InputError("not valid JSON", { cause });
+    data = mayParseInexactly(bytes)
+      // Each number as its own text, parsed exactly below like a JSON string.
+      ? JSON.parse(
+        text,
+        (_key, value: unknown, context?: ReviverContext) =>
+          typeof value === "number" && context?.source !== undefined ? context.source : value,
+      )
+      : JSON.parse(text);
+  } catch (error) {
+    // Neither the parser's message nor the error as a cause: they quote the
+    // file, and the file is private. Only the place is kept.
+    const place = jsonErrorPlace(error);
+    throw new InputError(place ? `${place}: not valid JSON` : "not valid JSON");
   }
   if (!Array.isArray(data)) throw new InputError("a JSON input must be an array of numbers");
   const factor = 10 ** scale;
@@ -187,7 +236,7 @@ function dataFromJson(text: string, scale: number): PeerData {
     if (typeof item === "number" && Number.isSafeInteger(item) && Math.abs(item * factor) < LIMIT) {
       values[i] = item * factor;
     } else if (typeof item === "number" || typeof item === "string") {
-      // String(number) is the shortest text that reads back as the same double.
+      // Exact: see mayParseInexactly.
       values[i] = scaledNumber(String(item), scale, `item ${i + 1}`);
     } else {
       throw new InputError(`item ${i + 1}: not a number`);
@@ -226,15 +275,42 @@ export function splitCsvLine(line: string, where: string): string[] {
   return fields;
 }
 
+/**
+ * Whether a CSV cell reads as a number, leniently: a sign, currency or
+ * bracket and then a digit ("52", "-.5", "$1,200", "12%", "(5)", "[7").
+ * A header row names columns, so such a cell means the first row is data.
+ */
+const NUMBER_LIKE = /^[[(]*[+\-\u2212]?\p{Sc}?\s*[+\-\u2212]?\.?[0-9]/u;
+
+/** Header names shown in a message, at most this many. */
+const NAMES_SHOWN = 10;
+
 function dataFromCsv(text: string, column: string, scale: number): PeerData {
   const lines = text.split(/\r?\n/);
   const header = splitCsvLine(lines[0] ?? "", "line 1").map((h) => h.trim());
-  const index = header.indexOf(column);
-  if (index < 0) {
+  const json = text.trimStart().startsWith("[")
+    ? " (it looks like a JSON array, which has no columns: leave out --column)"
+    : "";
+  // A first row of data must neither reach a message nor be taken for names.
+  if (header.some((name) => NUMBER_LIKE.test(name)) || header.join("") === "") {
     throw new InputError(
-      `line 1: no column named ${JSON.stringify(column)} (columns: ${header.join(", ")})`,
+      `line 1: the file has no header row${
+        json || " (--column needs a first row of column names)"
+      }`,
     );
   }
+  const index = header.indexOf(column);
+  if (index < 0) {
+    const names = header.slice(0, NAMES_SHOWN).map((name) => JSON.stringify(name)).join(", ");
+    const more = header.length > NAMES_SHOWN ? `, and ${header.length - NAMES_SHOWN} more` : "";
+    throw new InputError(
+      `line 1: no column named ${JSON.stringify(column)}${json || ` (columns: ${names}${more})`}`,
+    );
+  }
+  if (header.indexOf(column, index + 1) >= 0) {
+    throw new InputError(`line 1: more than one column is named ${JSON.stringify(column)}`);
+  }
+  const place = (line: number) => `line ${line}, column ${JSON.stringify(column)}`;
   const values: number[] = [];
   const where: number[] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -246,10 +322,10 @@ function dataFromCsv(text: string, column: string, scale: number): PeerData {
         `line ${i + 1}: ${fields.length} fields, the header has ${header.length}`,
       );
     }
-    values.push(scaledNumber(fields[index]!.trim(), scale, `line ${i + 1}`));
+    values.push(scaledNumber(fields[index]!.trim(), scale, place(i + 1)));
     where.push(i + 1);
   }
-  return { values: Float64Array.from(values), where: (k) => `line ${where[k]}` };
+  return { values: Float64Array.from(values), where: (k) => place(where[k]!) };
 }
 
 const BOM = [0xef, 0xbb, 0xbf];
@@ -272,7 +348,7 @@ export function dataFromBytes(
     return dataFromCsv(new TextDecoder().decode(body), options.column, options.scale);
   }
   if (body.find((byte) => !isSpace(byte)) === OPEN_BRACKET) {
-    return dataFromJson(new TextDecoder().decode(body), options.scale);
+    return dataFromJson(body, options.scale);
   }
   return dataFromLines(body, options.scale);
 }
@@ -281,50 +357,90 @@ const OPEN_BRACKET = 0x5b;
 /** Bytes read at a time when a file is streamed. */
 const READ_BYTES = 64 * 1024;
 
+/** Something that fills a buffer, as a file and standard input do. */
+interface Reader {
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
 /**
- * Feeds a file to `consume` a chunk at a time, until the end or until
+ * Feeds a reader to `consume` a chunk at a time, until the end or until
  * `consume` returns `false`; the buffer is reused between calls.
  */
 async function eachChunk(
-  path: string,
+  reader: Reader,
   consume: (chunk: Uint8Array) => boolean | void,
 ): Promise<void> {
-  using file = await Deno.open(path);
   const buffer = new Uint8Array(READ_BYTES);
-  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+  for (let n = await reader.read(buffer); n !== null; n = await reader.read(buffer)) {
     if (consume(buffer.subarray(0, n)) === false) return;
   }
 }
 
-async function wholeFile(
+async function eachFileChunk(
   path: string,
+  consume: (chunk: Uint8Array) => boolean | void,
+): Promise<void> {
+  using file = await Deno.open(path);
+  await eachChunk(file, consume);
+}
+
+/** All of a reader's bytes: for a pipe, which can be read only once. */
+async function readAll(reader: Reader): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  // Copied: eachChunk reuses its buffer.
+  await eachChunk(reader, (chunk) => void chunks.push(chunk.slice()));
+  return concat(chunks);
+}
+
+function parseWhole(
+  bytes: Uint8Array,
   options: { scale: number; column?: string | undefined },
-): Promise<PeerData> {
-  const bytes = await Deno.readFile(path);
+): PeerData {
   const data = dataFromBytes(bytes, options);
   releaseGarbage(bytes.length); // the file's bytes: only the parsed numbers stay
   return data;
 }
 
 /**
+ * Names of standard input. Deno lets a program with read permission open
+ * these only with every permission, so they are read from `Deno.stdin`.
+ */
+const STDIN_PATHS = new Set(["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"]);
+
+/** Why a file could not be read, in words; never its contents. */
+function readFailure(cause: unknown): string {
+  if (cause instanceof Deno.errors.NotFound) return "no such file";
+  if (cause instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (cause instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (cause instanceof Deno.errors.NotCapable) {
+    // Deno's own text suggests --allow-all, which a user of the binary cannot pass.
+    return "sumshare is not allowed to read this special file (pipe the data to --input /dev/stdin)";
+  }
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/**
  * Reads and parses `--input FILE`. One number per line, the format a large
  * vector comes in, is streamed twice (count the lines, then parse into a
  * vector of exactly that size), so a million numbers cost one vector of
- * memory and not the file's text as well. JSON and CSV are read whole.
+ * memory and not the file's text as well. JSON and CSV are read whole, and
+ * so are pipes, devices and standard input, which can be read only once.
+ * A file that cannot be read raises a {@linkcode FileError} saying why.
  */
 export async function readInputFile(
   path: string,
   options: { scale: number; column?: string | undefined },
 ): Promise<PeerData> {
   try {
-    // CSV is parsed as text, and pipes and devices can be read only once: read them whole.
+    if (STDIN_PATHS.has(path)) return parseWhole(await readAll(Deno.stdin), options);
+    // CSV is parsed as text: read it whole.
     if (options.column !== undefined || !(await Deno.stat(path)).isFile) {
-      return await wholeFile(path, options);
+      return parseWhole(await Deno.readFile(path), options);
     }
     let newlines = 0;
     let bom: boolean | undefined;
     let firstByte: number | undefined; // the first that is not a space
-    await eachChunk(path, (chunk) => {
+    await eachFileChunk(path, (chunk) => {
       newlines += countNewlines(chunk);
       const first = bom === undefined;
       bom ??= startsWithBom(chunk);
@@ -332,11 +448,11 @@ export async function readInputFile(
       return firstByte !== OPEN_BRACKET; // JSON: no need to count further
     });
     if (firstByte === OPEN_BRACKET) {
-      return await wholeFile(path, options);
+      return parseWhole(await Deno.readFile(path), options);
     }
     const scanner = new LineScanner(newlines + 1, options.scale);
     let skip = bom ? BOM.length : 0;
-    await eachChunk(path, (chunk) => {
+    await eachFileChunk(path, (chunk) => {
       const body = chunk.subarray(Math.min(skip, chunk.length));
       skip -= chunk.length - body.length;
       scanner.push(body);
@@ -344,6 +460,6 @@ export async function readInputFile(
     return scanner.finish();
   } catch (cause) {
     if (cause instanceof InputError) throw cause;
-    throw new InputError(`cannot read ${path}`, { cause });
+    throw new FileError(`Cannot read --input ${path}: ${readFailure(cause)}`, { cause });
   }
 }

@@ -32,6 +32,7 @@ export function parseFlags(
   if (args.some((a, i) => /^-[0-9.]/.test(a) && !isValue(args, i, options))) {
     throw new UsageError("Unexpected positional argument: every value goes with its --option");
   }
+  checkOptionNames(args, options);
   let parsed;
   try {
     parsed = parseArgs({
@@ -58,6 +59,75 @@ export function parseFlags(
     throw new UsageError("Unexpected positional argument: every value goes with its --option");
   }
   return { values: parsed.values as ParsedFlags["values"], positionals: parsed.positionals };
+}
+
+/**
+ * Refuses an unknown option by its name alone, suggesting the closest known
+ * one. node's own message quotes the argument in a hint whose quote is never
+ * closed, and would echo a value given as `--valeu=123`.
+ */
+function checkOptionNames(args: string[], options: Options): void {
+  const { tokens } = parseArgs({
+    args: joinNegativeNumbers(args, options),
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    const known = token.rawName.startsWith("--")
+      ? Object.hasOwn(options, token.name)
+      : Object.values(options).some((o) => o.short === token.name);
+    if (known) continue;
+    const suggestion = closestOption(token.name, Object.keys(options));
+    throw new UsageError(
+      `Unknown option ${token.rawName.startsWith("--") ? "--" : "-"}${token.name}${
+        suggestion === undefined ? "" : ` (did you mean --${suggestion}?)`
+      }`,
+    );
+  }
+}
+
+/**
+ * The known option nearest to `name`, if it is near enough to be a typo:
+ * one edit for short names, two for longer ones. Swapped neighbours count as
+ * one edit ("valeu" is one from "value"), which plain Levenshtein distance,
+ * as in the usual npm packages, would count as two.
+ */
+function closestOption(name: string, known: string[]): string | undefined {
+  const limit = name.length <= 4 ? 1 : 2;
+  let best: string | undefined;
+  let bestDistance = limit + 1;
+  for (const candidate of known) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => {
+    const row = new Array<number>(b.length + 1).fill(0);
+    row[0] = i;
+    return row;
+  });
+  for (let j = 0; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = rows[i]!;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1);
+      }
+    }
+  }
+  return rows[a.length]![b.length]!;
 }
 
 /** Whether `args[i]` is the value of the string option just before it. */

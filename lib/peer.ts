@@ -33,13 +33,12 @@ import type { MessageOf, Participant } from "./messages.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "./names.ts";
 import { randomSeed } from "./prg.ts";
 import {
-  assertBoundsFit,
-  dimension,
-  elementBounds,
   encodeInput,
   InputError,
+  type Layout,
   parseQuery,
   type Query,
+  vectorLayout,
 } from "./query.ts";
 import {
   aggregateFields,
@@ -117,6 +116,7 @@ class PeerRound {
   #abortedByHospital = false;
   #hospital: { conn: MessageConnection; party: VerifiedParty } | undefined;
   #query: Query | undefined;
+  #layout: Layout | undefined;
   #dimension = 0;
   #bytes = { sent: 0, received: 0 };
 
@@ -249,8 +249,7 @@ class PeerRound {
     try {
       return encodeInput(this.#query!, this.#options.data, {
         scale: start.scale,
-        max: start.max,
-        maxRows: start.maxRows,
+        layout: this.#layout!,
       });
     } catch (error) {
       if (error instanceof InputError) {
@@ -411,10 +410,15 @@ class PeerRound {
       throw new ProtocolError(`START uses p = ${start.p}, but this build uses p = ${P_BIG}`);
     }
     const n = start.participants.length;
-    // Check independently of the hospital that no element can wrap.
+    // Compute the layout independently of the hospital, refusing terms under
+    // which an element could wrap.
     this.#query = parseQuery(start.query, start.scale);
-    this.#dimension = dimension(this.#query);
-    assertBoundsFit(n, elementBounds(this.#query, start.max, start.maxRows));
+    this.#layout = vectorLayout(this.#query, {
+      max: start.max,
+      maxRows: start.maxRows,
+      participants: n,
+    });
+    this.#dimension = this.#layout.dimension;
     if (
       start.mode === "additive"
         ? start.threshold !== n

@@ -8,13 +8,13 @@
 
 import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
+import { checkCertificatePolicy, ECDSA_P256, verifyIssuedBy } from "./certpolicy.ts";
 import { toHex } from "./encoding.ts";
 import { checkPartyName } from "./names.ts";
 
 x509.cryptoProvider.set(crypto);
 
-/** The one signature scheme sumshare uses everywhere. */
-export const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+export { ECDSA_P256 } from "./certpolicy.ts";
 
 /** Raised for a PKI that cannot be made or written. */
 export class PkiError extends Error {
@@ -64,23 +64,75 @@ async function exportKeyPem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(pkcs8, "PRIVATE KEY");
 }
 
+/** A CA that can sign: its certificate and private key. */
+interface SigningCa {
+  cert: x509.X509Certificate;
+  key: CryptoKey;
+}
+
+/** The validity window and SANs every party certificate of one run gets. */
+interface PartyProfile {
+  altNames: x509.JsonGeneralName[];
+  notBefore: Date;
+  notAfter: Date;
+}
+
+function checkRequest(names: string[], days: number, what: string): void {
+  if (names.length === 0) throw new PkiError(`Cannot ${what}: no party names given`);
+  for (const name of names) checkPartyName(name);
+  if (new Set(names).size !== names.length) {
+    throw new PkiError(`Cannot ${what}: a party name is repeated`);
+  }
+  if (!Number.isInteger(days) || days < 1 || days > 3650) {
+    throw new PkiError(`Cannot ${what}: --days must be a whole number from 1 to 3650`);
+  }
+}
+
+/**
+ * Issues one party certificate. Every party gets serverAuth and clientAuth:
+ * in the current protocol each party both listens and connects (see
+ * `PartyUse` in certpolicy.ts).
+ */
+async function issueParty(ca: SigningCa, name: string, profile: PartyProfile): Promise<PemPair> {
+  const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${name}`,
+    issuer: ca.cert.subject,
+    notBefore: profile.notBefore,
+    notAfter: profile.notAfter,
+    signingAlgorithm: ECDSA_P256,
+    publicKey: keys.publicKey,
+    signingKey: ca.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([
+        x509.ExtendedKeyUsage.serverAuth,
+        x509.ExtendedKeyUsage.clientAuth,
+      ]),
+      new x509.SubjectAlternativeNameExtension(profile.altNames),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
+    ],
+  });
+  return {
+    cert: cert.toString("pem") + "\n",
+    key: await exportKeyPem(keys.privateKey) + "\n",
+  };
+}
+
+/** Backdated a little so a peer whose clock is slightly behind still accepts. */
+const BACKDATE_MS = 5 * 60_000;
+
 /** Generates a CA and one certificate per party, in memory. */
 export async function createConsortium(
   names: string[],
   options: CreateConsortiumOptions = {},
 ): Promise<Consortium> {
   const { hosts = ["localhost", "127.0.0.1"], days = 365 } = options;
-  if (names.length === 0) throw new PkiError("Cannot create PKI: no party names given");
-  for (const name of names) checkPartyName(name);
-  if (new Set(names).size !== names.length) {
-    throw new PkiError("Cannot create PKI: a party name is repeated");
-  }
-  if (!Number.isInteger(days) || days < 1 || days > 3650) {
-    throw new PkiError("Cannot create PKI: --days must be a whole number from 1 to 3650");
-  }
+  checkRequest(names, days, "create PKI");
   const altNames = hosts.map(subjectAltName);
-  // Backdate a little so a peer whose clock is slightly behind still accepts.
-  const notBefore = new Date(Date.now() - 5 * 60_000);
+  const notBefore = new Date(Date.now() - BACKDATE_MS);
   const notAfter = new Date(Date.now() + days * 86_400_000);
 
   const caKeys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
@@ -101,33 +153,10 @@ export async function createConsortium(
     ],
   });
 
+  const ca = { cert: caCert, key: caKeys.privateKey };
   const parties = new Map<string, PemPair>();
   for (const name of names) {
-    const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: `CN=${name}`,
-      issuer: caCert.subject,
-      notBefore,
-      notAfter,
-      signingAlgorithm: ECDSA_P256,
-      publicKey: keys.publicKey,
-      signingKey: caKeys.privateKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([
-          x509.ExtendedKeyUsage.serverAuth,
-          x509.ExtendedKeyUsage.clientAuth,
-        ]),
-        new x509.SubjectAlternativeNameExtension(altNames),
-        await x509.AuthorityKeyIdentifierExtension.create(caCert),
-      ],
-    });
-    parties.set(name, {
-      cert: cert.toString("pem") + "\n",
-      key: await exportKeyPem(keys.privateKey) + "\n",
-    });
+    parties.set(name, await issueParty(ca, name, { altNames, notBefore, notAfter }));
   }
   return {
     ca: { cert: caCert.toString("pem") + "\n", key: await exportKeyPem(caKeys.privateKey) + "\n" },
@@ -139,6 +168,35 @@ export async function createConsortium(
 export interface WriteConsortiumOptions {
   /** Overwrite existing files. */
   force?: boolean;
+}
+
+/** Which of `files` exist in `dir` (a dangling symlink counts). */
+async function existingFiles(dir: string, files: string[]): Promise<string[]> {
+  const existing: string[] = [];
+  for (const file of files) {
+    try {
+      await Deno.lstat(join(dir, file));
+      existing.push(file);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return existing;
+}
+
+/** Creates `path`; a key is readable by the owner only. Never overwrites. */
+async function createFile(path: string, text: string, secret: boolean): Promise<void> {
+  await Deno.writeTextFile(path, text, { mode: secret ? 0o600 : 0o644, createNew: true });
+  // The mode given at creation is reduced by the umask; a key must be exactly 0600.
+  if (secret && Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
+}
+
+function partyFiles(parties: Map<string, PemPair>): [string, string, boolean][] {
+  const files: [string, string, boolean][] = [];
+  for (const [name, pair] of parties) {
+    files.push([`${name}.crt`, pair.cert, false], [`${name}.key`, pair.key, true]);
+  }
+  return files;
 }
 
 /**
@@ -154,24 +212,15 @@ export async function writeConsortium(
   const files: [string, string, boolean][] = [
     ["ca.crt", consortium.ca.cert, false],
     ["ca.key", consortium.ca.key, true],
+    ...partyFiles(consortium.parties),
   ];
-  for (const [name, pair] of consortium.parties) {
-    files.push([`${name}.crt`, pair.cert, false], [`${name}.key`, pair.key, true]);
-  }
   await Deno.mkdir(dir, { recursive: true });
   if (!options.force) {
-    const existing: string[] = [];
-    for (const [file] of files) {
-      try {
-        await Deno.lstat(join(dir, file));
-        existing.push(file);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    }
+    const existing = await existingFiles(dir, files.map(([file]) => file));
     if (existing.length > 0) {
       throw new PkiError(
-        `Cannot write PKI: ${existing.join(", ")} already exist in ${dir} (use --force to replace)`,
+        `Cannot write PKI: ${existing.join(", ")} already exist in ${dir} ` +
+          `(use --add to issue parties from its CA, or --force to replace it with a new CA)`,
       );
     }
   }
@@ -181,9 +230,128 @@ export async function writeConsortium(
     // Remove first so a replaced key is created fresh with mode 0600 rather
     // than inheriting the old file's mode.
     if (options.force) await Deno.remove(path).catch(() => {});
-    await Deno.writeTextFile(path, text, { mode: secret ? 0o600 : 0o644, createNew: true });
-    if (secret && Deno.build.os !== "windows") await Deno.chmod(path, 0o600);
+    await createFile(path, text, secret);
     written.push(path);
   }
   return written;
+}
+
+/** Raised by {@linkcode addParties} for a name whose files already exist. */
+export class PartyExistsError extends PkiError {
+  override name = "PartyExistsError";
+}
+
+/** Options for {@linkcode addParties}. */
+export interface AddPartiesOptions {
+  /** Host names and IP addresses to put in every new certificate's SANs. */
+  hosts?: string[];
+  /** Validity in days; cut to the CA's own expiry. */
+  days?: number;
+}
+
+/** What {@linkcode addParties} wrote. */
+export interface AddedParties {
+  /** The paths written. */
+  written: string[];
+  /** When the new certificates expire. */
+  notAfter: Date;
+  /** Whether `notAfter` was cut to the CA's expiry. */
+  cutToCa: boolean;
+}
+
+async function readCaFile(dir: string, file: string): Promise<string> {
+  const path = join(dir, file);
+  try {
+    return await Deno.readTextFile(path);
+  } catch (cause) {
+    if (cause instanceof Deno.errors.NotFound) {
+      throw new PkiError(
+        `Cannot add parties: there is no CA in ${dir} (${file} not found); ` +
+          `make one with sumshare certs --names`,
+        { cause },
+      );
+    }
+    throw new PkiError(`Cannot add parties: cannot read ${path}`, { cause });
+  }
+}
+
+/** Loads `dir/ca.crt` and `dir/ca.key`: the CA must pass the policy now and the key match it. */
+async function loadSigningCa(dir: string, now: number): Promise<SigningCa> {
+  const certPem = await readCaFile(dir, "ca.crt");
+  const keyPem = await readCaFile(dir, "ca.key");
+  let cert: x509.X509Certificate;
+  try {
+    cert = checkCertificatePolicy(certPem, "ca", { now }).certificate;
+    await verifyIssuedBy(cert, cert).catch((cause) => {
+      throw new PkiError("Invalid CA certificate: it is not self-signed", { cause });
+    });
+  } catch (cause) {
+    throw new PkiError(
+      `Cannot add parties with ${join(dir, "ca.crt")}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  let key: CryptoKey;
+  try {
+    const der = x509.PemConverter.decodeFirst(keyPem);
+    key = await crypto.subtle.importKey("pkcs8", der, ECDSA_P256, false, ["sign"]);
+  } catch (cause) {
+    throw new PkiError(
+      `Cannot add parties: ${join(dir, "ca.key")} is not a PKCS#8 ECDSA P-256 key`,
+      { cause },
+    );
+  }
+  // A key that is not the CA's would issue certificates nobody accepts.
+  const probe = crypto.getRandomValues(new Uint8Array(32));
+  const signature = await crypto.subtle.sign(ECDSA_P256, key, probe);
+  const publicKey = await cert.publicKey.export(ECDSA_P256, ["verify"], crypto);
+  if (!(await crypto.subtle.verify(ECDSA_P256, publicKey, signature, probe))) {
+    throw new PkiError(
+      `Cannot add parties: ${join(dir, "ca.key")} does not match ${join(dir, "ca.crt")}`,
+    );
+  }
+  return { cert, key };
+}
+
+/**
+ * Issues certificates for new parties from the CA already in `dir`
+ * (`ca.crt`, `ca.key`), so every existing party stays valid. Refuses, before
+ * writing anything, a CA that fails the policy, a key that is not the CA's,
+ * and names whose `.crt` or `.key` exist ({@linkcode PartyExistsError}).
+ * Keys are created readable by the owner only.
+ */
+export async function addParties(
+  dir: string,
+  names: string[],
+  options: AddPartiesOptions = {},
+): Promise<AddedParties> {
+  const { hosts = ["localhost", "127.0.0.1"], days = 365 } = options;
+  checkRequest(names, days, "add parties");
+  const altNames = hosts.map(subjectAltName);
+  const now = Date.now();
+  const ca = await loadSigningCa(dir, now);
+  const existing = await existingFiles(dir, names.flatMap((n) => [`${n}.crt`, `${n}.key`]));
+  if (existing.length > 0) {
+    throw new PartyExistsError(
+      `Cannot add parties: ${existing.join(", ")} already exist in ${dir}; ` +
+        `a party that exists keeps its certificate`,
+    );
+  }
+  const wanted = now + days * 86_400_000;
+  // A certificate cannot outlive its CA usefully: the policy refuses both once the CA expires.
+  const cutToCa = wanted > ca.cert.notAfter.getTime();
+  const profile = {
+    altNames,
+    notBefore: new Date(Math.max(now - BACKDATE_MS, ca.cert.notBefore.getTime())),
+    notAfter: cutToCa ? ca.cert.notAfter : new Date(wanted),
+  };
+  const parties = new Map<string, PemPair>();
+  for (const name of names) parties.set(name, await issueParty(ca, name, profile));
+  const written: string[] = [];
+  for (const [file, text, secret] of partyFiles(parties)) {
+    const path = join(dir, file);
+    await createFile(path, text, secret);
+    written.push(path);
+  }
+  return { written, notAfter: profile.notAfter, cutToCa };
 }

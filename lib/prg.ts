@@ -25,16 +25,22 @@ export function randomSeed(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(SEED_BYTES));
 }
 
+/**
+ * Where a stream's candidates come from: each call returns the next stretch
+ * of keystream, continuing the last, of about `bytes` bytes (fewer is fine)
+ * as a non-empty whole number of 8-byte candidates. A seed's source is
+ * AES-256-CTR; tests inject one to feed candidates that must be rejected.
+ */
+export type KeystreamSource = (bytes: number) => Promise<ArrayBuffer>;
+
 /** The field elements a seed expands to, read in order. */
 export class FieldStream {
-  #key: CryptoKey;
-  /** The next AES block of the keystream: refills continue one unbroken sequence. */
-  #block = 0n;
+  #source: KeystreamSource;
   #words = new Uint32Array(0);
   #next = 0;
 
-  private constructor(key: CryptoKey) {
-    this.#key = key;
+  private constructor(source: KeystreamSource) {
+    this.#source = source;
   }
 
   /** A stream for `seed`. */
@@ -47,12 +53,20 @@ export class FieldStream {
       false,
       ["encrypt"],
     );
-    return new FieldStream(key);
+    return new FieldStream(aesKeystream(key));
   }
 
   /** A stream from a fresh random seed: fast randomness for one process. */
   static async random(): Promise<FieldStream> {
     return await FieldStream.fromSeed(randomSeed());
+  }
+
+  /**
+   * A stream over any keystream, read by the same candidate rule as a seed's.
+   * For tests: a seed's stream comes from {@link FieldStream.fromSeed}.
+   */
+  static fromKeystream(source: KeystreamSource): FieldStream {
+    return new FieldStream(source);
   }
 
   /** Fills `out` with the stream's next elements. */
@@ -79,25 +93,43 @@ export class FieldStream {
   }
 
   /**
-   * Generates the next stretch of keystream, just enough for `wanted`
-   * elements (and a little spare) up to 256 KiB. Sizes vary with how the
-   * stream is read, but the blocks are consecutive, so every reader of a
-   * seed sees the same sequence.
+   * Reads the next stretch of keystream, just enough for `wanted` elements
+   * (and a little spare) up to 256 KiB. Sizes vary with how the stream is
+   * read, but the stretches are consecutive, so every reader of a seed sees
+   * the same sequence.
    */
   async #refill(wanted: number): Promise<void> {
     const bytes = Math.min(KEYSTREAM_BYTES, Math.ceil((wanted * 8 + SPARE_BYTES) / 16) * 16);
-    const counter = new Uint8Array(16);
-    new DataView(counter.buffer).setBigUint64(8, this.#block);
-    this.#block += BigInt(bytes / 16);
-    const keystream = await crypto.subtle.encrypt(
-      { name: "AES-CTR", counter, length: 64 },
-      this.#key,
-      ZEROS.subarray(0, bytes),
-    );
+    const keystream = await this.#source(bytes);
+    if (keystream.byteLength === 0 || keystream.byteLength % 8 !== 0) {
+      throw new RangeError(
+        "A keystream stretch must be a non-empty whole number of 8-byte candidates",
+      );
+    }
     releaseGarbage(this.#words.byteLength); // the stretch this one replaces
     // Little-endian words on every platform Deno runs on; spelled out in
     // candidate(): low word first, then the high word's low 20 bits.
     this.#words = new Uint32Array(keystream);
     this.#next = 0;
   }
+}
+
+/**
+ * AES-256-CTR keystream (the encryption of zeros) under `key`: a 16-byte
+ * counter block of 8 zero bytes and a 64-bit big-endian block number from 0,
+ * each stretch starting at the block after the last one's.
+ */
+function aesKeystream(key: CryptoKey): KeystreamSource {
+  let block = 0n;
+  return async (bytes) => {
+    const blocks = Math.ceil(Math.min(bytes, KEYSTREAM_BYTES) / 16);
+    const counter = new Uint8Array(16);
+    new DataView(counter.buffer).setBigUint64(8, block);
+    block += BigInt(blocks);
+    return await crypto.subtle.encrypt(
+      { name: "AES-CTR", counter, length: 64 },
+      key,
+      ZEROS.subarray(0, blocks * 16),
+    );
+  };
 }

@@ -11,7 +11,9 @@
  * @module
  */
 
+import { MAX_SCALE } from "./decimal.ts";
 import { fromCanonicalBase64, toBase64 } from "./encoding.ts";
+import { FileError } from "./errors.ts";
 import { addInto, isFieldVector, P_BIG } from "./field.ts";
 import type { RoundResult } from "./hospital.ts";
 import {
@@ -20,15 +22,16 @@ import {
   verifyPartyCertificate,
   verifyTranscript,
 } from "./identity.ts";
+import { MAX_PARTICIPANTS } from "./messages.ts";
 import { isPartyName } from "./names.ts";
 import {
-  boundOf,
   decodeResult,
-  dimension,
-  elementBounds,
+  elementBound,
   formatQuery,
+  type Layout,
   parseQuery,
   type Query,
+  vectorLayout,
 } from "./query.ts";
 import { aggregateFields, type Mode, type RoundTerms, vectorDigest } from "./round.ts";
 import { evaluationPoint, reconstructShamirVector, type VectorPoint } from "./shamir.ts";
@@ -93,11 +96,21 @@ function fromBase64(text: unknown, what: string): Uint8Array {
   return bytes;
 }
 
+/** The length of the padded base64 text of `bytes` bytes. */
+function base64Length(bytes: number): number {
+  return 4 * Math.ceil(bytes / 3);
+}
+
 function encodeVector(v: Float64Array): string {
   return toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
 }
 
 function decodeVector(text: unknown, length: number, what: string): Float64Array {
+  // Checked before decoding: a huge string must not cost a huge allocation.
+  check(
+    typeof text === "string" && text.length === base64Length(length * 8),
+    `${what} is not a vector of ${length} elements`,
+  );
   const bytes = fromBase64(text, what);
   check(bytes.length === length * 8, `${what} is not a vector of ${length} elements`);
   const v = new Float64Array(length);
@@ -176,18 +189,53 @@ function decimal(value: unknown, what: string): bigint {
   return BigInt(value);
 }
 
-function wholeNumber(value: unknown, what: string): number {
+/**
+ * A whole number in [min, max]. Every number in a receipt is bounded here
+ * before anything uses it: a hospital can sign anything, and an unbounded
+ * scale, count or length would cost time or memory before a check fails.
+ */
+function wholeNumber(value: unknown, what: string, min: number, max: number): number {
   check(
-    typeof value === "number" && Number.isSafeInteger(value) && value >= 0,
-    `${what} is not a whole number`,
+    typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max,
+    `${what} is not a whole number from ${min} to ${max}`,
   );
   return value;
 }
 
+/** A string of at most `maxLength` characters. */
+function boundedText(value: unknown, maxLength: number, what: string): string {
+  check(typeof value === "string", `${what} is not text`);
+  check(value.length <= maxLength, `${what} is longer than ${maxLength} characters`);
+  return value;
+}
+
+/** A list of at most `maxLength` items. */
+function boundedList(value: unknown, maxLength: number, what: string): unknown[] {
+  check(Array.isArray(value), `${what} is not a list`);
+  check(value.length <= maxLength, `${what} has more than ${maxLength} items`);
+  return value;
+}
+
+/** A certificate PEM is under 1 KiB; this leaves room for long SAN lists. */
+const MAX_CERT_CHARS = 16 * 1024;
+
+/** Far longer than any query this build writes ("histogram:LOW:HIGH:BINS"). */
+const MAX_QUERY_CHARS = 200;
+
+/** The most rows a round may allow per peer, as `--max-rows` accepts. */
+const MAX_ROWS_LIMIT = 2 ** 31;
+
+/** A receipt nests 4 levels deep; anything far deeper is refused unread. */
+const MAX_DEPTH = 16;
+
+/** base64 of a 64-byte P-256 signature. */
+const SIGNATURE_CHARS = base64Length(64);
+
 function sortedNames(value: unknown, what: string): string[] {
   check(
-    Array.isArray(value) && value.every((n) => typeof n === "string" && isPartyName(n)),
-    `${what} is not a list of names`,
+    Array.isArray(value) && value.length <= MAX_PARTICIPANTS &&
+      value.every((n) => typeof n === "string" && isPartyName(n)),
+    `${what} is not a list of at most ${MAX_PARTICIPANTS} names`,
   );
   const names = value as string[];
   check(
@@ -206,23 +254,31 @@ function sortedNames(value: unknown, what: string): string[] {
 export async function verifyReceipt(value: unknown, caPem: string): Promise<VerifiedReceipt> {
   const ca = await loadCaCertificate(caPem);
   const receipt = exactKeys(value, RECEIPT_KEYS, "receipt");
+  const format = receipt["format"];
   check(
-    receipt["format"] === RECEIPT_FORMAT,
-    `unknown receipt format ${JSON.stringify(receipt["format"])}`,
+    format === RECEIPT_FORMAT,
+    typeof format === "string" && format.length <= 40
+      ? `unknown receipt format ${JSON.stringify(format)}`
+      : "unknown receipt format",
   );
 
   const hospital = exactKeys(receipt["hospital"], ["name", "cert"], "hospital");
   check(
-    typeof hospital["name"] === "string" && typeof hospital["cert"] === "string",
+    typeof hospital["name"] === "string" && isPartyName(hospital["name"]),
     "hospital is malformed",
   );
   const hospitalName = hospital["name"];
-  const hospitalParty = await verifyPartyCertificate(hospital["cert"], ca, hospitalName).catch(
+  const hospitalCert = boundedText(hospital["cert"], MAX_CERT_CHARS, "hospital certificate");
+  const hospitalParty = await verifyPartyCertificate(hospitalCert, ca, hospitalName).catch(
     (e) => {
       throw new InvalidReceiptError(`hospital certificate: ${(e as Error).message}`);
     },
   );
   const { signature: signatureText, ...body } = receipt;
+  check(
+    typeof signatureText === "string" && signatureText.length === SIGNATURE_CHARS,
+    "signature is not a 64-byte signature",
+  );
   const hospitalSignature = fromBase64(signatureText, "signature");
   check(
     await verifyTranscript(hospitalParty.publicKey, hospitalSignature, "receipt", [
@@ -237,40 +293,42 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
   );
   const session = receipt["session"];
   check(decimal(receipt["p"], "p") === P_BIG, `p is not this build's p = ${P_BIG}`);
-  const scale = wholeNumber(receipt["scale"], "scale");
-  check(typeof receipt["query"] === "string", "query is not text");
+  const scale = wholeNumber(receipt["scale"], "scale", 0, MAX_SCALE);
+  const queryText = boundedText(receipt["query"], MAX_QUERY_CHARS, "query");
   let query: Query;
   try {
-    query = parseQuery(receipt["query"], scale);
+    query = parseQuery(queryText, scale);
   } catch (error) {
     throw new InvalidReceiptError((error as Error).message);
   }
-  check(formatQuery(query, scale) === receipt["query"], "query is not in canonical form");
-  const length = dimension(query);
+  check(formatQuery(query, scale) === queryText, "query is not in canonical form");
   const max = decimal(receipt["max"], "max");
-  const maxRows = wholeNumber(receipt["maxRows"], "maxRows");
+  const maxRows = wholeNumber(receipt["maxRows"], "maxRows", 1, MAX_ROWS_LIMIT);
   const mode = receipt["mode"];
   check(mode === "additive" || mode === "threshold", "mode is neither additive nor threshold");
-  const threshold = wholeNumber(receipt["threshold"], "threshold");
+  const threshold = wholeNumber(receipt["threshold"], "threshold", 1, MAX_PARTICIPANTS);
 
-  check(Array.isArray(receipt["participants"]), "participants is not a list");
-  const participants = receipt["participants"].map((item, i) => {
-    const p = exactKeys(item, ["name", "x", "cert"], `participants[${i}]`);
-    check(
-      typeof p["name"] === "string" && typeof p["cert"] === "string",
-      `participants[${i}] is malformed`,
-    );
-    check(p["x"] === i + 1, `participants[${i}] has evaluation point ${p["x"]}, expected ${i + 1}`);
-    return { name: p["name"], cert: p["cert"] };
-  });
+  const participants = boundedList(receipt["participants"], MAX_PARTICIPANTS, "participants")
+    .map((item, i) => {
+      const p = exactKeys(item, ["name", "x", "cert"], `participants[${i}]`);
+      check(typeof p["name"] === "string", `participants[${i}] is malformed`);
+      check(p["x"] === i + 1, `participants[${i}] does not have evaluation point ${i + 1}`);
+      const cert = boundedText(p["cert"], MAX_CERT_CHARS, `participants[${i}].cert`);
+      return { name: p["name"], cert };
+    });
   const names = sortedNames(participants.map((p) => p.name), "participants");
   const n = names.length;
   check(n >= 2, "fewer than 2 participants");
   check(!names.includes(hospitalName), "the hospital is listed as a participant");
-  const bounds = elementBounds(query, max, maxRows);
-  for (const { label, bound } of bounds) {
-    check(BigInt(n) * bound < P_BIG, `n × ${label} is not below p: the sum could have wrapped`);
+  // The layout (limbs per component) is recomputed from the terms, as every
+  // party of the round did: it refuses terms under which the sum could wrap.
+  let layout: Layout;
+  try {
+    layout = vectorLayout(query, { max, maxRows, participants: n });
+  } catch (error) {
+    throw new InvalidReceiptError((error as Error).message);
   }
+  const length = layout.dimension;
   const keys = new Map<string, CryptoKey>();
   for (const p of participants) {
     const party = await verifyPartyCertificate(p.cert, ca, p.name).catch((e) => {
@@ -292,25 +350,29 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     );
   }
 
-  check(Array.isArray(receipt["partials"]), "partials is not a list");
+  const partials = boundedList(receipt["partials"], n, "partials");
   const terms: RoundTerms = {
     session,
     mode,
     threshold,
-    query: receipt["query"],
+    query: queryText,
     scale,
     participants: names,
     contributors,
   };
   const points: VectorPoint[] = [];
   const seen = new Set<string>();
-  for (const [i, item] of receipt["partials"].entries()) {
+  for (const [i, item] of partials.entries()) {
     const entry = exactKeys(item, ["name", "partial", "signature"], `partials[${i}]`);
     const name = entry["name"];
     check(typeof name === "string" && keys.has(name), `partials[${i}] is not from a participant`);
     check(!seen.has(name), `two partial sums from ${name}`);
     seen.add(name);
     const partial = decodeVector(entry["partial"], length, `partial sum of ${name}`);
+    check(
+      typeof entry["signature"] === "string" && entry["signature"].length === SIGNATURE_CHARS,
+      `signature of ${name}'s partial sum is not 64 bytes`,
+    );
     const sig = fromBase64(entry["signature"], `signature of ${name}'s partial sum`);
     check(sig.length === 64, `signature of ${name}'s partial sum is not 64 bytes`);
     const fields = aggregateFields(terms, name, hospitalName, length, await vectorDigest(partial));
@@ -345,10 +407,10 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     "the sum does not equal the one recomputed from the signed partial sums",
   );
   check(
-    sum.every((x, i) => BigInt(x) <= BigInt(contributors.length) * boundOf(query, bounds, i)),
+    sum.every((x, i) => BigInt(x) <= BigInt(contributors.length) * elementBound(layout, i)),
     "the sum is larger than the contributors' inputs allow",
   );
-  const result = decodeResult(query, sum, scale);
+  const result = decodeResult(query, sum, scale, layout);
   check(
     canonicalJson(result) === canonicalJson(receipt["result"]),
     "the result does not match the statistics decoded from the sum",
@@ -356,7 +418,7 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
   return {
     sum,
     result,
-    query: receipt["query"],
+    query: queryText,
     session,
     mode,
     threshold,
@@ -364,4 +426,140 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     contributors,
     hospital: hospitalName,
   };
+}
+
+/**
+ * Parses a receipt file's text, refusing any object with the same key twice.
+ *
+ * `JSON.parse` keeps the last of two equal keys while other readers keep the
+ * first, so a receipt with `"result"` twice could verify here and show a
+ * forged result to another reader: a receipt must mean one thing to every
+ * reader. No well-kept npm JSON parser refuses duplicates itself (momoa and
+ * jsonc-parser hand every member to the caller to check), and bringing one in
+ * would not be less code than this scan. `JSON.parse` checks the grammar
+ * first, so the scan only has to tell keys from values, and it decodes each
+ * key with `JSON.parse` too, so `"result"` and `"resul\u0074"` are the same
+ * key here exactly as they are to the verifier. Throws
+ * {@linkcode InvalidReceiptError}.
+ */
+export function parseReceipt(text: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new InvalidReceiptError("the file is not JSON");
+  }
+  assertUniqueKeys(text);
+  return value;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const COLON = 0x3a;
+
+/** Scans JSON text that `JSON.parse` accepted; refuses repeated keys and deep nesting. */
+function assertUniqueKeys(text: string): void {
+  // One entry per open container: an object's keys so far, or null for an array.
+  const open: (Set<string> | null)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      open.push(c === OPEN_OBJECT ? new Set() : null);
+      check(open.length <= MAX_DEPTH, `the receipt nests deeper than ${MAX_DEPTH} levels`);
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      open.pop();
+    } else if (c === QUOTE) {
+      const end = endOfString(text, i);
+      const keys = open.at(-1);
+      // In an object, a string followed by a colon is a key; any other is a value.
+      if (keys && text.charCodeAt(skipSpace(text, end)) === COLON) {
+        const key = JSON.parse(text.slice(i, end)) as string;
+        check(
+          !keys.has(key),
+          `the key ${JSON.stringify(key.slice(0, 40))} appears twice in one object`,
+        );
+        keys.add(key);
+      }
+      i = end - 1;
+    }
+  }
+}
+
+/** The index just past the string literal that opens at `start`. */
+function endOfString(text: string, start: number): number {
+  for (let from = start + 1;;) {
+    const quote = text.indexOf('"', from);
+    check(quote !== -1, "the file is not JSON");
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
+    // An odd run of backslashes escapes this quote; an even one is escapes of its own.
+    if (backslashes % 2 === 0) return quote + 1;
+    from = quote + 1;
+  }
+}
+
+/** The index of the first character at or after `i` that is not JSON whitespace. */
+function skipSpace(text: string, i: number): number {
+  while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
+  return i;
+}
+
+/** A system error's message without the path Deno appends (the caller names it already). */
+function reason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/: [a-z]+ '[^']*'$/, "");
+}
+
+/**
+ * Checks, before a round starts, that a receipt can be written to `path`, so
+ * that a round never finishes only to lose its receipt to a typo. An existing
+ * file is opened for writing and left as it is; a new one is created (owner
+ * only) and removed again. Throws {@linkcode FileError}.
+ */
+export async function checkReceiptTarget(path: string): Promise<void> {
+  try {
+    try {
+      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+      file.close();
+      await Deno.remove(path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      const file = await Deno.open(path, { write: true });
+      file.close();
+    }
+  } catch (cause) {
+    throw new FileError(`Cannot write the receipt to ${path}: ${reason(cause)}`, { cause });
+  }
+}
+
+/**
+ * Writes `receipt` to `path`, readable and writable by the owner only (it
+ * shows every partial sum and the result). A new file is created 0600; an
+ * existing regular file is truncated and narrowed to 0600 before the receipt
+ * is written into it, so its old, wider mode never covers the new content.
+ * Other files (a device such as /dev/null) keep their mode. Throws
+ * {@linkcode FileError}.
+ */
+export async function writeReceiptFile(path: string, receipt: Receipt): Promise<void> {
+  const bytes = new TextEncoder().encode(JSON.stringify(receipt, null, 2) + "\n");
+  try {
+    const file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 });
+    try {
+      const info = await file.stat();
+      if (info.isFile && ((info.mode ?? 0) & 0o777) !== 0o600 && Deno.build.os !== "windows") {
+        await Deno.chmod(path, 0o600);
+      }
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await file.write(bytes.subarray(offset));
+      }
+    } finally {
+      file.close();
+    }
+  } catch (cause) {
+    throw new FileError(`Cannot write the receipt to ${path}: ${reason(cause)}`, { cause });
+  }
 }

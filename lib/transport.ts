@@ -22,7 +22,7 @@
 
 import tls from "node:tls";
 import type { SealedChannel } from "./channel.ts";
-import { ConnectionClosedError, ProtocolError } from "./errors.ts";
+import { ConnectionClosedError, ListenError, ProtocolError } from "./errors.ts";
 import { abortable, abortReason } from "./deadline.ts";
 import { decodeFrameLength, FRAME_HEADER_BYTES, frameHeader } from "./frame.ts";
 import { releaseGarbage } from "./garbage.ts";
@@ -409,7 +409,41 @@ function remoteOf(socket: tls.TLSSocket): HostPort {
   };
 }
 
-/** Listens for TLS connections on `address` with this party's certificate. */
+/** What the system errors a listen can meet mean, in words a user acts on. */
+const LISTEN_FAILURES: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "the address is not one of this machine's",
+  // Linux says EADDRNOTAVAIL for an address that is not this machine's;
+  // some kernels (gVisor among them) say EINVAL.
+  EINVAL: "the address cannot be used on this machine (is it one of its own?)",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EAFNOSUPPORT: "this machine does not support that address family",
+  ENOTFOUND: "unknown host name",
+  EAI_NONAME: "unknown host name",
+  EAI_AGAIN: "cannot resolve the host name (no answer from DNS)",
+  EAI_FAIL: "cannot resolve the host name",
+};
+
+/**
+ * A failed listen as one sentence: a busy port or an address that is not
+ * this machine's is the user's to fix, not a bug, so it is not reported with
+ * a stack. An unrecognised code keeps the system's own message.
+ */
+function listenError(address: HostPort, error: Error): ListenError {
+  const code = (error as { code?: unknown }).code;
+  const meaning = typeof code === "string" && Object.hasOwn(LISTEN_FAILURES, code)
+    ? LISTEN_FAILURES[code]!
+    : error.message;
+  return new ListenError(`Cannot listen on ${formatHostPort(address)}: ${meaning}`, {
+    cause: error,
+  });
+}
+
+/**
+ * Listens for TLS connections on `address` with this party's certificate.
+ * Throws {@linkcode ListenError} when the address cannot be bound.
+ */
 export async function listenTls(
   address: HostPort,
   certPem: string,
@@ -428,9 +462,10 @@ export async function listenTls(
     socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const onError = (error: Error) => reject(listenError(address, error));
+    server.once("error", onError);
     server.listen(address.port, address.hostname, () => {
-      server.off("error", reject);
+      server.off("error", onError);
       resolve();
     });
   });

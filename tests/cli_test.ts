@@ -1,6 +1,6 @@
 /** The command line's contract: help, usage errors (exit 2) and refusals before anything is sent. */
 import assert from "node:assert/strict";
-import { assertValueNotPrinted, CliProcess, makePki, removeDir } from "./helpers.ts";
+import { assertValueNotPrinted, CliProcess, makePki, removeDir, stopAll } from "./helpers.ts";
 import { main } from "../lib/cli.ts";
 
 /** Runs the CLI in this process and captures its output. */
@@ -17,7 +17,7 @@ Deno.test("--help for every command exits 0 and names its options", async () => 
     [["hospital", "--help"], /--listen HOST:PORT[\s\S]*--peers N[\s\S]*--max R[\s\S]*--json/],
     [["peer", "-h"], /--value V[\s\S]*--hospital HOST:PORT[\s\S]*--advertise/],
     [["certs", "--help"], /--names LIST[\s\S]*--hosts LIST[\s\S]*--force/],
-    [["run", "--help"], /--values LIST[\s\S]*--peers N/],
+    [["run", "--help"], /--values LIST[\s\S]*--peers N[\s\S]*--scale S/],
   ];
   for (const [args, pattern] of expectations) {
     const r = await runMain(args);
@@ -43,7 +43,7 @@ Deno.test("usage errors exit 2 with a hint", async () => {
     ],
     [
       ["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--bogus"],
-      /Unknown option '--bogus'/,
+      /Unknown option --bogus\n/,
     ],
     [["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--peers", "4"], /more than once/],
     [["peer", "--value", "1", "--hospital", "127.0.0.1:1"], /Missing required option --name/],
@@ -125,46 +125,32 @@ Deno.test("non-numbers and too many decimals are refused at start, without echoi
   }
 });
 
-Deno.test("a round where n·R ≥ p is refused before the hospital listens", async () => {
+Deno.test("a round that cannot be represented is refused before the hospital listens", async () => {
   const dir = await makePki(["hospital"]);
-  const hospital = (max: string, ...extra: string[]) => [
+  const hospital = (query: string, ...extra: string[]) => [
     "hospital",
     "--listen",
     "127.0.0.1:0",
     "--peers",
     "3",
+    "--query",
+    query,
+    // 3 × R = p + 1: each element takes two limbs, so the vector doubles in length.
     "--max",
-    max,
-    "--max-rows",
-    "1",
+    "1501199875790150",
     ...extra,
   ];
   try {
-    // 3 × 1501199875790150 = p + 1.
-    const r = await new CliProcess("hospital", hospital("1501199875790150", "--certs", dir))
+    const r = await new CliProcess("hospital", hospital("vector:16777216", "--certs", dir))
       .finish();
     assert.equal(r.code, 2);
-    assert.match(
-      r.stderr,
-      /3 peers × rows × R \(the sum\) = 4503599627370450 is not below p = 4503599627370449/,
-    );
+    assert.match(r.stderr, /needs vectors of 33554432 field elements/);
+    assert.match(r.stderr, /more than the limit of 16777216/);
     assert.doesNotMatch(r.stderr, /listening on/);
-    // One less and it is allowed: the check is exact, not a rough bound.
-    const ok = await runMain(hospital("1501199875790149", "--certs", "/nonexistent"));
-    assert.equal(ok.code, 1, "passes the range check and fails later, on the missing credentials");
+    // Half the length fits with its limbs: the check is exact, not a rough bound.
+    const ok = await runMain(hospital("vector:8388608", "--certs", "/nonexistent"));
+    assert.equal(ok.code, 1, "passes the layout check and fails later, on the missing credentials");
     assert.match(ok.err, /Cannot read CA certificate/);
-    // Every element is checked: the variance's sum of squares needs R² to fit too.
-    const squares = await runMain([
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--query",
-      "variance",
-    ]);
-    assert.equal(squares.code, 2);
-    assert.match(squares.err, /rows × R² \(the sum of squares\)/);
   } finally {
     await removeDir(dir);
   }
@@ -225,5 +211,55 @@ Deno.test("a value above the round's R is refused at the peer before any share i
     for (const p of processes) p.kill();
     await Promise.allSettled(processes.map((p) => p.finish(5000)));
     await removeDir(dir);
+  }
+});
+
+Deno.test("a mistyped option is named, with the closest known one, and its value is never echoed", async () => {
+  const cases: [string[], string][] = [
+    [["peer", "--valeu", "98765"], "Unknown option --valeu (did you mean --value?)"],
+    [["peer", "--valeu=98765"], "Unknown option --valeu (did you mean --value?)"],
+    [
+      ["peer", "--name", "alice", "--inptu=98765.csv"],
+      "Unknown option --inptu (did you mean --input?)",
+    ],
+    [["hospital", "--listn", "127.0.0.1:0"], "Unknown option --listn (did you mean --listen?)"],
+    [["hospital", "--peer", "3"], "Unknown option --peer (did you mean --peers?)"],
+    [["hospital", "--timeotu", "5"], "Unknown option --timeotu (did you mean --timeout?)"],
+    [
+      ["peer", "--hopsital-nmae", "h"],
+      "Unknown option --hopsital-nmae (did you mean --hospital-name?)",
+    ],
+    [["run", "--scael", "2"], "Unknown option --scael (did you mean --scale?)"],
+    [["verify", "x.json", "--cq", "ca.crt"], "Unknown option --cq (did you mean --ca?)"],
+    // Nothing close: no guess.
+    [["hospital", "--bogus"], "Unknown option --bogus"],
+    [["peer", "--x=98765"], "Unknown option --x"],
+    [["peer", "-x"], "Unknown option -x"],
+  ];
+  for (const [args, expected] of cases) {
+    const r = await runMain(args);
+    assert.equal(r.code, 2, args.join(" "));
+    const first = r.err.split("\n")[0];
+    assert.equal(first, `sumshare: ${expected}`, args.join(" "));
+    assertValueNotPrinted(r.err + r.out, 98765, args.join(" "));
+    assert.doesNotMatch(r.err, /To specify a positional/, "no node boilerplate");
+  }
+});
+
+Deno.test("sumshare run --scale passes the scale to every party and sums decimals exactly", async () => {
+  // Without --scale the hint points at an option run now has.
+  const refused = await runMain(["run", "--values", "1.5,2"]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.err, /Invalid --values: has more than 0 decimal places \(use --scale\)/);
+  assert.equal((await runMain(["run", "--scale", "16"])).code, 2);
+  const demo = new CliProcess("run", ["run", "--values", "1.5,2.25", "--scale", "2"]);
+  try {
+    const result = await demo.finish(60_000);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /secure sum \(from the hospital\): 3\.75\n/);
+    assert.match(result.stdout, /plaintext total \(demo only\): +3\.75\n/);
+    assert.match(result.stdout, /match: yes/);
+  } finally {
+    await stopAll([demo]);
   }
 });

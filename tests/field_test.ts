@@ -18,6 +18,16 @@ import { FieldStream, randomSeed } from "../lib/prg.ts";
 
 const exact = (x: bigint) => Number(((x % P_BIG) + P_BIG) % P_BIG);
 
+/**
+ * Long vectors are equal, else the first difference is reported. Not
+ * deepEqual: its diff of two long unrelated vectors takes gigabytes.
+ */
+function assertSameElements(actual: Float64Array, expected: Float64Array, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  const at = actual.findIndex((x, i) => !Object.is(x, expected[i]));
+  assert.equal(at, -1, `${what}: element ${at} is ${actual[at]}, expected ${expected[at]}`);
+}
+
 Deno.test("p is 2^52 − 47, the largest prime below 2^52, and passes Miller–Rabin", () => {
   assert.equal(P, 4503599627370449);
   assert.equal(P_BIG, (1n << 52n) - 47n);
@@ -90,7 +100,7 @@ Deno.test("vector add and subtract match scalar arithmetic", () => {
   addInto(sum, b);
   const diff = sum.slice();
   subInto(diff, b);
-  assert.deepEqual(diff, a);
+  assertSameElements(diff, a, "(a + b) − b");
   sum.forEach((x, i) => assert.equal(x, add(a[i]!, b[i]!)));
 });
 
@@ -111,11 +121,130 @@ Deno.test("randomFieldElement stays in [0, p) and is spread evenly", () => {
   assert.ok(chiSquare16(draws) < 37.7);
 });
 
-Deno.test("rejection sampling: candidates at or above p are rejected, not reduced", () => {
-  // The 52 low bits of (high, low) words; values ≥ p exist and must be skipped.
+Deno.test("a candidate is the low 52 bits: the low word, then the high word's low 20 bits", () => {
   assert.equal(candidate(0xffffffff, 0xfffff), 2 ** 52 - 1);
-  assert.ok(candidate(0xffffffff, 0xfffff) >= P);
+  assert.equal(candidate(0xffffffd1, 0xfffff), P);
   assert.equal(candidate(5, 0xfff00001), 2 ** 32 + 5, "bits above 52 are dropped");
+  assert.equal(candidate(7, 0), 7);
+});
+
+/** (low, high) word pairs whose candidates are ≥ p: p, p + 1, 2^52 − 1, and p with bits above 52. */
+const TOO_LARGE: [number, number][] = [
+  [0xffffffd1, 0xfffff],
+  [0xffffffd2, 0xfffff],
+  [0xffffffff, 0xfffff],
+  [0xffffffd1, 0xffffffff],
+];
+/** Valid candidates, chosen so that "x mod p" of the rejected ones (0, 1, 46, 0) would differ. */
+const VALID: [number, number][] = [
+  [0xffffffd0, 0xfffff], // p − 1
+  [12345, 0],
+  [0, 0x80000],
+];
+const valueOf = ([low, high]: [number, number]) => (high % 2 ** 20) * 2 ** 32 + low;
+
+/** Keystream stretches made of the given word pairs. */
+function stretch(...pairs: [number, number][]): ArrayBuffer {
+  return Uint32Array.from(pairs.flat()).buffer;
+}
+
+/** A keystream source that hands out `stretches` in order, then fails the test. */
+function scriptedKeystream(stretches: ArrayBuffer[]): () => Promise<ArrayBuffer> {
+  let next = 0;
+  return () => {
+    const s = stretches[next++];
+    return s ? Promise.resolve(s) : Promise.reject(new Error("the keystream ran out"));
+  };
+}
+
+Deno.test("rejection sampling: randomFieldElement rejects candidates at or above p, not reduced", () => {
+  const script = [...TOO_LARGE, VALID[1]!, VALID[0]!];
+  let calls = 0;
+  const source = (words: Uint32Array) => {
+    const pair = script[calls++];
+    if (!pair) throw new Error("drew more than the script");
+    words[0] = pair[0];
+    words[1] = pair[1];
+  };
+  assert.equal(randomFieldElement(source), valueOf(VALID[1]!));
+  assert.equal(calls, TOO_LARGE.length + 1, "one draw per rejected candidate, then the valid one");
+  assert.equal(randomFieldElement(source), P - 1);
+  // Without a source, Web Crypto (Array.from passes undefined for the source).
+  assert.ok(Array.from({ length: 10 }, randomFieldElement).every(isFieldElement));
+});
+
+Deno.test("rejection sampling: FieldStream.fill and take reject candidates at or above p, not reduced", async () => {
+  const expected = VALID.map(valueOf);
+  // Rejected candidates first, between valid ones, at the end of a stretch, and
+  // as a whole stretch, so fill must refill mid-vector.
+  const stretches = () => [
+    stretch(...TOO_LARGE, VALID[0]!),
+    stretch(VALID[1]!, ...TOO_LARGE),
+    stretch(...TOO_LARGE),
+    stretch(TOO_LARGE[0]!, VALID[2]!, TOO_LARGE[2]!),
+  ];
+  const taken = await FieldStream.fromKeystream(scriptedKeystream(stretches())).take(3);
+  assert.deepEqual([...taken], expected);
+
+  const filled = new Float64Array(3);
+  await FieldStream.fromKeystream(scriptedKeystream(stretches())).fill(filled);
+  assert.deepEqual([...filled], expected);
+
+  // One element at a time reads the same sequence.
+  const stream = FieldStream.fromKeystream(scriptedKeystream(stretches()));
+  const one = new Float64Array(1);
+  for (const value of expected) {
+    await stream.fill(one);
+    assert.equal(one[0], value);
+  }
+  // Nothing valid is left: the next read needs a stretch the script does not have.
+  await assert.rejects(stream.take(1), /ran out/);
+});
+
+Deno.test("FieldStream refuses a keystream stretch that is empty or not whole candidates", async () => {
+  for (const bad of [new ArrayBuffer(0), new ArrayBuffer(12)]) {
+    const stream = FieldStream.fromKeystream(scriptedKeystream([bad, stretch(VALID[1]!)]));
+    await assert.rejects(stream.take(1), RangeError);
+  }
+});
+
+/** The AES-256-CTR keystream of `seed` from Web Crypto in one call: counter block 0, 64-bit counter. */
+async function aesKeystream(seed: Uint8Array<ArrayBuffer>, bytes: number): Promise<DataView> {
+  const key = await crypto.subtle.importKey("raw", seed, "AES-CTR", false, ["encrypt"]);
+  const counter = new Uint8Array(16);
+  const zeros = new Uint8Array(bytes);
+  return new DataView(
+    await crypto.subtle.encrypt({ name: "AES-CTR", counter, length: 64 }, key, zeros),
+  );
+}
+
+Deno.test("FieldStream known answer: a fixed seed's AES-256-CTR keystream, 8 bytes a candidate", async () => {
+  const seed = Uint8Array.from({ length: 32 }, (_, i) => i);
+  // The documented rule, in BigInt: each 8 keystream bytes, little-endian, low
+  // 52 bits; kept when below p. 40 000 elements cross the 256 KiB refill.
+  const count = 40_000;
+  const keystream = await aesKeystream(seed, (count + 64) * 8);
+  const expected = new Float64Array(count);
+  for (let offset = 0, n = 0; n < count; offset += 8) {
+    const x = keystream.getBigUint64(offset, true) & ((1n << 52n) - 1n);
+    if (x < P_BIG) expected[n++] = Number(x);
+  }
+  // The first elements, computed outside this code with OpenSSL (aes-256-ctr,
+  // key 00 01 … 1f, IV 0) and the same rule: the layout stays pinned even if
+  // the computation above were changed along with the stream.
+  assert.deepEqual([...expected.subarray(0, 4)], [
+    4302572441604338,
+    2021853348164521,
+    4425855056371184,
+    1902465186002598,
+  ]);
+  assertSameElements(await (await FieldStream.fromSeed(seed)).take(count), expected, "take");
+  const stream = await FieldStream.fromSeed(seed);
+  const pieces = new Float64Array(count);
+  for (let at = 0; at < count; at += 9_999) {
+    await stream.fill(pieces.subarray(at, Math.min(count, at + 9_999)));
+  }
+  assertSameElements(pieces, expected, "fill in pieces");
 });
 
 Deno.test("a seed expands to the same uniform elements on both sides", async () => {
@@ -129,7 +258,7 @@ Deno.test("a seed expands to the same uniform elements on both sides", async () 
     await stream.fill(b.subarray(offset, offset + n));
     offset += n;
   }
-  assert.deepEqual(a, b);
+  assertSameElements(b, a, "uneven pieces");
   assert.ok(isFieldVector(a));
   assert.ok(chiSquare16(a) < 37.7);
   const other = await (await FieldStream.fromSeed(randomSeed())).take(100);

@@ -187,7 +187,8 @@ export function assertValueNotPrinted(
 ): void {
   // Not inside a longer number, port, hex id or path ("41503", "150abcde"), but
   // caught before a full stop or colon ("refused 150: too large").
-  const standalone = new RegExp(`(?<![\\w.:/-])${value}(?![\\w/-]|[.:]\\d)`);
+  const literal = String(value).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const standalone = new RegExp(`(?<![\\w.:/-])${literal}(?![\\w/-]|[.:]\\d)`);
   assert.doesNotMatch(text, standalone, message ?? `the output shows the value ${value}`);
 }
 

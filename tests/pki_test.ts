@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { AuthError } from "../lib/errors.ts";
-import { loadCaCertificate, loadIdentity, verifyPartyCertificate } from "../lib/identity.ts";
+import {
+  type CredentialPaths,
+  loadCaCertificate,
+  loadIdentity,
+  verifyPartyCertificate,
+} from "../lib/identity.ts";
 import { createConsortium, PkiError, writeConsortium } from "../lib/pki.ts";
 import { CliProcess, makePki, removeDir } from "./helpers.ts";
 
@@ -83,6 +88,12 @@ Deno.test("certs refuses to overwrite without --force and writes nothing", async
     ])
       .finish();
     assert.equal(forced.code, 0, forced.stderr);
+    // Replacing the CA silently would strand every party that is not in this run.
+    assert.match(
+      forced.stderr,
+      /^warning: --force makes a NEW CA: .*every existing party must get new certificates.*--add/m,
+    );
+    assert.doesNotMatch(refused.stderr, /NEW CA/);
     assert.notEqual(await Deno.readTextFile(join(dir, "ca.crt")), before);
     assert.equal((await Deno.stat(join(dir, "alice.key"))).mode! & 0o777, 0o600);
   } finally {
@@ -177,4 +188,142 @@ Deno.test("writeConsortium refuses before writing when any file exists", async (
   } finally {
     await removeDir(dir);
   }
+});
+
+function credentials(dir: string, name: string): CredentialPaths {
+  return { ca: join(dir, "ca.crt"), cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
+function certs(...args: string[]) {
+  return new CliProcess("certs", ["certs", ...args]).finish();
+}
+
+Deno.test("certs --add issues new parties from the existing CA; the old parties still verify", async () => {
+  const dir = await makePki(["hospital", "alice"]);
+  try {
+    const caBefore = await Deno.readTextFile(join(dir, "ca.crt"));
+    const caKeyBefore = await Deno.readTextFile(join(dir, "ca.key"));
+    const aliceBefore = await Deno.readTextFile(join(dir, "alice.crt"));
+    const added = await certs("--add", "dave,erin", "--out", dir, "--hosts", "127.0.0.1,127.0.3.4");
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stderr, /wrote 4 files to .*: a \.crt and \.key for dave, erin/);
+    assert.doesNotMatch(added.stderr, /NEW CA/);
+    // The CA and the old parties are untouched.
+    assert.equal(await Deno.readTextFile(join(dir, "ca.crt")), caBefore);
+    assert.equal(await Deno.readTextFile(join(dir, "ca.key")), caKeyBefore);
+    assert.equal(await Deno.readTextFile(join(dir, "alice.crt")), aliceBefore);
+    const ca = await loadCaCertificate(caBefore);
+    for (const name of ["dave", "erin"]) {
+      assert.equal((await Deno.stat(join(dir, `${name}.key`))).mode! & 0o777, 0o600, name);
+      assert.equal((await Deno.stat(join(dir, `${name}.crt`))).mode! & 0o777, 0o644, name);
+      const identity = await loadIdentity(name, credentials(dir, name));
+      assert.equal(identity.name, name);
+      const cert = new x509.X509Certificate(identity.certPem);
+      assert.deepEqual(
+        cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.items.map((n) => n.value),
+        ["127.0.0.1", "127.0.3.4"],
+      );
+      assert.equal((await verifyPartyCertificate(identity.certPem, ca, name)).name, name);
+    }
+    for (const name of ["hospital", "alice"]) {
+      assert.equal((await loadIdentity(name, credentials(dir, name))).name, name);
+    }
+    const openssl = await new Deno.Command("openssl", {
+      args: [
+        "verify",
+        "-CAfile",
+        join(dir, "ca.crt"),
+        join(dir, "dave.crt"),
+        join(dir, "alice.crt"),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(
+      new TextDecoder().decode(openssl.stdout).trim(),
+      `${join(dir, "dave.crt")}: OK\n${join(dir, "alice.crt")}: OK`,
+    );
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+Deno.test("certs --add refuses a name whose files exist (exit 2), before writing anything", async () => {
+  const dir = await makePki(["hospital", "alice"]);
+  try {
+    const crt = await Deno.readTextFile(join(dir, "alice.crt"));
+    const key = await Deno.readTextFile(join(dir, "alice.key"));
+    const listing = () => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const before = listing();
+    const refused = await certs("--add", "dave,alice", "--out", dir);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /^sumshare: Cannot add parties: alice\.crt, alice\.key already exist in /m,
+    );
+    assert.equal(await Deno.readTextFile(join(dir, "alice.crt")), crt);
+    assert.equal(await Deno.readTextFile(join(dir, "alice.key")), key);
+    assert.equal((await Deno.stat(join(dir, "alice.key"))).mode! & 0o777, 0o600);
+    assert.deepEqual(listing(), before, "dave was not written either");
+    // Only the key left behind is enough to refuse: it may be someone's.
+    await Deno.remove(join(dir, "alice.crt"));
+    const keyOnly = await certs("--add", "alice", "--out", dir);
+    assert.equal(keyOnly.code, 2, keyOnly.stderr);
+    assert.match(keyOnly.stderr, /alice\.key already exist/);
+    assert.equal(await Deno.readTextFile(join(dir, "alice.key")), key);
+    // "ca" would overwrite the CA's own files.
+    const ca = await certs("--add", "ca", "--out", dir);
+    assert.equal(ca.code, 2, ca.stderr);
+    assert.match(ca.stderr, /ca\.crt, ca\.key already exist/);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+Deno.test("certs --add without a CA in DIR says so clearly", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-test-" });
+  try {
+    const empty = await certs("--add", "dave", "--out", dir);
+    assert.equal(empty.code, 1, empty.stderr);
+    assert.match(
+      empty.stderr,
+      /^sumshare certs: Cannot add parties: there is no CA in \S+ \(ca\.crt not found\); make one with sumshare certs --names/m,
+    );
+    const missing = await certs("--add", "dave", "--out", join(dir, "nowhere"));
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /there is no CA in .*nowhere \(ca\.crt not found\)/);
+    // A certificate without its key cannot sign.
+    const other = await makePki(["x"]);
+    try {
+      await Deno.copyFile(join(other, "ca.crt"), join(dir, "ca.crt"));
+      const noKey = await certs("--add", "dave", "--out", dir);
+      assert.equal(noKey.code, 1, noKey.stderr);
+      assert.match(noKey.stderr, /there is no CA in \S+ \(ca\.key not found\)/);
+    } finally {
+      await removeDir(other);
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["ca.crt"]);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+Deno.test("certs --add does not mix with --names or --force, and checks its names", async () => {
+  for (
+    const [args, message] of [
+      [["--add", "dave", "--names", "erin"], /either --names .* or --add/],
+      [["--add", "dave", "--force"], /--add never replaces files/],
+      [["--add", "Dave"], /Invalid --add: Invalid party name "Dave"/],
+      [["--add", "dave,dave"], /repeated/],
+      [["--add", "dave,,erin"], /Invalid --add: empty item/],
+    ] as const
+  ) {
+    const result = await certs(...args, "--out", "/nonexistent-never-written");
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message, args.join(" "));
+  }
+  const help = await certs("--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--add LIST +issue these parties from the existing CA/);
+  assert.match(help.stdout, /--force .*NEW CA/s);
 });

@@ -16,6 +16,7 @@ import {
   InputError,
   parseQuery,
   QueryError,
+  vectorLayout,
 } from "../lib/query.ts";
 
 /** Seeded so a failure can be replayed; the product itself uses Web Crypto only. */
@@ -37,15 +38,15 @@ const linesOf = (values: string[]) =>
 /** Runs a query over peers' data as a round would: encode, sum mod p, decode. */
 function runQuery(spec: string, peers: string[][], scale: number, max: bigint, maxRows = 4096) {
   const query = parseQuery(spec, scale);
-  assertBoundsFit(peers.length, elementBounds(query, max, maxRows));
+  const layout = vectorLayout(query, { max, maxRows, participants: peers.length });
   let total: Float64Array | undefined;
   for (const rows of peers) {
     const data = dataFromBytes(text.encode(rows.join("\n")), { scale });
-    const vector = encodeInput(query, data, { scale, max, maxRows });
+    const vector = encodeInput(query, data, { scale, layout });
     if (!total) total = new Float64Array(vector.length);
     addInto(total, vector);
   }
-  return decodeResult(query, total!, scale);
+  return decodeResult(query, total!, scale, layout);
 }
 
 function close(actual: unknown, expected: number, what: string) {
@@ -138,7 +139,12 @@ Deno.test("vector:D adds element-wise", () => {
 
 Deno.test("inputs out of range, with too many decimals, too long or of the wrong length are refused with the line", () => {
   const q = parseQuery("sum", 0);
-  const opts = { scale: 0, max: 100n, maxRows: 3 };
+  const terms = { max: 100n, maxRows: 3, participants: 2 };
+  const opts = { scale: 0, layout: vectorLayout(q, terms) };
+  const optsFor = (spec: string) => ({
+    scale: 0,
+    layout: vectorLayout(parseQuery(spec, 0), terms),
+  });
   assert.throws(
     () => encodeInput(q, linesOf(["5", "101"]), opts),
     /line 2: outside \[0, R = 100\]/,
@@ -149,11 +155,16 @@ Deno.test("inputs out of range, with too many decimals, too long or of the wrong
     /4 rows, more than the round's limit of 3/,
   );
   assert.throws(
-    () => encodeInput(parseQuery("vector:3", 0), linesOf(["1", "2"]), opts),
+    () => encodeInput(parseQuery("vector:3", 0), linesOf(["1", "2"]), optsFor("vector:3")),
     /needs a vector of 3/,
   );
   assert.throws(
-    () => encodeInput(parseQuery("histogram:0:10:2", 0), linesOf(["3", "11"]), opts),
+    () =>
+      encodeInput(
+        parseQuery("histogram:0:10:2", 0),
+        linesOf(["3", "11"]),
+        optsFor("histogram:0:10:2"),
+      ),
     /line 2: outside \[0, 10\]/,
   );
   assert.throws(
@@ -181,8 +192,8 @@ Deno.test("inputs out of range, with too many decimals, too long or of the wrong
 });
 
 Deno.test("blank lines are skipped, and refusals still name the file's own line", () => {
-  const opts = { scale: 0, max: 100n, maxRows: 10 };
   const sum = parseQuery("sum", 0);
+  const opts = { scale: 0, layout: vectorLayout(sum, { max: 100n, maxRows: 10, participants: 2 }) };
   // Without blank lines entry k is line k + 1; after one, lines are recorded.
   const plain = dataFromBytes(text.encode("1\n2\n300\n"), { scale: 0 });
   assert.throws(() => encodeInput(sum, plain, opts), /line 3: outside/);
@@ -233,15 +244,28 @@ Deno.test("queries parse strictly and print canonically", () => {
   assert.throws(() => parseQuery("histogram:0:1.25:2", 1), /decimal places/);
 });
 
-Deno.test("the wrap check covers every element: the variance's squares too", () => {
+Deno.test("every element is checked: a bound that does not fit one element takes limbs, what cannot be represented is refused", () => {
+  // The variance's squares (4096 × 2^60 for 3 peers) no longer fit one element: two limbs.
+  const variance = parseQuery("variance", 0);
+  assertBoundsFit(3, elementBounds(variance, 2n ** 30n, 4096));
+  const layout = vectorLayout(variance, { max: 2n ** 30n, maxRows: 4096, participants: 3 });
+  assert.deepEqual(layout.components.map((c) => c.limbs), [1, 2, 1]);
+  assert.equal(layout.dimension, 4);
+  assert.equal(vectorLayout(variance, { max: 1000n, maxRows: 4096, participants: 3 }).dimension, 3);
+  // R must be below p, whatever the limbs.
   assert.throws(
-    () => assertBoundsFit(3, elementBounds(parseQuery("variance", 0), 2n ** 30n, 4096)),
-    /R²/,
+    () => vectorLayout(parseQuery("vector:9", 0), { max: BigInt(P), maxRows: 1, participants: 2 }),
+    /R must be from 0 to below p/,
   );
-  assertBoundsFit(3, elementBounds(parseQuery("variance", 0), 1000n, 4096));
+  // Two limbs per element would take vector:2^24 over the vector limit.
   assert.throws(
-    () => assertBoundsFit(2, elementBounds(parseQuery("vector:9", 0), BigInt(P), 1)),
-    QueryError,
+    () => assertBoundsFit(2, elementBounds(parseQuery("vector:16777216", 0), 2n ** 51n, 1)),
+    /33554432 field elements .*more than the limit of 16777216/,
+  );
+  // With n ≥ p/2 peers not even a one-bit limb can be summed without wrapping.
+  assert.throws(
+    () => assertBoundsFit((P + 1) / 2, elementBounds(variance, 1000n, 4096)),
+    /even one-bit limbs/,
   );
   assert.equal(formatScaled(-1234n, 2), "-12.34");
   assert.equal(formatScaled(5n, 3), "0.005");
