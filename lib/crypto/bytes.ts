@@ -1,0 +1,56 @@
+/**
+ * The byte framing every v2 signature, hash and key derivation is built
+ * from: lp(x) = u32 big-endian length of x, then x. One place, so the signed,
+ * hashed and derived bytes are spelled the same everywhere (docs/protocol.md
+ * repeats this byte for byte).
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** A field of a signing input or derivation label: raw bytes, or text as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** UTF-8 bytes of `text`. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** The concatenation of `parts`. */
+export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** lp(f1) ‖ … ‖ lp(fn). */
+export function lp(...fields: Bytes[]): Uint8Array<ArrayBuffer> {
+  const parts: Uint8Array[] = [];
+  for (const field of fields) {
+    const bytes = typeof field === "string" ? utf8(field) : field;
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, bytes.length, false);
+    parts.push(length, bytes);
+  }
+  return concat(...parts);
+}
+
+/** Bytes of a lowercase hex string (the caller has checked its spelling). */
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/.test(hex)) {
+    throw new RangeError("Cannot decode hex: not lowercase hex digits in pairs");
+  }
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** Whether two byte strings are equal (public values only: not constant time). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

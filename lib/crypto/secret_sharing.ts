@@ -1,0 +1,117 @@
+/**
+ * Shamir sharing of a 32-byte secret (a mask private scalar, or a self-mask
+ * seed) over GF(p), p = 2^52 − 47. The secret is cut into 8 words, word k =
+ * u32 little-endian of bytes 4k..4k+3 (each < 2^32 < p), and each word gets
+ * its own polynomial of degree T − 1 with uniform coefficients (rejection
+ * sampled by lib/field.ts). The participant at START roster index i gets the
+ * 8 values at x = i + 1. Any T shares rebuild the words by Lagrange
+ * interpolation at 0; a rebuilt word ≥ 2^32 proves the shares inconsistent.
+ *
+ * @module
+ */
+
+import { add, inv, mul, randomFieldElement, sub } from "../field.ts";
+import { SHARE_WORDS } from "../wire/messages.ts";
+
+/** Bytes in a shared secret. */
+export const SECRET_BYTES = 32;
+
+/** Raised when shares cannot come from one sharing of a secret. */
+export class InconsistentSharesError extends Error {
+  override name = "InconsistentSharesError";
+}
+
+/** One participant's share: its evaluation point and 8 field elements. */
+export interface SecretShare {
+  x: number;
+  words: Float64Array;
+}
+
+/**
+ * Splits `secret` with threshold `threshold` for the evaluation points `xs`
+ * (distinct, from 1). Returns one share per point, in the order given.
+ */
+export function splitSecret(
+  secret: Uint8Array,
+  xs: readonly number[],
+  threshold: number,
+): SecretShare[] {
+  if (secret.length !== SECRET_BYTES) throw new RangeError("Cannot split: a secret is 32 bytes");
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > xs.length) {
+    throw new RangeError("Cannot split: threshold must be from 1 to the number of shares");
+  }
+  if (new Set(xs).size !== xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) {
+    throw new RangeError("Cannot split: evaluation points must be distinct whole numbers from 1");
+  }
+  const view = new DataView(secret.buffer, secret.byteOffset, secret.byteLength);
+  const shares = xs.map((x) => ({ x, words: new Float64Array(SHARE_WORDS) }));
+  for (let k = 0; k < SHARE_WORDS; k++) {
+    const coefficients = [view.getUint32(4 * k, true)];
+    for (let d = 1; d < threshold; d++) coefficients.push(randomFieldElement());
+    for (const share of shares) {
+      // Horner's rule; x ≤ roster size, far below p.
+      let y = 0;
+      for (let d = coefficients.length - 1; d >= 0; d--) y = add(mul(y, share.x), coefficients[d]!);
+      share.words[k] = y;
+    }
+  }
+  return shares;
+}
+
+/** Lagrange weights of `base` points for evaluating their polynomial at `at`. */
+function weights(base: readonly SecretShare[], at: number): number[] {
+  return base.map((share, j) => {
+    let num = 1;
+    let den = 1;
+    base.forEach((other, m) => {
+      if (m === j) return;
+      num = mul(num, sub(at, other.x));
+      den = mul(den, sub(share.x, other.x));
+    });
+    return mul(num, inv(den));
+  });
+}
+
+function evaluate(base: readonly SecretShare[], w: readonly number[], k: number): number {
+  let y = 0;
+  base.forEach((share, j) => {
+    y = add(y, mul(w[j]!, share.words[k]!));
+  });
+  return y;
+}
+
+/**
+ * Rebuilds the secret from at least `threshold` shares: interpolates through
+ * the first `threshold`, and requires every further share to lie on the same
+ * polynomials and every word to be below 2^32 (else InconsistentSharesError).
+ */
+export function combineSecret(shares: readonly SecretShare[], threshold: number): Uint8Array {
+  if (!Number.isInteger(threshold) || threshold < 1 || shares.length < threshold) {
+    throw new InconsistentSharesError(
+      `Cannot rebuild secret: ${shares.length} shares, ${threshold} needed`,
+    );
+  }
+  if (new Set(shares.map((s) => s.x)).size !== shares.length) {
+    throw new InconsistentSharesError("Cannot rebuild secret: an evaluation point repeats");
+  }
+  const base = shares.slice(0, threshold);
+  const atZero = weights(base, 0);
+  const extra = shares.slice(threshold).map((share) => ({ share, w: weights(base, share.x) }));
+  const secret = new Uint8Array(SECRET_BYTES);
+  const view = new DataView(secret.buffer);
+  for (let k = 0; k < SHARE_WORDS; k++) {
+    const word = evaluate(base, atZero, k);
+    if (word >= 2 ** 32) {
+      throw new InconsistentSharesError("Cannot rebuild secret: the shares are inconsistent");
+    }
+    for (const { share, w } of extra) {
+      if (evaluate(base, w, k) !== share.words[k]) {
+        throw new InconsistentSharesError(
+          `Cannot rebuild secret: the share at point ${share.x} is inconsistent`,
+        );
+      }
+    }
+    view.setUint32(4 * k, word, true);
+  }
+  return secret;
+}

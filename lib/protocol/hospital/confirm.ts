@@ -1,0 +1,79 @@
+/**
+ * Hospital phase 1, Confirm: START has gone out; collect each participant's
+ * signature over the START transcript hash. Then relay every valid
+ * confirmation to every confirmed participant, so each can check for itself
+ * who saw the same roster. Threshold rounds go on to ShareKeys with the
+ * confirmed (if at least T and the minimum contributors); n-of-n rounds need
+ * every participant and go on to MaskedInput.
+ *
+ * | event from a participant        | decision                                       |
+ * | ------------------------------- | ---------------------------------------------- |
+ * | confirm that verifies           | confirmed                                      |
+ * | confirm that does not verify    | violation (threshold: dropped; n-of-n: abort)  |
+ * | a second confirm                | violation                                      |
+ * | abort, disconnect               | lost (threshold: dropped; n-of-n: abort)       |
+ * | timeout, or everyone answered   | relay confirmations, or abort below the floors |
+ *
+ * @module
+ */
+
+import { verify } from "../../crypto/signing.ts";
+import type { Message } from "../../wire/messages.ts";
+import { confirmFields } from "../transcript.ts";
+import { MaskedInputState } from "./masked_input.ts";
+import { ShareKeysState } from "./share_keys.ts";
+import { abortRound, HospitalState } from "./state.ts";
+
+/** Collecting CONFIRM. */
+export class ConfirmState extends HospitalState {
+  readonly phase = "confirm";
+  #confirmed = new Map<string, Uint8Array>();
+
+  protected async collect(from: string, message: Message): Promise<HospitalState> {
+    if (message.type !== "confirm") return this;
+    if (this.#confirmed.has(from)) return await this.lost(from, "second confirm");
+    const fields = confirmFields(this.ctx.session, this.ctx.startHash);
+    if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "confirm", fields))) {
+      return await this.lost(from, "its confirmation does not verify");
+    }
+    this.#confirmed.set(from, message.signature);
+    return await this.settle();
+  }
+
+  protected waiting(): boolean {
+    return this.ctx.roster.some((p) => this.ctx.live(p.name) && !this.#confirmed.has(p.name));
+  }
+
+  timeout(): Promise<HospitalState> {
+    const ctx = this.ctx;
+    const confirmed = ctx.roster.map((p) => p.name).filter((n) =>
+      ctx.live(n) && this.#confirmed.has(n)
+    );
+    if (!ctx.threshold && confirmed.length < ctx.roster.length) {
+      return Promise.resolve(abortRound(ctx, "not every participant confirmed the roster"));
+    }
+    if (ctx.threshold) {
+      for (const p of ctx.roster) {
+        if (ctx.live(p.name) && !this.#confirmed.has(p.name)) {
+          ctx.drop(p.name, "no confirmation by the deadline");
+        }
+      }
+      const floor = Math.max(ctx.terms.threshold, ctx.terms.minContributors);
+      if (confirmed.length < floor) {
+        return Promise.resolve(
+          abortRound(ctx, `${confirmed.length} participants confirmed; ${floor} are needed`),
+        );
+      }
+    }
+    const confirmations = confirmed.map((name) => ({
+      name,
+      signature: this.#confirmed.get(name)!,
+    }));
+    for (const name of confirmed) {
+      ctx.send(name, { type: "confirmations", session: ctx.session, confirmations });
+    }
+    return Promise.resolve(
+      ctx.threshold ? new ShareKeysState(ctx, confirmed) : new MaskedInputState(ctx, confirmed),
+    );
+  }
+}

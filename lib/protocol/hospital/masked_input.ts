@@ -1,0 +1,178 @@
+/**
+ * Hospital phase 3, MaskedInput (fcp/secagg R2): each participant still in
+ * (n-of-n: all; threshold: U2, who shared keys) sends INPUT — length and
+ * digest of its masked vector, signed — then the vector in chunk frames, in
+ * order. A complete vector whose digest matches is added to the running sum
+ * at once; partial vectors are kept per sender until complete.
+ *
+ * n-of-n: when every participant's vector is in, the sum is the result
+ * (pairwise masks cancel) and the round is done. Threshold: the senders of
+ * complete vectors are the survivors S; if |S| ≥ T and ≥ the minimum
+ * contributors, SURVIVORS goes to each of them and Consistency follows. A
+ * sender lost after its vector was complete stays in S: its vector is in
+ * the sum, and its self seed is rebuilt from the others' shares.
+ *
+ * | event from an expected participant              | decision              |
+ * | ----------------------------------------------- | --------------------- |
+ * | input: length = dimension, signature verifies   | chunks expected       |
+ * | input with another length or a bad signature    | violation             |
+ * | a second input                                  | violation             |
+ * | chunk without input, out of order, wrong length | violation             |
+ * | last chunk, digest does not match               | violation             |
+ * | abort, disconnect (also mid-vector)             | lost; partial dropped |
+ * | timeout, or every vector complete               | result / survivors    |
+ *
+ * Violation or loss: n-of-n aborts the round, threshold drops the sender.
+ *
+ * @module
+ */
+
+import { addInto } from "../../field.ts";
+import { sign, verify } from "../../crypto/signing.ts";
+import { vectorDigest } from "../../round.ts";
+import { toHex } from "../../encoding.ts";
+import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
+import { doneFields, inputFields } from "../transcript.ts";
+import { ConsistencyState } from "./consistency.ts";
+import { abortRound, DoneState, type HospitalContext, HospitalState } from "./state.ts";
+
+interface Incoming {
+  digest: string;
+  vector: Float64Array;
+  /** Index of the next chunk expected. */
+  next: number;
+}
+
+/** Collecting INPUT and its chunks. */
+export class MaskedInputState extends HospitalState {
+  readonly phase = "input";
+  #expected: readonly string[];
+  #incoming = new Map<string, Incoming>();
+  #complete = new Set<string>();
+  #sum: Float64Array;
+
+  constructor(ctx: HospitalContext, expected: readonly string[]) {
+    super(ctx);
+    this.#expected = expected;
+    this.#sum = new Float64Array(ctx.terms.dimension);
+  }
+
+  protected override member(name: string): boolean {
+    return this.#expected.includes(name);
+  }
+
+  protected async collect(from: string, message: Message): Promise<HospitalState> {
+    if (message.type !== "input") return this;
+    if (this.#incoming.has(from) || this.#complete.has(from)) {
+      return await this.lost(from, "second input");
+    }
+    const { dimension } = this.ctx.terms;
+    if (message.length !== dimension) {
+      return await this.lost(from, `its input has ${message.length} elements, not ${dimension}`);
+    }
+    const fields = inputFields(
+      this.ctx.session,
+      this.ctx.startHash,
+      message.length,
+      message.digest,
+    );
+    if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "input", fields))) {
+      return await this.lost(from, "its input signature does not verify");
+    }
+    this.#incoming.set(from, {
+      digest: message.digest,
+      vector: new Float64Array(dimension),
+      next: 0,
+    });
+    return this;
+  }
+
+  override async chunk(from: string, chunk: Chunk): Promise<HospitalState> {
+    if (!this.member(from) || !this.ctx.live(from)) return this;
+    const incoming = this.#incoming.get(from);
+    if (!incoming) return await this.lost(from, "chunk without input");
+    const offset = incoming.next * CHUNK_ELEMENTS;
+    const length = Math.min(CHUNK_ELEMENTS, incoming.vector.length - offset);
+    if (chunk.index !== incoming.next || chunk.data.length !== length) {
+      return await this.lost(from, `chunk ${chunk.index} is out of order or of the wrong length`);
+    }
+    incoming.vector.set(chunk.data, offset);
+    incoming.next++;
+    if (offset + length < incoming.vector.length) return this;
+    this.#incoming.delete(from);
+    if ((await vectorDigest(incoming.vector)) !== incoming.digest) {
+      return await this.lost(from, "its vector does not match its signed digest");
+    }
+    addInto(this.#sum, incoming.vector);
+    this.#complete.add(from);
+    return await this.settle();
+  }
+
+  protected override lost(name: string, reason: string): Promise<HospitalState> {
+    this.#incoming.delete(name);
+    return super.lost(name, reason);
+  }
+
+  protected waiting(): boolean {
+    return this.#expected.some((n) => this.ctx.live(n) && !this.#complete.has(n));
+  }
+
+  async timeout(): Promise<HospitalState> {
+    const ctx = this.ctx;
+    // A complete vector is in the sum, so its sender is a survivor even if it
+    // was lost afterwards: its self seed is rebuilt from the others' shares.
+    const survivors = this.#expected.filter((n) => this.#complete.has(n));
+    if (!ctx.threshold) {
+      if (survivors.length < this.#expected.length) {
+        return abortRound(ctx, "not every participant's masked input arrived");
+      }
+      return await finish(ctx, this.#sum, survivors);
+    }
+    for (const name of this.#expected) {
+      if (ctx.live(name) && !this.#complete.has(name)) {
+        ctx.drop(name, "no complete masked input by the deadline");
+      }
+    }
+    const floor = Math.max(ctx.terms.threshold, ctx.terms.minContributors);
+    if (survivors.length < floor) {
+      return abortRound(ctx, `${survivors.length} masked inputs arrived; ${floor} are needed`);
+    }
+    for (const name of survivors) {
+      if (ctx.live(name)) {
+        ctx.send(name, { type: "survivors", session: ctx.session, set: survivors });
+      }
+    }
+    return new ConsistencyState(ctx, this.#expected, survivors, this.#sum);
+  }
+}
+
+/**
+ * The round's result is `result`, the sum over exactly `set`: sign DONE,
+ * send it to every participant still taking part, record the outcome.
+ */
+export async function finish(
+  ctx: HospitalContext,
+  result: Float64Array,
+  set: readonly string[],
+): Promise<HospitalState> {
+  const resultDigest = await vectorDigest(result);
+  const signature = await sign(
+    ctx.signingKey,
+    "done",
+    doneFields(ctx.session, ctx.startHash, set, resultDigest),
+  );
+  for (const p of ctx.roster) {
+    if (ctx.live(p.name)) {
+      ctx.send(p.name, { type: "done", session: ctx.session, resultDigest, signature });
+    }
+  }
+  ctx.outcome = {
+    kind: "done",
+    result,
+    set: [...set],
+    resultDigest,
+    startHash: toHex(ctx.startHash),
+  };
+  ctx.log(`round done over ${set.length} participants`);
+  return new DoneState(ctx);
+}

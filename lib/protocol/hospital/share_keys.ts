@@ -1,0 +1,77 @@
+/**
+ * Hospital phase 2, ShareKeys (threshold rounds; fcp/secagg R1): each
+ * confirmed participant sends its Shamir shares of its mask key and self
+ * seed, one sealed blob per other confirmed participant. The hospital cannot
+ * open them; it relays to each participant the blobs addressed to it, from
+ * every participant that sent a complete set (U2). Then MaskedInput over U2.
+ *
+ * | event from a confirmed participant         | decision                        |
+ * | ------------------------------------------ | ------------------------------- |
+ * | sealed addressed to exactly the others     | recorded                        |
+ * |   of the confirmed set                     |                                 |
+ * | sealed missing or adding a recipient       | violation: dropped              |
+ * | a second sealed                            | violation: dropped              |
+ * | abort, disconnect                          | dropped                         |
+ * | timeout, or everyone answered              | relay shares to U2, or abort if |
+ * |                                            | |U2| < T or < min contributors  |
+ *
+ * @module
+ */
+
+import type { Message } from "../../wire/messages.ts";
+import { MaskedInputState } from "./masked_input.ts";
+import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
+
+/** Collecting SEALED. */
+export class ShareKeysState extends HospitalState {
+  readonly phase = "share";
+  #confirmed: readonly string[];
+  #sealed = new Map<string, Map<string, Uint8Array>>();
+
+  constructor(ctx: HospitalContext, confirmed: readonly string[]) {
+    super(ctx);
+    this.#confirmed = confirmed;
+  }
+
+  protected override member(name: string): boolean {
+    return this.#confirmed.includes(name);
+  }
+
+  protected async collect(from: string, message: Message): Promise<HospitalState> {
+    if (message.type !== "sealed") return this;
+    if (this.#sealed.has(from)) return await this.lost(from, "second sealed");
+    const expected = this.#confirmed.filter((n) => n !== from);
+    const to = message.shares.map((s) => s.to);
+    if (to.length !== expected.length || to.some((n, i) => n !== expected[i])) {
+      return await this.lost(from, "its shares are not addressed to exactly the confirmed set");
+    }
+    this.#sealed.set(from, new Map(message.shares.map((s) => [s.to, s.sealed])));
+    return await this.settle();
+  }
+
+  protected waiting(): boolean {
+    return this.#confirmed.some((n) => this.ctx.live(n) && !this.#sealed.has(n));
+  }
+
+  timeout(): Promise<HospitalState> {
+    const ctx = this.ctx;
+    for (const name of this.#confirmed) {
+      if (ctx.live(name) && !this.#sealed.has(name)) ctx.drop(name, "no shares by the deadline");
+    }
+    const holders = this.#confirmed.filter((n) => ctx.live(n) && this.#sealed.has(n));
+    const floor = Math.max(ctx.terms.threshold, ctx.terms.minContributors);
+    if (holders.length < floor) {
+      return Promise.resolve(
+        abortRound(ctx, `${holders.length} participants shared keys; ${floor} are needed`),
+      );
+    }
+    for (const to of holders) {
+      const shares = holders.filter((from) => from !== to).map((from) => ({
+        from,
+        sealed: this.#sealed.get(from)!.get(to)!,
+      }));
+      ctx.send(to, { type: "shares", session: ctx.session, shares });
+    }
+    return Promise.resolve(new MaskedInputState(ctx, holders));
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * What every hospital phase state shares: the round's context (terms,
+ * roster, keys, who has been dropped) and the base class that routes events.
+ * Like fcp/secagg's SecAggServerState, each phase is its own class; this base
+ * turns the common cases into the same decisions everywhere:
+ *
+ * | event                                          | decision                          |
+ * | ---------------------------------------------- | --------------------------------- |
+ * | anything from a dropped party or a non-member  | ignored, logged                   |
+ * | a message for another session                  | ignored, logged                   |
+ * | a message type of an earlier phase (late)      | ignored, logged                   |
+ * | `abort` from a participant; `disconnected`     | that peer is lost (see below)     |
+ * | a type the phase does not expect (too early,   | protocol violation by that peer   |
+ * |   hospital-bound types only), a stray chunk    |                                   |
+ *
+ * A lost or violating peer is dropped: in a threshold round it is sent
+ * `abort` and the round goes on without it if the phase's floors still hold;
+ * in an n-of-n round after START the whole round aborts. Before START
+ * (AdvertiseKeys) a lost invitee just is not in the roster.
+ *
+ * @module
+ */
+
+import { randomHex } from "../../encoding.ts";
+import type { Chunk, Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
+import { QueryError } from "../../query.ts";
+import { termsProblem } from "../terms.ts";
+import { sessionBytes } from "../transcript.ts";
+import type { HospitalOutcome, Log, Outbox, VerifyParty } from "../types.ts";
+
+/** The phases of a hospital round, in order. */
+export type HospitalPhase =
+  | "advertise"
+  | "confirm"
+  | "share"
+  | "input"
+  | "consistency"
+  | "unmask"
+  | "done"
+  | "aborted";
+
+/** Which peer → hospital message types each phase collects. */
+const COLLECTS: Record<HospitalPhase, readonly MessageType[]> = {
+  advertise: ["join", "refuse"],
+  confirm: ["confirm"],
+  share: ["sealed"],
+  input: ["input"],
+  consistency: ["consistency"],
+  unmask: ["reveal"],
+  done: [],
+  aborted: [],
+};
+const ORDER: readonly HospitalPhase[] = [
+  "advertise",
+  "confirm",
+  "share",
+  "input",
+  "consistency",
+  "unmask",
+  "done",
+  "aborted",
+];
+
+/** A peer the hospital invites: its name and certificate, as the TLS handshake showed them. */
+export interface Invitee {
+  name: string;
+  certPem: string;
+}
+
+/** Everything a hospital round is created from. */
+export interface HospitalOptions {
+  /** The hospital's party name (its certificate's CN). */
+  name: string;
+  /** The hospital's certificate, PEM; sent in INVITE. */
+  certPem: string;
+  /** The hospital's ECDSA P-256 private key. */
+  signingKey: CryptoKey;
+  terms: Terms;
+  /** The connected peers to invite (names unique). */
+  invitees: readonly Invitee[];
+  outbox: Outbox;
+  verifyParty: VerifyParty;
+  log?: Log;
+  /** The session id; a fresh random one if absent (tests replay one). */
+  session?: string;
+}
+
+/** The round's shared, growing state. */
+export class HospitalContext {
+  readonly name: string;
+  readonly certPem: string;
+  readonly signingKey: CryptoKey;
+  readonly terms: Terms;
+  readonly session: string;
+  readonly sessionBytes: Uint8Array;
+  readonly invitees: ReadonlyMap<string, string>;
+  readonly outbox: Outbox;
+  readonly verifyParty: VerifyParty;
+  readonly log: Log;
+  /** The START roster, sorted by name (set when START is sent). */
+  roster: Participant[] = [];
+  /** Roster position of each participant: its Shamir point is index + 1. */
+  readonly index = new Map<string, number>();
+  /** Each participant's certificate verify key. */
+  readonly verifyKeys = new Map<string, CryptoKey>();
+  startHash: Uint8Array = new Uint8Array(0);
+  /** Participants dropped (lost, refused, or violating): ignored from then on. */
+  readonly dropped = new Set<string>();
+  outcome: HospitalOutcome | undefined;
+
+  constructor(options: HospitalOptions) {
+    this.name = options.name;
+    this.certPem = options.certPem;
+    this.signingKey = options.signingKey;
+    this.terms = options.terms;
+    this.session = options.session ?? randomHex(16);
+    this.sessionBytes = sessionBytes(this.session);
+    this.invitees = new Map(options.invitees.map((i) => [i.name, i.certPem]));
+    if (this.invitees.size !== options.invitees.length) {
+      throw new RangeError("Cannot create round: an invitee is listed twice");
+    }
+    const problem = termsProblem(options.terms);
+    if (problem) throw new QueryError(`Cannot create round: ${problem}`);
+    this.outbox = options.outbox;
+    this.verifyParty = options.verifyParty;
+    this.log = options.log ?? (() => {});
+  }
+
+  get threshold(): boolean {
+    return this.terms.mode === "threshold";
+  }
+
+  send(to: string, message: Message): void {
+    this.outbox.send(to, message);
+  }
+
+  /** Marks `name` dropped and tells it so (it gets nothing more). */
+  drop(name: string, reason: string): void {
+    if (this.dropped.has(name)) return;
+    this.dropped.add(name);
+    this.log(`dropped ${name}: ${reason}`);
+    this.send(name, { type: "abort", session: this.session, reason: `dropped: ${reason}` });
+  }
+
+  /** Whether `name` is still taking part. */
+  live(name: string): boolean {
+    return !this.dropped.has(name);
+  }
+}
+
+/** One phase of a hospital round. */
+export abstract class HospitalState {
+  abstract readonly phase: HospitalPhase;
+  protected readonly ctx: HospitalContext;
+
+  constructor(ctx: HospitalContext) {
+    this.ctx = ctx;
+  }
+
+  /** Whether `name` may send in this phase at all (a roster member, or an invitee before START). */
+  protected member(name: string): boolean {
+    return this.ctx.index.has(name);
+  }
+
+  /** A decoded message from party `from` (the name TLS authenticated). */
+  async handle(from: string, message: Message): Promise<HospitalState> {
+    if (!this.member(from) || !this.ctx.live(from)) {
+      this.ctx.log(`ignored ${message.type} from ${from}: not taking part`);
+      return this;
+    }
+    if (message.session !== this.ctx.session) {
+      this.ctx.log(`ignored ${message.type} from ${from}: another session`);
+      return this;
+    }
+    if (message.type === "abort") return await this.lost(from, "it aborted");
+    if (COLLECTS[this.phase].includes(message.type)) return await this.collect(from, message);
+    const earlier = ORDER.slice(0, ORDER.indexOf(this.phase));
+    if (earlier.some((phase) => COLLECTS[phase].includes(message.type))) {
+      this.ctx.log(`ignored late ${message.type} from ${from}`);
+      return this;
+    }
+    return await this.lost(from, `unexpected ${message.type} in phase ${this.phase}`);
+  }
+
+  /** A vector chunk from `from`; only the masked-input phase takes them. */
+  async chunk(from: string, _chunk: Chunk): Promise<HospitalState> {
+    if (!this.member(from) || !this.ctx.live(from)) return this;
+    return await this.lost(from, `unexpected chunk in phase ${this.phase}`);
+  }
+
+  /** The connection to `name` closed. */
+  async disconnected(name: string): Promise<HospitalState> {
+    if (!this.member(name) || !this.ctx.live(name)) return this;
+    return await this.lost(name, "disconnected");
+  }
+
+  /** The phase's deadline passed: go on with whoever answered, or abort. */
+  abstract timeout(): Promise<HospitalState>;
+
+  /** A message this phase collects, from a live member. */
+  protected abstract collect(from: string, message: Message): Promise<HospitalState>;
+
+  /** Whether some live party this phase waits for has not answered yet. */
+  protected abstract waiting(): boolean;
+
+  /** Goes on once nobody is awaited. */
+  protected async settle(): Promise<HospitalState> {
+    return this.waiting() ? this : await this.timeout();
+  }
+
+  /**
+   * Peer `name` is gone or broke the protocol. n-of-n after START: the round
+   * aborts. Otherwise it is dropped and the phase goes on without it.
+   */
+  protected async lost(name: string, reason: string): Promise<HospitalState> {
+    if (!this.ctx.threshold && this.ctx.roster.length > 0) {
+      return abortRound(this.ctx, `${name}: ${reason}`);
+    }
+    this.ctx.drop(name, reason);
+    return await this.settle();
+  }
+}
+
+/** The round ended with a result. */
+export class DoneState extends HospitalState {
+  readonly phase: HospitalPhase = "done";
+  override handle(from: string, message: Message): Promise<HospitalState> {
+    this.ctx.log(`ignored ${message.type} from ${from}: round is over`);
+    return Promise.resolve(this);
+  }
+  override chunk(): Promise<HospitalState> {
+    return Promise.resolve(this);
+  }
+  override disconnected(): Promise<HospitalState> {
+    return Promise.resolve(this);
+  }
+  timeout(): Promise<HospitalState> {
+    return Promise.resolve(this);
+  }
+  protected collect(): Promise<HospitalState> {
+    return Promise.resolve(this);
+  }
+  protected waiting(): boolean {
+    return false;
+  }
+}
+
+/** The round ended without a result. */
+export class AbortedState extends DoneState {
+  override readonly phase: HospitalPhase = "aborted";
+}
+
+/**
+ * Ends the round without a result: every party still taking part (every
+ * invitee before START, every live participant after) is sent `abort`.
+ */
+export function abortRound(ctx: HospitalContext, reason: string): HospitalState {
+  const parties = ctx.roster.length > 0 ? ctx.roster.map((p) => p.name) : [...ctx.invitees.keys()];
+  for (const name of parties) {
+    if (ctx.live(name)) ctx.send(name, { type: "abort", session: ctx.session, reason });
+  }
+  ctx.log(`round aborted: ${reason}`);
+  ctx.outcome = { kind: "aborted", reason };
+  return new AbortedState(ctx);
+}

@@ -1,0 +1,118 @@
+/**
+ * Hospital phase 5, Unmasking (fcp/secagg R3): collect each signer's REVEAL
+ * — for every participant that shared keys (U2), its self-seed share if that
+ * participant is in S, its mask-key share if not. With at least T reveals:
+ * rebuild each survivor's self seed and remove PRG(b_j); rebuild each
+ * dropped participant's mask key, check it against the maskKey it
+ * advertised, and remove its pairwise masks from every survivor's input.
+ * What remains is Σ_{j ∈ S} x_j.
+ *
+ * | event from a signer                                | decision          |
+ * | -------------------------------------------------- | ----------------- |
+ * | reveal covering exactly U2, self for S, mask else  | recorded          |
+ * | reveal covering other peers or the wrong kinds     | violation: dropped|
+ * | a second reveal                                    | violation: dropped|
+ * | abort, disconnect                                  | dropped           |
+ * | timeout, or every signer answered                  | unmask, or abort  |
+ * |                                                    | (< T reveals,     |
+ * |                                                    | inconsistent      |
+ * |                                                    | shares, wrong key)|
+ *
+ * All reveals are used: shares beyond T must lie on the same polynomial, so
+ * one lying revealer among more than T is caught rather than summed.
+ *
+ * @module
+ */
+
+import { importPublicKey, pairwiseSeed } from "../../crypto/agreement.ts";
+import { rebuildMaskKey } from "../../crypto/mask_key.ts";
+import { applyMask, pairSign } from "../../crypto/masks.ts";
+import { combineSecret, type SecretShare } from "../../crypto/secret_sharing.ts";
+import type { Message } from "../../wire/messages.ts";
+import { finish } from "./masked_input.ts";
+import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
+
+/** Collecting REVEAL. */
+export class UnmaskingState extends HospitalState {
+  readonly phase = "unmask";
+  #holders: readonly string[];
+  #survivors: readonly string[];
+  #signers: readonly string[];
+  #sum: Float64Array;
+  #reveals = new Map<string, Map<string, Float64Array>>();
+
+  constructor(
+    ctx: HospitalContext,
+    holders: readonly string[],
+    survivors: readonly string[],
+    signers: readonly string[],
+    sum: Float64Array,
+  ) {
+    super(ctx);
+    this.#holders = holders;
+    this.#survivors = survivors;
+    this.#signers = signers;
+    this.#sum = sum;
+  }
+
+  protected override member(name: string): boolean {
+    return this.#signers.includes(name);
+  }
+
+  protected async collect(from: string, message: Message): Promise<HospitalState> {
+    if (message.type !== "reveal") return this;
+    if (this.#reveals.has(from)) return await this.lost(from, "second reveal");
+    const of = message.shares.map((s) => s.of);
+    const right = of.length === this.#holders.length &&
+      of.every((n, i) => n === this.#holders[i]) &&
+      message.shares.every((s) => s.kind === (this.#survivors.includes(s.of) ? "self" : "mask"));
+    if (!right) return await this.lost(from, "its reveal does not match the survivors set");
+    this.#reveals.set(from, new Map(message.shares.map((s) => [s.of, s.share])));
+    return await this.settle();
+  }
+
+  protected waiting(): boolean {
+    return this.#signers.some((n) => this.ctx.live(n) && !this.#reveals.has(n));
+  }
+
+  async timeout(): Promise<HospitalState> {
+    const ctx = this.ctx;
+    const revealers = this.#signers.filter((n) => ctx.live(n) && this.#reveals.has(n));
+    const t = ctx.terms.threshold;
+    if (revealers.length < t) {
+      return abortRound(ctx, `${revealers.length} survivors revealed shares; ${t} are needed`);
+    }
+    const sharesOf = (owner: string): SecretShare[] =>
+      revealers.map((r) => ({
+        x: ctx.index.get(r)! + 1,
+        words: this.#reveals.get(r)!.get(owner)!,
+      }));
+    const sum = this.#sum;
+    for (const owner of this.#holders) {
+      let secret: Uint8Array;
+      try {
+        secret = combineSecret(sharesOf(owner), t);
+      } catch {
+        return abortRound(ctx, `the revealed shares of ${owner} are inconsistent`);
+      }
+      if (this.#survivors.includes(owner)) {
+        await applyMask(sum, secret, -1);
+        continue;
+      }
+      const entry = ctx.roster[ctx.index.get(owner)!]!;
+      let maskKey: CryptoKey;
+      try {
+        maskKey = await rebuildMaskKey(secret, entry.maskKey);
+      } catch {
+        return abortRound(ctx, `the rebuilt mask key of ${owner} is not the one it advertised`);
+      }
+      for (const survivor of this.#survivors) {
+        const other = await importPublicKey(ctx.roster[ctx.index.get(survivor)!]!.maskKey);
+        const seed = await pairwiseSeed(maskKey, other, ctx.sessionBytes, owner, survivor);
+        // The survivor added pairSign(survivor, owner) · PRG(seed): take it out.
+        await applyMask(sum, seed, pairSign(survivor, owner) === 1 ? -1 : 1);
+      }
+    }
+    return await finish(ctx, sum, this.#survivors);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Peer phase 2, Confirm: confirmed START; waiting for CONFIRMATIONS. The
+ * peer goes on only with the participants whose signature over this exact
+ * START hash verifies (itself included) — a hospital that showed someone
+ * another roster, or replayed keys, gets no valid confirmation from them.
+ * n-of-n: every participant must have confirmed; then the masked input goes
+ * out. Threshold: at least T and the floor must have; then the peer shares
+ * its mask key and a fresh self seed among them, each share sealed to its
+ * recipient.
+ *
+ * | CONFIRMATIONS ...                              | decision                  |
+ * | ---------------------------------------------- | ------------------------- |
+ * | an entry that does not verify, or for a name   | left out (logged)         |
+ * |   not in the roster                            |                           |
+ * | n-of-n: not all verify                         | aborted                   |
+ * | threshold: fewer than max(T, floor) verify     | aborted                   |
+ * | otherwise                                      | input / sealed shares     |
+ *
+ * @module
+ */
+
+import { sealingKey, sharedSecret } from "../../crypto/agreement.ts";
+import { exportScalar } from "../../crypto/mask_key.ts";
+import { sealShares } from "../../crypto/seal.ts";
+import { splitSecret } from "../../crypto/secret_sharing.ts";
+import { verify } from "../../crypto/signing.ts";
+import { randomSeed } from "../../prg.ts";
+import type { Message } from "../../wire/messages.ts";
+import { confirmFields } from "../transcript.ts";
+import { sendMaskedInput } from "./masked_input.ts";
+import { ShareKeysState } from "./share_keys.ts";
+import { abortSession, PeerState } from "./state.ts";
+
+/** Waiting for CONFIRMATIONS. */
+export class ConfirmState extends PeerState {
+  readonly phase = "confirm";
+
+  protected async receive(message: Message): Promise<PeerState> {
+    if (message.type !== "confirmations") return this;
+    const ctx = this.ctx;
+    const fields = confirmFields(ctx.session, ctx.startHash);
+    const valid = new Set([ctx.name]);
+    await Promise.all(message.confirmations.map(async ({ name, signature }) => {
+      const key = ctx.verifyKeys.get(name);
+      if (name === ctx.name) return;
+      if (key && await verify(key, signature, "confirm", fields)) valid.add(name);
+      else ctx.log(`left out ${name}: its confirmation does not verify`);
+    }));
+    ctx.confirmed = ctx.roster.map((p) => p.name).filter((n) => valid.has(n));
+    const terms = ctx.agreed;
+    if (terms.mode === "nofn") {
+      if (ctx.confirmed.length !== ctx.roster.length) {
+        return abortSession(
+          ctx,
+          `${ctx.roster.length - ctx.confirmed.length} participants did not confirm this roster`,
+        );
+      }
+      return await sendMaskedInput(ctx, ctx.confirmed, undefined);
+    }
+    const floor = Math.max(terms.threshold, ctx.floor);
+    if (ctx.confirmed.length < floor) {
+      return abortSession(
+        ctx,
+        `${ctx.confirmed.length} participants confirmed this roster; ${floor} are needed`,
+      );
+    }
+    return await this.#share();
+  }
+
+  /** Shamir-shares the mask scalar and a fresh self seed among the confirmed, sealed. */
+  async #share(): Promise<PeerState> {
+    const ctx = this.ctx;
+    const keys = ctx.keys!;
+    const xs = ctx.confirmed.map((n) => ctx.index.get(n)! + 1);
+    const t = ctx.agreed.threshold;
+    const selfSeed = randomSeed();
+    const maskShares = splitSecret(await exportScalar(keys.mask.privateKey), xs, t);
+    const selfShares = splitSecret(selfSeed, xs, t);
+    const shares = await Promise.all(ctx.confirmed.map(async (to, k) => {
+      const pair = { mask: maskShares[k]!.words, self: selfShares[k]!.words };
+      if (to === ctx.name) {
+        ctx.shares.set(to, pair);
+        return undefined;
+      }
+      const shared = await sharedSecret(keys.seal.privateKey, ctx.sealKeys.get(to)!);
+      ctx.sealSecrets.set(to, shared);
+      const key = await sealingKey(shared, ctx.sessionBytes, ctx.name, to);
+      return { to, sealed: await sealShares(key, ctx.sessionBytes, ctx.name, to, pair) };
+    }));
+    ctx.send({
+      type: "sealed",
+      session: ctx.session,
+      shares: shares.filter((s) => s !== undefined),
+    });
+    return new ShareKeysState(ctx, selfSeed);
+  }
+}

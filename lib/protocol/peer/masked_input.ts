@@ -1,0 +1,135 @@
+/**
+ * Peer phase 4, MaskedInput: the masked vector y = x + PRG(b) + Σ_{j>i}
+ * PRG(s_ij) − Σ_{j<i} PRG(s_ij) has gone out (n-of-n: no b, j over everyone),
+ * as INPUT with its signed digest and then its chunks. n-of-n: waiting for
+ * DONE. Threshold: waiting for SURVIVORS, the set S whose inputs the
+ * hospital claims to hold. The peer checks S itself before signing it:
+ * S ⊆ the holders it masked with, this peer ∈ S, |S| ≥ T, and |S| ≥ its
+ * floor (the stricter of its own and the terms' minimum contributors) — so a
+ * hospital cannot shrink the sum to a victim and its colluders.
+ *
+ * | message                                      | decision                |
+ * | -------------------------------------------- | ----------------------- |
+ * | SURVIVORS breaking a rule above              | aborted                 |
+ * | SURVIVORS otherwise                          | sign (session, START    |
+ * |                                              | hash, S): consistency   |
+ * | DONE (n-of-n) with a valid signature         | done                    |
+ * | DONE with a bad signature, or in a threshold | aborted                 |
+ * |   round before SURVIVORS                     |                         |
+ *
+ * @module
+ */
+
+import { pairwiseSeed } from "../../crypto/agreement.ts";
+import { applyMask, pairSign } from "../../crypto/masks.ts";
+import { sign, verify } from "../../crypto/signing.ts";
+import { toHex } from "../../encoding.ts";
+import { vectorDigest } from "../../round.ts";
+import { CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
+import { consistencyFields, doneFields, inputFields } from "../transcript.ts";
+import { ConsistencyState } from "./consistency.ts";
+import { abortSession, type PeerContext, PeerDoneState, PeerState } from "./state.ts";
+
+/**
+ * Masks the input with the self seed (threshold) and with every other
+ * participant in `neighbours`, sends INPUT and the chunks, and returns the
+ * state waiting for what follows.
+ */
+export async function sendMaskedInput(
+  ctx: PeerContext,
+  neighbours: readonly string[],
+  selfSeed: Uint8Array | undefined,
+): Promise<PeerState> {
+  const y = Float64Array.from(ctx.x);
+  if (selfSeed) await applyMask(y, selfSeed, 1);
+  const own = ctx.keys!.mask.privateKey;
+  const seeds = await Promise.all(
+    neighbours.filter((n) => n !== ctx.name).map(async (other) => ({
+      other,
+      seed: await pairwiseSeed(own, ctx.maskKeys.get(other)!, ctx.sessionBytes, ctx.name, other),
+    })),
+  );
+  for (const { other, seed } of seeds) await applyMask(y, seed, pairSign(ctx.name, other));
+  const digest = await vectorDigest(y);
+  const signature = await sign(
+    ctx.signingKey,
+    "input",
+    inputFields(ctx.session, ctx.startHash, y.length, digest),
+  );
+  ctx.send({ type: "input", session: ctx.session, length: y.length, digest, signature });
+  for (let index = 0; index * CHUNK_ELEMENTS < y.length; index++) {
+    const data = y.subarray(index * CHUNK_ELEMENTS, (index + 1) * CHUNK_ELEMENTS);
+    ctx.outbox.sendChunk(ctx.hospitalName, { index, data });
+  }
+  return new MaskedInputState(ctx);
+}
+
+/**
+ * Checks DONE's signature over (session, START hash, `set`, digest) with the
+ * hospital's key and ends the session with it.
+ */
+export async function acceptDone(
+  ctx: PeerContext,
+  message: Message,
+  set: readonly string[],
+): Promise<PeerState> {
+  if (message.type !== "done") return abortSession(ctx, `unexpected ${message.type}`);
+  const fields = doneFields(ctx.session, ctx.startHash, set, message.resultDigest);
+  if (!(await verify(ctx.hospitalKey!, message.signature, "done", fields))) {
+    return abortSession(ctx, "the hospital's DONE signature does not verify");
+  }
+  ctx.outcome = {
+    kind: "done",
+    set: [...set],
+    resultDigest: message.resultDigest,
+    signature: message.signature,
+    startHash: toHex(ctx.startHash),
+  };
+  ctx.log(`session done over ${set.length} participants`);
+  return new PeerDoneState(ctx);
+}
+
+/** Waiting for SURVIVORS (threshold) or DONE (n-of-n). */
+export class MaskedInputState extends PeerState {
+  readonly phase = "input";
+
+  protected async receive(message: Message): Promise<PeerState> {
+    const ctx = this.ctx;
+    const terms = ctx.agreed;
+    if (message.type === "done") {
+      if (terms.mode !== "nofn") return abortSession(ctx, "DONE before SURVIVORS");
+      return await acceptDone(ctx, message, ctx.confirmed);
+    }
+    if (message.type !== "survivors") return this;
+    if (terms.mode === "nofn") return abortSession(ctx, "SURVIVORS in an n-of-n round");
+    const set = message.set;
+    const outside = set.find((n) => !ctx.holders.includes(n));
+    if (outside !== undefined) {
+      return abortSession(
+        ctx,
+        `the survivors set lists ${outside}, who did not share keys with this peer`,
+      );
+    }
+    if (!set.includes(ctx.name)) return abortSession(ctx, "the survivors set leaves this peer out");
+    if (set.length < terms.threshold) {
+      return abortSession(
+        ctx,
+        `the survivors set has ${set.length} members, below T = ${terms.threshold}`,
+      );
+    }
+    if (set.length < ctx.floor) {
+      return abortSession(
+        ctx,
+        `the survivors set has ${set.length} members, below this peer's floor of ${ctx.floor}`,
+      );
+    }
+    ctx.survivors = [...set];
+    const signature = await sign(
+      ctx.signingKey,
+      "consistency",
+      consistencyFields(ctx.session, ctx.startHash, set),
+    );
+    ctx.send({ type: "consistency", session: ctx.session, signature });
+    return new ConsistencyState(ctx);
+  }
+}

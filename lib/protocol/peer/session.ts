@@ -1,0 +1,89 @@
+/**
+ * A peer's side of one v2 round, as a sans-I/O state machine: the runtime
+ * feeds it the hospital's decoded messages, disconnects and deadline
+ * events; it sends through the injected Outbox (always to the hospital) and
+ * ends with an outcome. Events are processed one at a time in order.
+ *
+ * @module
+ */
+
+import type { Message } from "../../wire/messages.ts";
+import type { PeerOutcome } from "../types.ts";
+import { AwaitInviteState } from "./await_invite.ts";
+import {
+  abortSession,
+  PeerContext,
+  type PeerOptions,
+  type PeerPhase,
+  type PeerState,
+} from "./state.ts";
+
+export type { PeerOptions, PeerPhase } from "./state.ts";
+
+/** One round, as one peer takes part in it. */
+export class PeerSession {
+  #ctx: PeerContext;
+  #state: PeerState;
+  #queue: Promise<void> = Promise.resolve();
+  #resolve!: (outcome: PeerOutcome) => void;
+  /** Resolves with the outcome once the session is done or aborted. */
+  readonly finished: Promise<PeerOutcome>;
+
+  constructor(options: PeerOptions) {
+    this.#ctx = new PeerContext(options);
+    this.#state = new AwaitInviteState(this.#ctx);
+    this.finished = new Promise((resolve) => this.#resolve = resolve);
+  }
+
+  /** The session id, once an invite was accepted ("" before). */
+  get session(): string {
+    return this.#ctx.session;
+  }
+
+  /** The current phase; the runtime restarts its deadline timer when this changes. */
+  get phase(): PeerPhase {
+    return this.#state.phase;
+  }
+
+  /** The outcome, once there is one. */
+  get outcome(): PeerOutcome | undefined {
+    return this.#ctx.outcome;
+  }
+
+  /** A decoded message from the hospital. */
+  message(message: Message): Promise<void> {
+    return this.#run((state) => state.handle(message));
+  }
+
+  /** A chunk frame from the hospital (always a protocol violation). */
+  chunk(): Promise<void> {
+    return this.#run((state) => state.chunk());
+  }
+
+  /** The connection to the hospital closed or sent undecodable frames. */
+  disconnected(): Promise<void> {
+    return this.#run((state) => state.disconnected());
+  }
+
+  /** The current phase's deadline passed. */
+  timeout(): Promise<void> {
+    return this.#run((state) => state.timeout());
+  }
+
+  #run(step: (state: PeerState) => Promise<PeerState>): Promise<void> {
+    const run = this.#queue.then(async () => {
+      if (this.#ctx.outcome) {
+        this.#ctx.log("ignored an event: the round is over");
+        return;
+      }
+      try {
+        this.#state = await step(this.#state);
+      } catch (error) {
+        this.#state = abortSession(this.#ctx, `internal error: ${(error as Error).message}`);
+      }
+      if (this.#ctx.outcome) this.#resolve(this.#ctx.outcome);
+    });
+    this.#queue = run;
+    return run;
+  }
+}

@@ -1,0 +1,593 @@
+/**
+ * One test per guard of privacy, authentication or exactness in the v2 core
+ * (lib/protocol/, lib/crypto/, lib/wire/). Each listed guard was deleted or
+ * neutered by hand and the named test seen to fail, then restored.
+ *
+ * Peer guards (lib/protocol/peer/):
+ *   P1  INVITE certificate checked for the expected hospital name → "guard P1"
+ *   P2  INVITE signature over session and terms                   → "guard P2"
+ *   P3  session id seen before is refused                         → attacks_test "a replayed session id"
+ *   P4  threshold T ≥ 2, and ≥ the peer's own minimum T           → both "guard P4" tests
+ *   P5  own input within its element bound (no wrap)              → "guard P5"
+ *   P6  roster size fits the terms (bounds, T > N/2, floors)      → "guard P6"
+ *   P7  START lists this peer with exactly its own keys           → "guard P7"
+ *   P8  each participant's certificate (consortium CA, name)      → "guard P8"
+ *   P9  each join signature over this session (replayed keys)     → attacks_test "keys replayed"
+ *   P10 confirmations verify over this START hash, ≥ T / all      → attacks_test "different rosters",
+ *                                                                   "guard P10"
+ *   P11 a sealed share that does not open aborts                  → "guard P11"
+ *   P12 holders ≥ max(T, floor)                                   → "guard P12"
+ *   P13 survivors ⊆ holders                                       → "guard P13"
+ *   P14 this peer ∈ survivors                                     → "guard P14"
+ *   P15 |survivors| ≥ T                                           → attacks_test "attack (a)"
+ *   P16 |survivors| ≥ the peer's floor                            → "guard P16"
+ *   P17 UNMASK names exactly the set this peer signed             → "guard P17"
+ *   P18 ≥ T valid consistency signatures from members of the set  → attacks_test "attack (b)",
+ *                                                                   "different set for every peer",
+ *                                                                   "guard P18"
+ *   P19 per holder exactly one share: self iff in the set         → "guard P19"
+ *   P20 one reveal per session (a later UNMASK is ignored)        → "guard P20"
+ *   P21 DONE signature over (session, START hash, set, digest)    → "guard P21"
+ * Hospital guards (lib/protocol/hospital/):
+ *   H1  join signature                                            → "guard H1"
+ *   H2  join keys are P-256 points                                → "guard H2"
+ *   H3  roster fits the terms before START (no wrap)              → "guard H3"
+ *   H4  confirm signature                                         → "guard H4"
+ *   H5  sealed addressed to exactly the confirmed set             → "guard H5"
+ *   H6  input signature and length                                → "guard H6"
+ *   H7  chunks in order with the right lengths                    → "guard H7"
+ *   H8  vector matches its signed digest                          → "guard H8"
+ *   H9  consistency signature                                     → "guard H9"
+ *   H10 reveal covers exactly the holders, kind by the set        → "guard H10"
+ *   H11 rebuilt words < 2^32 and extra shares consistent          → "guard H11", crypto_test
+ *                                                                   "inconsistent shares"
+ *   H12 rebuilt mask key equals the advertised maskKey            → "guard H12"
+ *   H13 a survivor lost after its input stays in the set          → threshold_test "after masked input"
+ * Crypto and codec guards (lib/crypto/, lib/wire/):
+ *   C1  public keys are points on P-256                           → crypto_test "off the curve"
+ *   C2  sealing binds session, sender, recipient (AAD)            → crypto_test "sealed shares"
+ *   C3  duplicate JSON keys                                       → messages_test "duplicate keys"
+ *   C4  canonical integers only                                   → messages_test "non-canonical"
+ *   C5  canonical base64                                          → messages_test "non-canonical"
+ *   C6  no unknown fields                                         → messages_test "missing and extra"
+ *   C7  name lists sorted, unique                                 → messages_test "sorted"
+ *   C8  chunk elements are field elements                         → messages_test "chunks"
+ *   C9  protocol version 2                                        → messages_test "wrong version"
+ *   C10 share elements below p                                    → messages_test "at or above p"
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import * as x509 from "@peculiar/x509";
+import { createConsortium, ECDSA_P256 } from "../../lib/pki.ts";
+import { sign } from "../../lib/crypto/signing.ts";
+import {
+  consistencyFields,
+  inviteFields,
+  joinFields,
+  startHash,
+} from "../../lib/protocol/transcript.ts";
+import { P } from "../../lib/field.ts";
+import type { Message, MessageOf, MessageType } from "../../lib/wire/messages.ts";
+import {
+  HOSPITAL,
+  type NetEvent,
+  peerName,
+  plainSum,
+  runRound,
+  sentBy,
+  sumInput,
+  sumTerms,
+  testPki,
+} from "./harness.ts";
+
+const pki = await testPki(10);
+const keyOf = (name: string) =>
+  name === HOSPITAL ? pki.hospital.signingKey : pki.peers.find((p) => p.name === name)!.signingKey;
+const certOf = (name: string) => pki.peers.find((p) => p.name === name)!.certPem;
+const names5 = [0, 1, 2, 3, 4].map(peerName);
+const [p0, p1, p2, p4] = [peerName(0), peerName(1), peerName(2), peerName(4)];
+
+/** A tamper hook that rewrites messages of `type` from `from` (to `to`, if given). */
+function edit<T extends MessageType>(
+  from: string,
+  type: T,
+  change: (m: MessageOf<T>, e: NetEvent) => Message | Promise<Message> | undefined,
+  to?: string,
+): (e: NetEvent) => Promise<NetEvent[]> {
+  return async (e) => {
+    if (e.from !== from || !("message" in e) || e.message.type !== type) return [e];
+    if (to !== undefined && e.to !== to) return [e];
+    const changed = await change(structuredClone(e.message) as unknown as MessageOf<T>, e);
+    return changed ? [{ ...e, message: changed }] : [];
+  };
+}
+
+function reason(outcome: unknown): string {
+  const o = outcome as { kind?: string; reason?: string } | undefined;
+  return o?.kind === "aborted" ? o.reason ?? "" : `not aborted: ${JSON.stringify(o)}`;
+}
+
+function assertDoneWithout(result: Awaited<ReturnType<typeof runRound>>, without: string[]): void {
+  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  if (result.hospital.kind !== "done") return;
+  const expected = result.names.filter((n) => !without.includes(n));
+  assert.deepEqual(result.hospital.set, expected);
+  assert.deepEqual([...result.hospital.result], [plainSum(expected)]);
+}
+
+const threshold5 = { peers: 5, terms: sumTerms("threshold", 3, 2), inputs: sumInput };
+
+// ---- peer guards ----
+
+Deno.test("guard P1: an INVITE with a certificate for another name is refused", async () => {
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(HOSPITAL, "invite", async (m) => ({
+      ...m,
+      hospitalCert: certOf(peerName(9)),
+      signature: await sign(keyOf(peerName(9)), "invite", inviteFields(m.session, m.terms)),
+    })),
+  });
+  for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "join").length, 0);
+    assert.match(reason(result.peers.get(name)), /certificate is refused/);
+  }
+});
+
+Deno.test("guard P2: an INVITE whose terms were changed after signing is refused", async () => {
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn", 0, 3),
+    inputs: sumInput,
+    tamper: edit(HOSPITAL, "invite", (m) => ({ ...m, terms: { ...m.terms, minContributors: 2 } })),
+  });
+  for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "join").length, 0);
+    assert.match(reason(result.peers.get(name)), /signature does not verify/);
+  }
+});
+
+/** A tamper hook: the hospital re-signs INVITE with threshold `t`. */
+const inviteWithThreshold = (t: number) =>
+  edit(HOSPITAL, "invite", async (m) => {
+    const terms = { ...m.terms, threshold: t };
+    return {
+      ...m,
+      terms,
+      signature: await sign(keyOf(HOSPITAL), "invite", inviteFields(m.session, terms)),
+    };
+  });
+
+Deno.test("guard P4: a threshold of 1 (one share opens a secret) is refused", async () => {
+  // Even by a peer whose own minimum would allow it.
+  const result = await runRound({
+    ...threshold5,
+    minThreshold: () => 1,
+    tamper: inviteWithThreshold(1),
+  });
+  for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "join").length, 0);
+    assert.match(reason(result.peers.get(name)), /threshold must be at least 2/);
+  }
+});
+
+Deno.test("guard P4: a threshold below the peer's own minimum is refused", async () => {
+  const result = await runRound({ ...threshold5, minThreshold: (n) => (n === p0 ? 4 : undefined) });
+  assert.equal(sentBy(result.net.sent, p0, "join").length, 0);
+  assert.match(reason(result.peers.get(p0)), /below this peer's minimum of 4/);
+  assertDoneWithout(result, [p0]);
+});
+
+Deno.test("guard P5: an input above its bound is refused by its own peer", async () => {
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("nofn"),
+    inputs: (i) => (i === 1 ? Float64Array.of(1_000_001) : sumInput(i)),
+  });
+  assert.equal(sentBy(result.net.sent, p1, "join").length, 0);
+  assert.match(reason(result.peers.get(p1)), /above its bound/);
+  assertDoneWithout(result, [p1]);
+});
+
+/** Replaces the hospital's abort before START by a START built from the joins. */
+function forceStart(e: NetEvent, net: { sent: NetEvent[] }): NetEvent[] {
+  if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "abort") return [e];
+  const participants = net.sent
+    .filter((s) => "message" in s && s.message.type === "join")
+    .map((s) => {
+      const m = (s as NetEvent & { message: MessageOf<"join"> }).message;
+      return {
+        name: s.from,
+        cert: certOf(s.from),
+        sealKey: m.sealKey,
+        maskKey: m.maskKey,
+        signature: m.signature,
+      };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  return [{ ...e, message: { type: "start", session: e.message.session, participants } }];
+}
+
+/** 4 × max reaches p: a sum over 4 peers could wrap; over 3 it cannot. */
+const wrapping = { ...sumTerms("nofn"), max: BigInt(Math.ceil(P / 4)) };
+
+Deno.test("guard H3: the hospital refuses to start a round whose sum could wrap", async () => {
+  const result = await runRound({ peers: 4, terms: wrapping, inputs: sumInput });
+  assert.match(reason(result.hospital), /could wrap/);
+  assert.equal(sentBy(result.net.sent, HOSPITAL, "start").length, 0);
+});
+
+Deno.test("guard P6: peers refuse a START whose roster could make the sum wrap", async () => {
+  const result = await runRound({
+    peers: 4,
+    terms: wrapping,
+    inputs: sumInput,
+    tamper: forceStart,
+  });
+  assert.equal(sentBy(result.trace, HOSPITAL, "start").length, 4);
+  for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "confirm").length, 0, name);
+    assert.match(reason(result.peers.get(name)), /could wrap/);
+  }
+});
+
+Deno.test("guard P7: a peer left out of START (or given other keys) does not confirm", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "start", (m) => ({
+      ...m,
+      participants: m.participants.filter((p) => p.name !== p2),
+    }), p2),
+  });
+  assert.equal(sentBy(result.net.sent, p2, "confirm").length, 0);
+  assert.match(reason(result.peers.get(p2)), /does not list this peer/);
+});
+
+Deno.test("guard P8: a participant certificate from another CA is refused", async () => {
+  const stranger = await createConsortium([p1]);
+  const pair = stranger.parties.get(p1)!;
+  const strangerKey = await crypto.subtle.importKey(
+    "pkcs8",
+    x509.PemConverter.decodeFirst(pair.key),
+    ECDSA_P256,
+    false,
+    ["sign"],
+  );
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(HOSPITAL, "start", async (m) => ({
+      ...m,
+      participants: await Promise.all(m.participants.map(async (p) =>
+        p.name !== p1 ? p : {
+          ...p,
+          cert: pair.cert,
+          signature: await sign(
+            strangerKey,
+            "join",
+            joinFields(m.session, p1, p.sealKey, p.maskKey),
+          ),
+        }
+      )),
+    })),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "confirm").length, 0);
+  assert.match(reason(result.peers.get(p0)), /certificate of p001 is refused/);
+});
+
+Deno.test("guard P10: n-of-n goes on only when every participant's confirmation verifies", async () => {
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(HOSPITAL, "confirmations", (m) => ({
+      ...m,
+      confirmations: m.confirmations.map((c) =>
+        c.name === peerName(3) ? { ...c, signature: Uint8Array.from(c.signature).fill(1, 0, 1) } : c
+      ),
+    }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "input").length, 0);
+  assert.match(reason(result.peers.get(p0)), /did not confirm/);
+});
+
+Deno.test("guard P11: a sealed share that does not open aborts, naming the sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "shares", (m) => ({
+      ...m,
+      shares: m.shares.map((s) => {
+        if (s.from !== p1) return s;
+        const sealed = Uint8Array.from(s.sealed);
+        sealed[3]! ^= 0x40;
+        return { ...s, sealed };
+      }),
+    }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "input").length, 0);
+  assert.match(reason(result.peers.get(p0)), /share from p001 does not open/);
+});
+
+Deno.test("guard P12: a peer given shares from fewer than T holders stops", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "shares", (m) => ({ ...m, shares: m.shares.slice(0, 1) }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "input").length, 0);
+  assert.match(reason(result.peers.get(p0)), /2 participants shared keys; 3 are needed/);
+});
+
+const diesBeforeSharing = [{
+  peer: p4,
+  when: (e: NetEvent) => "message" in e && e.message.type === "sealed",
+  delivered: false,
+}];
+
+Deno.test("guard P13: a survivors set naming someone who shared no keys is refused", async () => {
+  const result = await runRound({
+    ...threshold5,
+    dies: diesBeforeSharing,
+    tamper: edit(HOSPITAL, "survivors", (m) => ({ ...m, set: names5 }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "consistency").length, 0);
+  assert.match(reason(result.peers.get(p0)), /lists p004/);
+});
+
+Deno.test("guard P14: a survivors set leaving this peer out is refused", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "survivors", (m) => ({ ...m, set: m.set.filter((n) => n !== p0) }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "consistency").length, 0);
+  assert.match(reason(result.peers.get(p0)), /leaves this peer out/);
+});
+
+Deno.test("guard P16: a survivors set below the peer's own floor is refused", async () => {
+  const result = await runRound({
+    ...threshold5,
+    minContributors: (name) => (name === p0 ? 4 : undefined),
+    tamper: edit(HOSPITAL, "survivors", (m) => ({ ...m, set: [p0, p1, p2] }), p0),
+  });
+  assert.equal(sentBy(result.net.sent, p0, "consistency").length, 0);
+  assert.match(reason(result.peers.get(p0)), /below this peer's floor of 4/);
+});
+
+Deno.test("guard P17: an UNMASK for another set than the one signed is refused", async () => {
+  const shrunk = names5.filter((n) => n !== p4);
+  const result = await runRound({
+    ...threshold5,
+    tamper: async (e) => {
+      // p000 is told p004 dropped; the others sign the full set and UNMASK carries it to p000 too.
+      if (e.from !== HOSPITAL || !("message" in e)) return [e];
+      if (e.message.type === "survivors" && e.to === p0) {
+        return [{ ...e, message: { ...e.message, set: shrunk } }];
+      }
+      if (e.message.type === "abort" && e.to === p0) return [];
+      if (e.message.type === "unmask" && e.to === p1) return [e, { ...e, to: p0 }];
+      return await Promise.resolve([e]);
+    },
+  });
+  assert.equal(sentBy(result.net.sent, p0, "reveal").length, 0);
+  assert.match(reason(result.peers.get(p0)), /another set/);
+});
+
+Deno.test("guard P18: a consistency signature by a non-member of the set is not counted", async () => {
+  const survivors = names5.filter((n) => n !== p4);
+  const result = await runRound({
+    ...threshold5,
+    dies: [{ peer: p4, when: (e) => "chunk" in e, delivered: false }],
+    tamper: async (e, net) => {
+      if (e.from !== HOSPITAL || e.to !== p0 || !("message" in e) || e.message.type !== "unmask") {
+        return [e];
+      }
+      // p004 (a colluder, not in the set) signs it too; two members' signatures are withheld.
+      const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
+      const hash = await startHash(start.session, threshold5.terms, start.participants);
+      const forged = await sign(
+        keyOf(p4),
+        "consistency",
+        consistencyFields(start.session, hash, survivors),
+      );
+      const signatures = [
+        ...e.message.signatures.filter((s) => s.name === p0 || s.name === p1),
+        { name: p4, signature: forged },
+      ];
+      return [{ ...e, message: { ...e.message, signatures } }];
+    },
+  });
+  assert.equal(sentBy(result.net.sent, p0, "reveal").length, 0);
+  assert.match(reason(result.peers.get(p0)), /2 valid signatures/);
+});
+
+Deno.test("guard P19: each holder's share is revealed once: self-seed if in the set, else mask key", async () => {
+  const result = await runRound({
+    ...threshold5,
+    dies: [{ peer: p4, when: (e) => "chunk" in e, delivered: false }],
+  });
+  assertDoneWithout(result, [p4]);
+  const reveals = names5.slice(0, 4).flatMap((n) =>
+    sentBy(result.net.sent, n, "reveal")
+  ) as MessageOf<"reveal">[];
+  assert.equal(reveals.length, 4);
+  for (const reveal of reveals) {
+    assert.deepEqual(reveal.shares.map((s) => s.of), names5);
+    for (const share of reveal.shares) assert.equal(share.kind, share.of === p4 ? "mask" : "self");
+  }
+});
+
+Deno.test("guard P20: a second UNMASK is not answered", async () => {
+  // The same UNMASK twice, then one with another set.
+  const result = await runRound({
+    ...threshold5,
+    tamper: (e) => {
+      if (e.from === HOSPITAL && e.to === p0 && "message" in e && e.message.type === "unmask") {
+        return [e, e, { ...e, message: { ...e.message, set: e.message.set.slice(1) } }];
+      }
+      return [e];
+    },
+  });
+  assert.equal(sentBy(result.net.sent, p0, "reveal").length, 1);
+  assert.equal(result.peers.get(p0)?.kind, "done");
+});
+
+Deno.test("guard P21: a DONE whose digest was changed is refused", async () => {
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(HOSPITAL, "done", (m) => ({ ...m, resultDigest: "0".repeat(64) })),
+  });
+  assert.equal(result.hospital.kind, "done");
+  for (const name of result.names) assert.match(reason(result.peers.get(name)), /DONE signature/);
+});
+
+// ---- hospital guards ----
+
+Deno.test("guard H1: a join with a bad signature is left out of the roster", async () => {
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(
+      p1,
+      "join",
+      (m) => ({ ...m, signature: Uint8Array.from(m.signature).fill(3, 10, 11) }),
+    ),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H2: a join with a key off the curve is left out of the roster", async () => {
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(p1, "join", async (m) => {
+      const maskKey = Uint8Array.from(m.maskKey);
+      maskKey[64]! ^= 1;
+      const signature = await sign(
+        keyOf(p1),
+        "join",
+        joinFields(m.session, p1, m.sealKey, maskKey),
+      );
+      return { ...m, maskKey, signature };
+    }),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+const flip = (sig: Uint8Array) => Uint8Array.from(sig).fill(sig[5]! ^ 1, 5, 6);
+
+Deno.test("guard H4: a confirm that does not verify drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(p1, "confirm", (m) => ({ ...m, signature: flip(m.signature) })),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H5: sealed shares not addressed to exactly the confirmed set drop their sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(p1, "sealed", (m) => ({ ...m, shares: m.shares.slice(1) })),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H6: an input with a bad signature drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(p1, "input", (m) => ({ ...m, signature: flip(m.signature) })),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H7: a chunk out of order drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: (
+      e,
+    ) => (e.from === p1 && "chunk" in e ? [{ ...e, chunk: { ...e.chunk, index: 1 } }] : [e]),
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H8: a vector that does not match its signed digest drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: (e) => {
+      if (e.from !== p1 || !("chunk" in e)) return [e];
+      const data = Float64Array.from(e.chunk.data, (x) => (x + 1) % P);
+      return [{ ...e, chunk: { ...e.chunk, data } }];
+    },
+  });
+  assertDoneWithout(result, [p1]);
+});
+
+Deno.test("guard H9: a consistency signature that does not verify drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(p1, "consistency", (m) => ({ ...m, signature: flip(m.signature) })),
+  });
+  // p001's input is in the sum; it is just not asked to reveal.
+  assertDoneWithout(result, []);
+  const unmask = sentBy(result.trace, HOSPITAL, "unmask")[0] as MessageOf<"unmask">;
+  assert.ok(!unmask.signatures.some((s) => s.name === p1));
+});
+
+Deno.test("guard H10: a reveal with the wrong kind of share drops its sender", async () => {
+  const result = await runRound({
+    ...threshold5,
+    dies: [{ peer: p4, when: (e) => "chunk" in e, delivered: false }],
+    // p001 hands over another share of p002, labelled as a mask-key share.
+    tamper: edit(p1, "reveal", (m) => ({
+      ...m,
+      shares: m.shares.map((s) =>
+        s.of === p2
+          ? { ...s, kind: "mask" as const, share: Float64Array.from(s.share, (x) => (x + 1) % P) }
+          : s
+      ),
+    })),
+  });
+  assertDoneWithout(result, [p4]);
+});
+
+Deno.test("guard H11: an inconsistent revealed share aborts rather than sums", async () => {
+  const result = await runRound({
+    ...threshold5,
+    tamper: edit(p1, "reveal", (m) => ({
+      ...m,
+      shares: m.shares.map((s) =>
+        s.of === p2
+          ? { ...s, share: Float64Array.from(s.share, (x, k) => (k === 0 ? (x + 1) % P : x)) }
+          : s
+      ),
+    })),
+  });
+  assert.match(reason(result.hospital), /revealed shares of p002 are inconsistent/);
+});
+
+Deno.test("guard H12: a rebuilt mask key that is not the advertised one aborts", async () => {
+  // Every revealer's share of p004's mask key is shifted alike: the shares stay
+  // consistent and rebuild to another scalar, which must not be used.
+  const shift = (e: NetEvent): NetEvent[] => {
+    if (!("message" in e) || e.message.type !== "reveal") return [e];
+    const shares = e.message.shares.map((s) =>
+      s.of === p4
+        ? { ...s, share: Float64Array.from(s.share, (x, k) => (k === 7 ? (x + 1) % P : x)) }
+        : s
+    );
+    return [{ ...e, message: { ...e.message, shares } }];
+  };
+  const result = await runRound({
+    ...threshold5,
+    dies: [{ peer: p4, when: (e) => "chunk" in e, delivered: false }],
+    tamper: shift,
+  });
+  assert.match(reason(result.hospital), /rebuilt mask key of p004/);
+});
