@@ -35,14 +35,7 @@ import { dataFromValue, type PeerData, readInputFile } from "./input.ts";
 import { samplePeakRss, trackPeakRss } from "./memory.ts";
 import { runPeer } from "./peer.ts";
 import { terminalProgress } from "./progress.ts";
-import {
-  assertBoundsFit,
-  DEFAULT_MAX,
-  DEFAULT_MAX_ROWS,
-  elementBounds,
-  InputError,
-  parseQuery,
-} from "./query.ts";
+import { DEFAULT_MAX, DEFAULT_MAX_ROWS, InputError, parseQuery, vectorLayout } from "./query.ts";
 import { MAX_SCALE } from "./decimal.ts";
 import {
   checkReceiptTarget,
@@ -56,7 +49,7 @@ import {
 import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./messages.ts";
 import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
-import { assertThresholdConfig } from "./shamir.ts";
+import { assertThresholdConfig, assertThresholdLayout } from "./shamir.ts";
 
 /** The program version, as deno.json states it. */
 export const VERSION: string = config.version;
@@ -298,10 +291,14 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
   try {
-    // Refuse a round in which any element could wrap, or that breaks a
-    // privacy floor, before anything is sent.
-    assertBoundsFit(peers, elementBounds(query, max, maxRows));
-    if (threshold !== undefined) assertThresholdConfig(peers, threshold, minContributors);
+    // Refuse a round that cannot be represented exactly (R not below p, a
+    // total too large even for residues, too long a vector), that threshold
+    // mode cannot carry, or that breaks a privacy floor, before anything is sent.
+    const layout = vectorLayout(query, { max, maxRows, participants: peers });
+    if (threshold !== undefined) {
+      assertThresholdLayout(layout);
+      assertThresholdConfig(peers, threshold, minContributors);
+    }
     // A receipt that cannot be written is refused now, not after every peer
     // has taken part.
     if (out !== undefined) await checkReceiptTarget(out);
@@ -639,6 +636,18 @@ async function runCommand(args: string[], io: Console): Promise<number> {
     }
   }
   const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS, fallback: 3 });
+  try {
+    // The demo's hospital runs a sum with these terms: refuse them here, as
+    // a usage error, before any process starts (R = 2^30 × 10^scale reaches p
+    // from --scale 7).
+    vectorLayout(parseQuery("sum", scale), {
+      max,
+      maxRows: DEFAULT_MAX_ROWS,
+      participants: values?.length ?? peers,
+    });
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
+  }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const ok = await runDemo({ values, peers, scale, timeoutMs, io });
   return ok ? 0 : 1;

@@ -1,5 +1,6 @@
 /**
- * Arithmetic in the prime field GF(p) with p = 2^52 − 47.
+ * Arithmetic in the prime field GF(p) with p = 2^52 − 47, and in the two
+ * further prime fields that residues use (see the layout in query.ts).
  *
  * Why this prime and this representation: elements are whole numbers stored
  * in `Float64Array`s (8 bytes each, no BigInt). Because p < 2^52, the sum of
@@ -14,6 +15,12 @@
  * Every operation reduces, so a sum can never silently wrap the way the course
  * prototype's did.
  *
+ * Totals too large for p are carried as residues modulo p1 = p, p2 and p3,
+ * the three largest primes below 2^52: every modulus is below 2^52, so the
+ * same Float64 loops are exact for each, and the vector operations take the
+ * modulus as an optional last argument (default p, so callers that know only
+ * one field are unchanged). {@linkcode fromResidues} recombines them.
+ *
  * @module
  */
 
@@ -23,6 +30,31 @@ export const P = 2 ** 52 - 47;
 /** p as a BigInt, for bound checks and full multiplication. */
 export const P_BIG = BigInt(P);
 
+/** The second modulus of a residue, p2 = 2^52 − 143 = 4503599627370353, prime. */
+export const P2 = 2 ** 52 - 143;
+
+/** The third modulus of a residue, p3 = 2^52 − 173 = 4503599627370323, prime. */
+export const P3 = 2 ** 52 - 173;
+
+/**
+ * The moduli of a residue number system, in the order residues are laid out:
+ * p1 = p, p2, p3 (the three largest primes below 2^52). Pairwise coprime, so
+ * residues modulo the first k determine any integer below their product.
+ */
+export const MODULI: readonly number[] = Object.freeze([P, P2, P3]);
+
+/** {@linkcode MODULI} as BigInts. */
+export const MODULI_BIG: readonly bigint[] = Object.freeze(MODULI.map(BigInt));
+
+/** A stretch of a vector whose elements all live modulo `modulus` (one of {@linkcode MODULI}). */
+export interface Segment {
+  /** Index of the first element. */
+  start: number;
+  /** Number of elements. */
+  length: number;
+  modulus: number;
+}
+
 /** 2^52 ≡ 47 (mod p): used to fold the high part of a product. */
 const FOLD = 47;
 const TWO_26 = 2 ** 26;
@@ -30,7 +62,26 @@ const TWO_32 = 2 ** 32;
 
 /** Whether `a` is a canonical field element: a whole number in [0, p). */
 export function isFieldElement(a: number): boolean {
-  return Number.isInteger(a) && a >= 0 && a < P && !Object.is(a, -0);
+  return isElementOf(a, P);
+}
+
+/**
+ * Whether `a` is a canonical element modulo `modulus`: a whole number in
+ * [0, modulus). A separate function, not an optional argument of
+ * {@linkcode isFieldElement}, which is passed to `every` and `filter`.
+ */
+export function isElementOf(a: number, modulus: number): boolean {
+  return Number.isInteger(a) && a >= 0 && a < modulus && !Object.is(a, -0);
+}
+
+/**
+ * Refuses a modulus that is not one of {@linkcode MODULI}: a vector operation
+ * passed as a callback would otherwise take an array index as its modulus.
+ */
+function assertModulus(modulus: number): void {
+  if (!MODULI.includes(modulus)) {
+    throw new RangeError("The modulus must be one of the field's moduli p1, p2, p3");
+  }
 }
 
 /** (a + b) mod p for a, b in [0, p). Exact: a + b < 2^53. */
@@ -78,10 +129,60 @@ export function inv(a: number): number {
   return Number(result);
 }
 
-/** Reduces any integer (a BigInt, possibly negative) into [0, p). */
-export function fromBigInt(a: bigint): number {
-  const r = a % P_BIG;
-  return Number(r < 0n ? r + P_BIG : r);
+/** Reduces any integer (a BigInt, possibly negative) into [0, modulus), modulus default p. */
+export function fromBigInt(a: bigint, modulus: bigint = P_BIG): number {
+  if (!MODULI_BIG.includes(modulus)) {
+    throw new RangeError("The modulus must be one of the field's moduli p1, p2, p3");
+  }
+  const r = a % modulus;
+  return Number(r < 0n ? r + modulus : r);
+}
+
+/** x^e mod m for e ≥ 0, by square and multiply. */
+function powMod(x: bigint, e: bigint, m: bigint): bigint {
+  let result = 1n;
+  let base = x % m;
+  for (; e > 0n; e >>= 1n) {
+    if (e & 1n) result = (result * base) % m;
+    base = (base * base) % m;
+  }
+  return result;
+}
+
+/**
+ * Garner's constants: GARNER[j][i] = p_i^(−1) mod p_j for i < j (Fermat, each
+ * p_j prime), computed once.
+ */
+const GARNER: readonly (readonly bigint[])[] = MODULI_BIG.map((pj, j) =>
+  MODULI_BIG.slice(0, j).map((pi) => powMod(pi % pj, pj - 2n, pj))
+);
+
+/**
+ * The integer S in [0, p1·…·pk) with S ≡ residues[j] (mod p_(j+1)) for every
+ * j, k = residues.length (1 to 3): the Chinese remainder theorem, by Garner's
+ * mixed-radix form S = x1 + p1·x2 + p1·p2·x3 with x1 = r1 and
+ * x_j = (r_j − (x1 + p1·x2 + …)) · (p1·…·p_(j−1))^(−1) mod p_j, all in BigInt.
+ * Each residue must be a whole number below its modulus.
+ */
+export function fromResidues(residues: readonly number[]): bigint {
+  if (!(residues.length >= 1 && residues.length <= MODULI.length)) {
+    throw new RangeError(`Cannot recombine ${residues.length} residues: 1 to ${MODULI.length}`);
+  }
+  let total = 0n;
+  let radix = 1n;
+  for (let j = 0; j < residues.length; j++) {
+    const r = residues[j]!;
+    const pj = MODULI_BIG[j]!;
+    if (!isElementOf(r, MODULI[j]!)) {
+      throw new RangeError(`Cannot recombine: residue ${j + 1} is not below its modulus`);
+    }
+    // x_j = (r_j − total) · radix^(−1) mod p_j, radix = p1·…·p_(j−1).
+    let x = ((BigInt(r) - total) % pj + pj) % pj;
+    for (const inverse of GARNER[j]!) x = (x * inverse) % pj;
+    total += radix * x;
+    radix *= pj;
+  }
+  return total;
 }
 
 /**
@@ -120,28 +221,79 @@ export function randomFieldElement(source: RandomSource = webCryptoSource): numb
   }
 }
 
-/** acc[i] = (acc[i] + v[i]) mod p, in place. */
-export function addInto(acc: Float64Array, v: Float64Array): void {
+/**
+ * acc[i] = (acc[i] + v[i]) mod m, in place, for elements in [0, m) and m
+ * (default p) below 2^52: exact, since the sum stays below 2^53.
+ */
+export function addInto(acc: Float64Array, v: Float64Array, modulus: number = P): void {
+  assertModulus(modulus);
+  const m = modulus;
   for (let i = 0; i < acc.length; i++) {
     const s = acc[i]! + v[i]!;
-    acc[i] = s >= P ? s - P : s;
+    acc[i] = s >= m ? s - m : s;
   }
 }
 
-/** acc[i] = (acc[i] − v[i]) mod p, in place. */
-export function subInto(acc: Float64Array, v: Float64Array): void {
+/** acc[i] = (acc[i] − v[i]) mod m, in place, for elements in [0, m); m defaults to p. */
+export function subInto(acc: Float64Array, v: Float64Array, modulus: number = P): void {
+  assertModulus(modulus);
+  const m = modulus;
   for (let i = 0; i < acc.length; i++) {
     const d = acc[i]! - v[i]!;
-    acc[i] = d < 0 ? d + P : d;
+    acc[i] = d < 0 ? d + m : d;
   }
 }
 
-/** Whether every entry of `v` is a canonical field element. */
-export function isFieldVector(v: Float64Array): boolean {
+/** Whether every entry of `v` is a canonical element modulo `modulus` (default p). */
+export function isFieldVector(v: Float64Array, modulus: number = P): boolean {
+  assertModulus(modulus);
+  const m = modulus;
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
     // −0 would be a second spelling of 0: refused, so every vector has one encoding.
-    if (!(x >= 0 && x < P && Math.floor(x) === x) || Object.is(x, -0)) return false;
+    if (!(x >= 0 && x < m && Math.floor(x) === x) || Object.is(x, -0)) return false;
   }
   return true;
+}
+
+/** Whether `segments` cover [0, length) in order, without gaps, each with one of the moduli. */
+function tiles(segments: readonly Segment[], length: number): boolean {
+  let next = 0;
+  for (const { start, length: size, modulus } of segments) {
+    if (start !== next || !(Number.isSafeInteger(size) && size >= 1)) return false;
+    if (!MODULI.includes(modulus)) return false;
+    next += size;
+  }
+  return next === length;
+}
+
+/** Refuses segments that do not cover [0, length) in order, each with one of the moduli. */
+export function assertSegmentsCover(segments: readonly Segment[], length: number): void {
+  if (!tiles(segments, length)) {
+    throw new RangeError(`The segments do not cover a vector of ${length} elements in order`);
+  }
+}
+
+/** acc = acc + v, each segment modulo its own modulus, in place. */
+export function addSegmentsInto(
+  acc: Float64Array,
+  v: Float64Array,
+  segments: readonly Segment[],
+): void {
+  assertSegmentsCover(segments, acc.length);
+  if (v.length !== acc.length) throw new RangeError("Cannot add vectors of different lengths");
+  for (const { start, length, modulus } of segments) {
+    addInto(acc.subarray(start, start + length), v.subarray(start, start + length), modulus);
+  }
+}
+
+/**
+ * Whether every element of `v` is canonical for its segment: a whole number
+ * below that segment's modulus. False also when the segments do not cover v.
+ */
+export function isSegmentedFieldVector(v: Float64Array, segments: readonly Segment[]): boolean {
+  return tiles(segments, v.length) &&
+    segments.every(({ start, length, modulus }) =>
+      isFieldVector(v.subarray(start, start + length), modulus)
+    );
 }

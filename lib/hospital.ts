@@ -16,7 +16,7 @@ import {
   TIMED_OUT,
 } from "./deadline.ts";
 import { AuthError, describeError, ProtocolError, RoundAbortedError } from "./errors.ts";
-import { addInto, P_BIG } from "./field.ts";
+import { addSegmentsInto, isSegmentedFieldVector, P_BIG } from "./field.ts";
 import { expectMessage, refuse, serverHandshake } from "./handshake.ts";
 import { type Identity, signTranscript, type VerifiedParty, verifyTranscript } from "./identity.ts";
 import type { Message, Participant } from "./messages.ts";
@@ -35,7 +35,12 @@ import {
   vectorDigest,
 } from "./round.ts";
 import { decodeResult, formatQuery, type Layout, type Query, vectorLayout } from "./query.ts";
-import { assertThresholdConfig, evaluationPoint, reconstructShamirVector } from "./shamir.ts";
+import {
+  assertThresholdConfig,
+  assertThresholdLayout,
+  evaluationPoint,
+  reconstructShamirVector,
+} from "./shamir.ts";
 import { listenTls, type MessageConnection } from "./transport.ts";
 
 /** Options for {@linkcode runHospital}. */
@@ -112,13 +117,15 @@ interface PeerSlot {
 /** Runs one round as the hospital and returns its result, or throws {@linkcode RoundAbortedError}. */
 export async function runHospital(options: HospitalOptions): Promise<RoundResult> {
   // Refuse terms that cannot be represented exactly before listening. A
-  // smaller roster (a threshold round's join deadline) only widens the limbs.
-  vectorLayout(options.query, {
+  // smaller roster (a threshold round's join deadline) can only need fewer
+  // residues, so a threshold round whose full roster needs none never will.
+  const layout = vectorLayout(options.query, {
     max: options.max,
     maxRows: options.maxRows,
     participants: options.peers,
   });
   if (options.threshold !== undefined) {
+    assertThresholdLayout(layout);
     assertThresholdConfig(options.peers, options.threshold, options.minContributors ?? 2);
   }
   return await new HospitalRound(options).run();
@@ -397,7 +404,8 @@ class HospitalRound {
       }
       log(`all ${this.#names.length} partial sums verified; sum reconstructed`);
       const sum = new Float64Array(this.#dimension);
-      for (const p of this.#partials.values()) addInto(sum, p.partial);
+      const { segments } = this.#layout!;
+      for (const p of this.#partials.values()) addSegmentsInto(sum, p.partial, segments);
       return sum;
     }
     const t = threshold!;
@@ -584,6 +592,12 @@ class HospitalRound {
           this.#stop.signal,
           this.#progressOf(),
         );
+        // Chunks are checked against p1 only; a residue modulo p2 or p3 must
+        // be below its own modulus, so every vector has one encoding and the
+        // sum (and the receipt) stays canonical.
+        if (!isSegmentedFieldVector(partial, this.#layout!.segments)) {
+          throw new ProtocolError("Partial sum has an element that is not below its modulus");
+        }
         const fields = aggregateFields(
           this.#terms,
           name,

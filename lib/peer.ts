@@ -50,7 +50,7 @@ import {
   shortSession,
   vectorDigest,
 } from "./round.ts";
-import { splitShamirVector } from "./shamir.ts";
+import { assertThresholdLayout, splitShamirVector } from "./shamir.ts";
 import { applyMasks, type PairMask } from "./sharing.ts";
 import { connectTls, listenTls, type MessageConnection } from "./transport.ts";
 
@@ -333,7 +333,8 @@ class PeerRound {
         sign: 1,
       }));
       for (const seed of this.#seeds.values()) masks.push({ seed, sign: -1 });
-      await applyMasks(vector, masks);
+      // Each segment's masks are drawn and added modulo its own modulus.
+      await applyMasks(vector, masks, { segments: this.#layout!.segments });
       return { contributors: start.participants.map((p) => p.name), partial: vector };
     }
 
@@ -419,6 +420,9 @@ class PeerRound {
       participants: n,
     });
     this.#dimension = this.#layout.dimension;
+    // Share vectors live in GF(p1) only: residues modulo p2 or p3 cannot be
+    // Shamir-shared, whatever the hospital asks.
+    if (start.mode === "threshold") assertThresholdLayout(this.#layout);
     if (
       start.mode === "additive"
         ? start.threshold !== n

@@ -4,10 +4,16 @@
  * elements of GF(p) by rejection sampling. Both ends of a pair expand the
  * same seed to the same vector, so a seed can stand in for a whole share.
  *
+ * Elements modulo another of the residue moduli (p2, p3; see field.ts) come
+ * from the same stream by the same rule with that modulus: each read names
+ * its modulus, and a candidate at or above it is skipped. The stream is one
+ * sequence of candidates whatever the moduli, so a vector of several
+ * segments is drawn segment by segment, in vector order, from one stream.
+ *
  * @module
  */
 
-import { candidate, P } from "./field.ts";
+import { candidate, MODULI, P } from "./field.ts";
 import { releaseGarbage } from "./garbage.ts";
 
 /** Bytes in a seed (an AES-256 key). */
@@ -69,8 +75,14 @@ export class FieldStream {
     return new FieldStream(source);
   }
 
-  /** Fills `out` with the stream's next elements. */
-  async fill(out: Float64Array): Promise<void> {
+  /**
+   * Fills `out` with the stream's next elements modulo `modulus` (default p):
+   * each next 52-bit candidate below the modulus, in order.
+   */
+  async fill(out: Float64Array, modulus: number = P): Promise<void> {
+    if (!MODULI.includes(modulus)) {
+      throw new RangeError("A stream draws elements modulo one of the field's moduli only");
+    }
     let filled = 0;
     while (filled < out.length) {
       if (this.#next >= this.#words.length) await this.#refill(out.length - filled);
@@ -79,16 +91,16 @@ export class FieldStream {
       while (filled < out.length && i < words.length) {
         const x = candidate(words[i]!, words[i + 1]!);
         i += 2;
-        if (x < P) out[filled++] = x; // rejection: keeps every element equally likely
+        if (x < modulus) out[filled++] = x; // rejection: keeps every element equally likely
       }
       this.#next = i;
     }
   }
 
-  /** The next `count` elements as a new vector. */
-  async take(count: number): Promise<Float64Array> {
+  /** The next `count` elements modulo `modulus` (default p) as a new vector. */
+  async take(count: number, modulus: number = P): Promise<Float64Array> {
     const out = new Float64Array(count);
-    await this.fill(out);
+    await this.fill(out, modulus);
     return out;
   }
 

@@ -2,7 +2,8 @@
  * Queries: what the hospital asks for, how every peer turns its rows into the
  * same vector of field elements, the bound each element can reach, and how the
  * hospital decodes the summed vector into statistics. A component whose bound
- * is too large for one element takes several (limbs): see {@linkcode Layout}.
+ * is too large for one element is carried as residues modulo two or three
+ * primes: see {@linkcode Layout}.
  *
  *   sum                   [Σx]
  *   count                 [rows]
@@ -19,7 +20,16 @@
  */
 
 import { formatScaled, parseScaled } from "./decimal.ts";
-import { P_BIG } from "./field.ts";
+import {
+  fromResidues,
+  isSegmentedFieldVector,
+  MODULI,
+  MODULI_BIG,
+  P_BIG,
+  type Segment,
+} from "./field.ts";
+
+export type { Segment };
 
 /** Raised for a query that cannot be run. */
 export class QueryError extends Error {
@@ -167,25 +177,36 @@ export function elementBounds(query: Query, max: bigint, maxRows: number): Eleme
   }
 }
 
-/** The bound of component `index` of the query, when every component is one element. */
+/** The bound of total `index` of the query (the element's bound when nothing needs residues). */
 export function boundOf(query: Query, bounds: readonly ElementBound[], index: number): bigint {
   const entry = query.kind === "histogram" || query.kind === "vector" ? bounds[0] : bounds[index];
   return entry!.bound;
 }
 
 /*
- * Layout: how a round's components become field elements (limbs).
+ * Layout: how a round's components become field elements (residues).
  *
- * p = 2^52 − 47 is too small for some exact totals (10 sites × 10^5 rows ×
+ * p1 = 2^52 − 47 is too small for some exact totals (10 sites × 10^5 rows ×
  * (10^6)² = 10^18 for a variance's sum of squares), so a component whose
- * bound does not fit is written as several field elements, its base-2^w
- * digits ("limbs"). Each limb's sum over the peers stays below p, so it is
- * exact, and the total is recombined over the integers. The field, the
- * Float64 elements and the PRG are unchanged; only the vector gets longer.
+ * bound does not fit one element is carried in a residue number system: as
+ * its residues modulo two or three primes, each summed over the peers modulo
+ * its own prime. The summed residues are S mod p1, S mod p2, …, which by the
+ * Chinese remainder theorem determine the exact total S, because S is below
+ * the product of the moduli. They are a function of S alone, so the hospital
+ * learns S and nothing more: masks are uniform modulo each prime
+ * independently, and two inputs with the same total give the same residues.
+ * (Base-2^w digits would not: the sum of the low digits tells apart inputs
+ * with equal totals.) Every modulus is below 2^52, so each residue is a
+ * Float64 element like any other; only the vector gets longer.
+ *
+ * Moduli, in this order (the three largest primes below 2^52):
+ *   p1 = 2^52 − 47  = 4503599627370449   (p, the field of every other element)
+ *   p2 = 2^52 − 143 = 4503599627370353
+ *   p3 = 2^52 − 173 = 4503599627370323
  *
  * Inputs (the round's terms; every party computes the layout from them on its
  * own, and nothing about the layout is sent): the query, R = max (scaled
- * integer, 0 ≤ R < p), M = maxRows (1 ≤ M), and n = the number of
+ * integer, 0 ≤ R < p1), M = maxRows (1 ≤ M), and n = the number of
  * participants (1 ≤ n), the most peers whose inputs a sum can contain.
  *
  * 1. Components, in this order, and their bounds B (the most one peer's exact
@@ -196,30 +217,36 @@ export function boundOf(query: Query, bounds: readonly ElementBound[], index: nu
  *      variance            Σx: M·R, then Σx²: M·R², then rows: M
  *      histogram:LOW:HIGH:K  K bin counts, each B = M
  *      vector:D            D elements, each B = R
- * 2. Limb width: w(n) = bitlen(⌊(p − 1)/n⌋) − 1, the largest w with
- *    n·2^w < p (bitlen(x) = the number of binary digits of x > 0).
- *    For example w = 51 for n = 1, 50 for n = 2..3, 48 for n = 10, 44 for
- *    n = 200, 42 for n = 1000.
- * 3. Each component with bound B:
- *    - if n·B < p: L = 1 limb, the element is V itself (the encoding of
- *      rounds before limbs existed, byte for byte); its width is reported as
- *      bitlen(B) (0 when B = 0);
- *    - otherwise: w = w(n), L = ⌈bitlen(B)/w⌉ (≥ 2), and limb k, for k = 0 …
- *      L − 1, is ⌊V / 2^(w·k)⌋ mod 2^w (least significant first). The round
- *      is refused if w(n) < 1, i.e. n > (p − 1)/2: even one-bit limbs could
- *      wrap.
- * 4. The vector is the components in order, each component's L limbs
- *    consecutive, least significant first: for vector:D with L limbs, limb k
- *    of element i is at index i·L + k. dimension = Σ (count × L) over the
- *    components; a round whose dimension exceeds 2^24 is refused.
- * 5. Element bounds: a limb k < L − 1 is at most 2^w − 1, the top limb
- *    (k = L − 1) at most ⌊B / 2^(w·(L−1))⌋ (= B when L = 1). Every party
- *    checks n × each element bound < p before the round goes on, so a sum
- *    over at most n peers never reaches p and is the exact integer sum.
- * 6. Decoding: with s_k the summed vector's limb k of a component (an integer
- *    below p; it may exceed 2^w, since carries are not propagated), the
- *    component's exact total over the peers is Σ_k s_k · 2^(w·k), computed
- *    over the integers.
+ *    A component has c totals (c = K bins, D elements, or 1) sharing B.
+ * 2. Residues per total, k: k = 1 if n·B < p1 (the fast path); otherwise the
+ *    smallest k in {2, 3} with n·B < p1·…·pk. The round is refused if
+ *    n·B ≥ p1·p2·p3 (about 2^156): it cannot be represented.
+ * 3. Elements. Fast path (k = 1): one element per total, V itself, modulo p1
+ *    (the encoding of rounds before residues existed, byte for byte).
+ *    Otherwise residue j (j = 1 … k) of a total is V mod pj. A component
+ *    takes c·k consecutive elements: residue 1 of each of its c totals in
+ *    order, then residue 2 of each, then residue 3; residue j of total t
+ *    (t = 0 … c − 1) is at index start + (j − 1)·c + t. Components follow
+ *    one another in order: a component's start is the sum of c·k over the
+ *    components before it, and dimension = Σ c·k; a round whose dimension
+ *    exceeds 2^24 is refused.
+ * 4. Segments: the vector read as maximal runs of consecutive elements with
+ *    the same modulus (a fast-path element's is p1, residue j's is pj),
+ *    listed in vector order as {start, length, modulus}. A round without
+ *    residues has one segment, {0, dimension, p1}.
+ * 5. Arithmetic: an element of a segment with modulus m is a whole number in
+ *    [0, m); masks, sums and differences of it are taken modulo m. A seed's
+ *    PRG stream draws a vector's masks segment by segment in vector order,
+ *    one continuous stream: each element is the next 52-bit candidate below
+ *    its segment's modulus (candidates at or above it are skipped).
+ * 6. Element bounds: one peer's fast-path element is at most B, and n·B < p1,
+ *    so the field sum over at most n peers never wraps: it is the exact
+ *    integer sum. A residue element can be any value below its modulus.
+ * 7. Decoding: a fast-path total is its summed element. A residue total is
+ *    the unique S in [0, p1·…·pk) with S ≡ s_j (mod pj) for the summed
+ *    residues s_1 … s_k, computed in BigInt by Garner's rule: x1 = s_1,
+ *    x_j = (s_j − (x1 + p1·x2 + … )) · (p1·…·p(j−1))^(−1) mod pj, and
+ *    S = x1 + p1·x2 + p1·p2·x3. Since n·B < p1·…·pk, S is the exact total.
  */
 
 /** One kind of component in a {@linkcode Layout}: `count` consecutive totals with the same bound. */
@@ -227,12 +254,12 @@ export interface Component {
   label: string;
   /** B: the most one peer's exact total can be. */
   bound: bigint;
-  /** How many consecutive components of this kind: D for vector:D, the bins, or 1. */
+  /** How many consecutive totals of this kind: D for vector:D, the bins, or 1. */
   count: number;
-  /** L: field elements (limbs) per component. */
-  limbs: number;
-  /** w: bits per limb; limb k of a total V is ⌊V / 2^(w·k)⌋ mod 2^w. */
-  width: number;
+  /** k: elements per total; 1 is the fast path, 2 or 3 are residues mod p1, p2 (and p3). */
+  residues: number;
+  /** Index of the component's first element in the vector. */
+  start: number;
 }
 
 /** How a round's components are laid out as field elements; see the comment above. */
@@ -243,7 +270,9 @@ export interface Layout {
   max: bigint;
   maxRows: number;
   components: readonly Component[];
-  /** The vector's length: Σ count × limbs. */
+  /** The vector as runs of elements with one modulus, in order (step 4). */
+  segments: readonly Segment[];
+  /** The vector's length: Σ count × residues. */
   dimension: number;
 }
 
@@ -255,15 +284,10 @@ export interface LayoutTerms {
   participants: number;
 }
 
-/** The number of binary digits of a non-negative integer (0 for 0). */
-function bitLength(x: bigint): number {
-  return x === 0n ? 0 : x.toString(2).length;
-}
-
-/** w(n): the widest limb whose sum over n peers stays below p, i.e. the largest w with n·2^w < p. */
-export function limbWidth(participants: number): number {
-  return bitLength((P_BIG - 1n) / BigInt(participants)) - 1;
-}
+/** p1·…·pk for k = 1, 2, 3: the totals k residues can carry are those below it. */
+const PRODUCTS: readonly bigint[] = MODULI_BIG.map((_, k) =>
+  MODULI_BIG.slice(0, k + 1).reduce((a, b) => a * b, 1n)
+);
 
 function assertParticipants(participants: number): void {
   if (!(Number.isSafeInteger(participants) && participants >= 1)) {
@@ -271,67 +295,43 @@ function assertParticipants(participants: number): void {
   }
 }
 
-/** Chooses each component's limbs (steps 2 and 3); refuses n so large that no limb fits. */
-function planComponents(participants: number, bounds: readonly ElementBound[]): Component[] {
+/**
+ * k for a component of bound B summed over n peers (step 2): 1 when
+ * n·B < p1, else the fewest residues whose moduli's product exceeds n·B.
+ * Refuses a total that even three residues cannot carry.
+ */
+export function residueCount(participants: number, bound: bigint, label = "a total"): number {
   assertParticipants(participants);
-  const n = BigInt(participants);
-  const w = limbWidth(participants);
+  const reach = BigInt(participants) * bound;
+  const k = PRODUCTS.findIndex((product) => reach < product);
+  if (k === -1) {
+    throw new QueryError(
+      `Cannot run round: ${participants} peers × ${label} = ${reach} cannot be represented ` +
+        `(it is not below p1·p2·p3 = ${
+          PRODUCTS.at(-1)
+        }); lower --max, --max-rows or the number of peers`,
+    );
+  }
+  return k + 1;
+}
+
+/** Chooses each component's residues and place (steps 2 and 3). */
+function planComponents(participants: number, bounds: readonly ElementBound[]): Component[] {
+  let start = 0;
   return bounds.map(({ label, bound, count }) => {
-    if (n * bound < P_BIG) return { label, bound, count, limbs: 1, width: bitLength(bound) };
-    if (w < 1) {
-      throw new QueryError(
-        `Cannot run round: with ${participants} peers even one-bit limbs of ${label} could wrap ` +
-          `(${participants} × 2 is not below p = ${P_BIG}); lower the number of peers`,
-      );
-    }
-    return { label, bound, count, limbs: Math.ceil(bitLength(bound) / w), width: w };
+    const residues = residueCount(participants, bound, label);
+    const component = { label, bound, count, residues, start };
+    start += count * residues;
+    return component;
   });
 }
 
-/** The most limb `k` of a component can be (step 5). */
-function limbBound(component: Component, k: number): bigint {
-  const { bound, limbs, width } = component;
-  return k === limbs - 1 ? bound >> BigInt(width * k) : (1n << BigInt(width)) - 1n;
-}
-
-/**
- * Checks that components represent every total exactly: the limbs cover the
- * bound, n × every element's bound is below p, and the length is within the
- * vector limit. Returns the dimension.
- */
-function checkComponents(participants: number, components: readonly Component[]): number {
-  assertParticipants(participants);
-  const n = BigInt(participants);
-  let total = 0;
-  for (const component of components) {
-    const { label, bound, count, limbs, width } = component;
-    if (
-      !(Number.isSafeInteger(count) && count >= 1 && Number.isSafeInteger(limbs) && limbs >= 1 &&
-        Number.isSafeInteger(width) && width >= 0 && width <= 52)
-    ) {
-      throw new QueryError(`Cannot run round: the layout of ${label} is malformed`);
-    }
-    if (bitLength(bound) > limbs * width) {
-      throw new QueryError(
-        `Cannot run round: ${limbs} limbs of ${width} bits cannot hold ${label} = ${bound}`,
-      );
-    }
-    // Limb 0 has the largest bound: B itself in one limb, else 2^w − 1, which
-    // also covers the top limb (below 2^w, since the limbs cover B).
-    const reach = n * limbBound(component, 0);
-    if (reach >= P_BIG) {
-      throw new QueryError(
-        `Cannot run round: ${participants} peers × ${
-          limbs === 1 ? label : `limb 0 of ${label}`
-        } = ${reach} is not below p = ${P_BIG}, so the sum could wrap; ` +
-          "lower --max, --max-rows or the number of peers",
-      );
-    }
-    total += count * limbs;
-  }
+/** The vector's length, refused above the vector limit (step 3). */
+function checkedDimension(components: readonly Component[]): number {
+  const total = components.reduce((sum, c) => sum + c.count * c.residues, 0);
   if (total > MAX_DIMENSION) {
-    const wide = components.filter((c) => c.limbs > 1)
-      .map((c) => `${c.label} takes ${c.limbs} limbs of ${c.width} bits`).join(", ");
+    const wide = components.filter((c) => c.residues > 1)
+      .map((c) => `${c.label} takes ${c.residues} residues`).join(", ");
     throw new QueryError(
       `Cannot run round: the round needs vectors of ${total} field elements${
         wide ? ` (${wide})` : ""
@@ -341,7 +341,21 @@ function checkComponents(participants: number, components: readonly Component[])
   return total;
 }
 
-/** R must be below p (so it and every input are exact doubles), and rows at least 1. */
+/** The maximal runs of one modulus, in vector order (step 4). */
+function segmentsOf(components: readonly Component[]): Segment[] {
+  const segments: Segment[] = [];
+  for (const { count, residues, start } of components) {
+    for (let j = 0; j < residues; j++) {
+      const modulus = MODULI[j]!;
+      const last = segments.at(-1);
+      if (last && last.modulus === modulus) last.length += count;
+      else segments.push({ start: start + j * count, length: count, modulus });
+    }
+  }
+  return segments;
+}
+
+/** R must be below p1 (so it and every input are exact doubles), and rows at least 1. */
 function assertTerms(max: bigint, maxRows: number): void {
   if (!(max >= 0n && max < P_BIG)) {
     throw new QueryError(`Cannot run round: R must be from 0 to below p = ${P_BIG}`);
@@ -352,29 +366,36 @@ function assertTerms(max: bigint, maxRows: number): void {
 }
 
 /**
- * The layout of a round: which components it has, how many limbs each takes
- * and how wide they are, and the vector's length. Refuses terms that cannot
- * be represented exactly (R not below p, n ≥ p/2 with a component that needs
- * limbs, a vector over 2^24 elements).
+ * The layout of a round: which components it has, how many residues each
+ * takes and where, the segments of one modulus, and the vector's length.
+ * Refuses terms that cannot be represented exactly (R not below p1, a total
+ * that three residues cannot carry, a vector over 2^24 elements).
  */
 export function vectorLayout(query: Query, terms: LayoutTerms): Layout {
   const { max, maxRows, participants } = terms;
   assertTerms(max, maxRows);
+  assertParticipants(participants);
   const components = planComponents(participants, elementBounds(query, max, maxRows));
-  const layout = { participants, max, maxRows, components, dimension: 0 };
-  layout.dimension = checkComponents(participants, components);
-  return layout;
+  const dimension = checkedDimension(components);
+  return { participants, max, maxRows, components, segments: segmentsOf(components), dimension };
+}
+
+/** Whether a round's layout needs more than one field: some total takes residues. */
+export function hasResidues(layout: Layout): boolean {
+  return layout.components.some((c) => c.residues > 1);
 }
 
 /**
- * Refuses a layout that does not represent this query's totals exactly: its
+ * Refuses a layout that is not exactly the one this query's terms give: its
  * components must be the query's (same bounds and counts for its R and
- * maxRows), cover each bound, keep n × every element's bound below p, and fit
- * the vector limit. {@linkcode vectorLayout} only makes layouts that pass;
- * this guards one built or altered elsewhere.
+ * maxRows), each with the residues, place and segments the rules above give
+ * for its n, and its dimension theirs. {@linkcode vectorLayout} only makes
+ * layouts that pass; this guards one built or altered elsewhere (fewer
+ * residues than a bound needs would let a total wrap).
  */
 export function assertLayoutFits(query: Query, layout: Layout): void {
   assertTerms(layout.max, layout.maxRows);
+  assertParticipants(layout.participants);
   const expected = elementBounds(query, layout.max, layout.maxRows);
   const { components } = layout;
   if (
@@ -383,79 +404,101 @@ export function assertLayoutFits(query: Query, layout: Layout): void {
   ) {
     throw new QueryError("Cannot use the layout: its components are not the query's");
   }
-  const total = checkComponents(layout.participants, components);
-  if (total !== layout.dimension) {
+  const planned = planComponents(layout.participants, expected);
+  components.forEach((c, i) => {
+    const want = planned[i]!;
+    if (c.residues !== want.residues) {
+      throw new QueryError(
+        `Cannot use the layout: ${c.label} takes ${c.residues} residues; ` +
+          `${layout.participants} peers need ${want.residues}`,
+      );
+    }
+    if (c.start !== want.start) {
+      throw new QueryError(`Cannot use the layout: ${c.label} starts at element ${c.start}`);
+    }
+  });
+  const dimension = checkedDimension(planned);
+  if (layout.dimension !== dimension) {
     throw new QueryError(
-      `Cannot use the layout: it claims ${layout.dimension} elements, its components need ${total}`,
+      `Cannot use the layout: it claims ${layout.dimension} elements, its components need ${dimension}`,
     );
+  }
+  const segments = segmentsOf(planned);
+  if (
+    layout.segments.length !== segments.length ||
+    layout.segments.some((s, i) =>
+      s.start !== segments[i]!.start || s.length !== segments[i]!.length ||
+      s.modulus !== segments[i]!.modulus
+    )
+  ) {
+    throw new QueryError("Cannot use the layout: its segments are not its components'");
   }
 }
 
-/** The most one peer's element `index` of the round's vector can be (step 5). */
-export function elementBound(layout: Layout, index: number): bigint {
-  let offset = 0;
-  for (const component of layout.components) {
-    const size = component.count * component.limbs;
-    if (index >= offset && index < offset + size) {
-      return limbBound(component, (index - offset) % component.limbs);
-    }
-    offset += size;
+/** The component that element `index` of the round's vector belongs to. */
+function componentAt(layout: Layout, index: number): Component {
+  const component = layout.components.find((c) =>
+    index >= c.start && index < c.start + c.count * c.residues
+  );
+  if (!component || !Number.isInteger(index)) {
+    throw new RangeError(`Element ${index} is outside the layout's ${layout.dimension} elements`);
   }
-  throw new RangeError(`Element ${index} is outside the layout's ${layout.dimension} elements`);
+  return component;
 }
 
 /**
- * Each component's exact total over all peers (step 6), from the summed
- * vector, in component order (D of them for vector:D).
+ * The most one peer's element `index` of the round's vector can be (step 6):
+ * B for a fast-path element, the modulus less one for a residue.
  */
-export function decodeTotals(layout: Layout, summed: Float64Array): bigint[] {
+export function elementBound(layout: Layout, index: number): bigint {
+  const { bound, count, residues, start } = componentAt(layout, index);
+  return residues === 1 ? bound : MODULI_BIG[Math.floor((index - start) / count)]! - 1n;
+}
+
+/** Refuses a summed vector that is not the layout's length or not canonical in every segment. */
+function assertDecodable(layout: Layout, summed: Float64Array): void {
   if (summed.length !== layout.dimension) {
     throw new QueryError(
       `Cannot decode: the sum has ${summed.length} elements; the layout has ${layout.dimension}`,
     );
   }
+  if (!isSegmentedFieldVector(summed, layout.segments)) {
+    throw new QueryError("Cannot decode: an element of the sum is not below its segment's modulus");
+  }
+}
+
+/** Total `t` of a component, from its residues in `summed` (step 7). */
+function totalOf(summed: Float64Array, component: Component, t: number): bigint {
+  const { count, residues, start } = component;
+  if (residues === 1) return BigInt(summed[start + t]!);
+  const r = new Array<number>(residues);
+  for (let j = 0; j < residues; j++) r[j] = summed[start + j * count + t]!;
+  return fromResidues(r);
+}
+
+/**
+ * Each component's exact total over all peers (step 7), from the summed
+ * vector, in component order (D of them for vector:D).
+ */
+export function decodeTotals(layout: Layout, summed: Float64Array): bigint[] {
+  assertDecodable(layout, summed);
   const totals: bigint[] = [];
-  let j = 0;
-  for (const { count, limbs, width } of layout.components) {
-    const shift = BigInt(width);
-    for (let i = 0; i < count; i++, j += limbs) {
-      let total = 0n;
-      for (let k = limbs - 1; k >= 0; k--) total = (total << shift) + BigInt(summed[j + k]!);
-      totals.push(total);
-    }
+  for (const component of layout.components) {
+    for (let t = 0; t < component.count; t++) totals.push(totalOf(summed, component, t));
   }
   return totals;
 }
 
-/** Writes total V's limbs at `offset`, least significant first (step 3). */
-function writeLimbs(out: Float64Array, offset: number, total: bigint, component: Component): void {
-  if (component.limbs === 1) {
-    out[offset] = Number(total); // exact: total ≤ B < p/n
-    return;
-  }
-  const shift = BigInt(component.width);
-  const mask = (1n << shift) - 1n;
-  let rest = total;
-  for (let k = 0; k < component.limbs; k++) {
-    out[offset + k] = Number(rest & mask);
-    rest >>= shift;
-  }
-}
-
 /**
- * Splits whole numbers below 2^53 into `limbs` limbs of `width` bits each, in
- * doubles: `v % 2^w`, `v − d` and the division by 2^w are all exact there.
+ * Whole numbers below 2^53 as `residues` residues each (step 3): all the
+ * first residues, then all the second, …; `v % m` is exact in doubles.
  */
-function splitNumbers(values: Float64Array, limbs: number, width: number): Float64Array {
-  const out = new Float64Array(values.length * limbs);
-  const base = 2 ** width;
-  for (let i = 0, j = 0; i < values.length; i++) {
-    let v = values[i]!;
-    for (let k = 0; k < limbs; k++, j++) {
-      const digit = v % base;
-      out[j] = digit;
-      v = (v - digit) / base;
-    }
+function residuesOfNumbers(values: Float64Array, residues: number): Float64Array {
+  const c = values.length;
+  const out = new Float64Array(c * residues);
+  for (let j = 0; j < residues; j++) {
+    const m = MODULI[j]!;
+    for (let t = 0; t < c; t++) out[j * c + t] = values[t]! % m;
   }
   return out;
 }
@@ -475,8 +518,8 @@ function checkedComponents(query: Query, layout: Layout): readonly Component[] {
 /**
  * Turns a peer's scaled numbers into the round's vector as its layout says,
  * refusing (naming the line) any that is out of range, and a table longer
- * than `maxRows` or a vector of the wrong length. For `vector:D` in one limb
- * the input's own array becomes the vector, without a copy.
+ * than `maxRows` or a vector of the wrong length. For `vector:D` on the fast
+ * path the input's own array becomes the vector, without a copy.
  */
 export function encodeInput(
   query: Query,
@@ -500,8 +543,8 @@ export function encodeInput(
       const v = values[i]!;
       if (!(v >= 0 && v <= maxNumber)) throw outside(i, range);
     }
-    const { limbs, width } = components[0]!;
-    return limbs === 1 ? values : splitNumbers(values, limbs, width);
+    const { residues } = components[0]!;
+    return residues === 1 ? values : residuesOfNumbers(values, residues);
   }
   if (values.length > maxRows) {
     throw new InputError(
@@ -521,8 +564,8 @@ export function encodeInput(
       const bin = v === query.high ? query.bins - 1 : Number(((v - query.low) * bins) / width);
       counts[bin]!++;
     });
-    const { limbs, width: bits } = components[0]!;
-    return limbs === 1 ? counts : splitNumbers(counts, limbs, bits);
+    const { residues } = components[0]!;
+    return residues === 1 ? counts : residuesOfNumbers(counts, residues);
   }
   let sum = 0n;
   let squares = 0n;
@@ -541,10 +584,13 @@ export function encodeInput(
     ? [sum, count]
     : [sum, squares, count];
   const out = new Float64Array(layout.dimension);
-  let offset = 0;
-  components.forEach((component, i) => {
-    writeLimbs(out, offset, totals[i]!, component);
-    offset += component.limbs;
+  components.forEach(({ residues, start }, i) => {
+    const total = totals[i]!;
+    // One total per component here, so residue j sits at start + j. On the
+    // fast path the element is the total itself (exact: total ≤ B < p1/n).
+    for (let j = 0; j < residues; j++) {
+      out[start + j] = residues === 1 ? Number(total) : Number(total % MODULI_BIG[j]!);
+    }
   });
   return out;
 }
@@ -562,27 +608,28 @@ function scaledToJson(value: bigint, scale: number): number | string {
 }
 
 /**
- * Vector totals recombined in doubles, by Horner's rule from the top limb:
- * every intermediate is at most the final total, so each step is exact while
- * the total is at most 2^53, and a result above 2^53 − 1 means it may not be;
- * such an element is recombined again as a BigInt.
+ * Vector totals from residues (the summed vector already checked canonical).
+ * When every residue of an element is the same r, the total is r itself: r
+ * is below each modulus (each residue is), so it is congruent to every
+ * residue and below their product, the CRT's unique answer; no BigInt is
+ * needed, as for every total below p3. Otherwise Garner's rule in BigInt. A
+ * whole number past 2^53 − 1 is never exact as a JSON number: text.
  */
 function vectorTotals(summed: Float64Array, component: Component, scale: number): unknown[] {
-  const { count, limbs, width } = component;
-  const base = 2 ** width;
-  const shift = BigInt(width);
+  const { count, residues, start } = component;
   const out = new Array<unknown>(count);
-  for (let i = 0, j = 0; i < count; i++, j += limbs) {
-    let t = summed[j + limbs - 1]!;
-    for (let k = limbs - 2; k >= 0; k--) t = t * base + summed[j + k]!;
-    if (t <= Number.MAX_SAFE_INTEGER) {
-      out[i] = scale === 0 ? t : scaledToJson(BigInt(t), scale);
+  for (let t = 0; t < count; t++) {
+    const r = summed[start + t]!;
+    let same = true;
+    for (let j = 1; j < residues && same; j++) same = summed[start + j * count + t] === r;
+    if (same) {
+      out[t] = scale === 0 ? r : scaledToJson(BigInt(r), scale);
       continue;
     }
-    let total = 0n;
-    for (let k = limbs - 1; k >= 0; k--) total = (total << shift) + BigInt(summed[j + k]!);
-    // A whole number past 2^53 − 1 is never exact as a JSON number: text.
-    out[i] = scale === 0 ? total.toString() : scaledToJson(total, scale);
+    const total = totalOf(summed, component, t);
+    out[t] = scale === 0
+      ? (total <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(total) : total.toString())
+      : scaledToJson(total, scale);
   }
   return out;
 }
@@ -590,7 +637,7 @@ function vectorTotals(summed: Float64Array, component: Component, scale: number)
 /**
  * The decoded statistics of a summed vector, under the keys the CLI prints.
  * Give the round's `layout`; without one the vector must have one element per
- * component (a round in which nothing needed limbs), or it is refused.
+ * component (a round in which nothing needed residues), or it is refused.
  * Totals too large to be exact as JSON numbers are decimal strings.
  */
 export function decodeResult(
@@ -603,18 +650,14 @@ export function decodeResult(
     throw new QueryError(
       `Cannot decode: the sum has ${summed.length} elements for ${
         dimension(query)
-      } components; decoding limbs needs the round's layout`,
+      } components; decoding residues needs the round's layout`,
     );
   }
   const components = layout === undefined ? undefined : checkedComponents(query, layout);
-  if (layout !== undefined && summed.length !== layout.dimension) {
-    throw new QueryError(
-      `Cannot decode: the sum has ${summed.length} elements; the layout has ${layout.dimension}`,
-    );
-  }
+  if (layout !== undefined) assertDecodable(layout, summed);
   if (query.kind === "vector") {
     const component = components?.[0];
-    if (component !== undefined && component.limbs > 1) {
+    if (component !== undefined && component.residues > 1) {
       return { vector: vectorTotals(summed, component, scale) };
     }
     return {
@@ -662,9 +705,9 @@ export function decodeResult(
 /**
  * Refuses a round whose components cannot all be represented exactly: the
  * check behind {@linkcode vectorLayout}, for callers that have bounds but no
- * layout yet (the CLI, before the round's participants are known: n is then
- * the most peers the round may have).
+ * layout yet (n is then the most peers the round may have).
  */
 export function assertBoundsFit(participants: number, bounds: readonly ElementBound[]): void {
-  checkComponents(participants, planComponents(participants, bounds));
+  assertParticipants(participants);
+  checkedDimension(planComponents(participants, bounds));
 }

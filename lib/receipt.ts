@@ -14,7 +14,7 @@
 import { MAX_SCALE } from "./decimal.ts";
 import { fromCanonicalBase64, toBase64 } from "./encoding.ts";
 import { FileError } from "./errors.ts";
-import { addInto, isFieldVector, P_BIG } from "./field.ts";
+import { addSegmentsInto, isSegmentedFieldVector, P_BIG, type Segment } from "./field.ts";
 import type { RoundResult } from "./hospital.ts";
 import {
   loadCaCertificate,
@@ -26,8 +26,9 @@ import { MAX_PARTICIPANTS } from "./messages.ts";
 import { isPartyName } from "./names.ts";
 import {
   decodeResult,
-  elementBound,
+  decodeTotals,
   formatQuery,
+  hasResidues,
   type Layout,
   parseQuery,
   type Query,
@@ -105,7 +106,16 @@ function encodeVector(v: Float64Array): string {
   return toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
 }
 
-function decodeVector(text: unknown, length: number, what: string): Float64Array {
+/**
+ * A vector of the round's layout: `length` elements, each below the modulus
+ * of its segment (p1, or p2 or p3 for residues).
+ */
+function decodeVector(
+  text: unknown,
+  length: number,
+  segments: readonly Segment[],
+  what: string,
+): Float64Array {
   // Checked before decoding: a huge string must not cost a huge allocation.
   check(
     typeof text === "string" && text.length === base64Length(length * 8),
@@ -115,7 +125,7 @@ function decodeVector(text: unknown, length: number, what: string): Float64Array
   check(bytes.length === length * 8, `${what} is not a vector of ${length} elements`);
   const v = new Float64Array(length);
   new Uint8Array(v.buffer).set(bytes);
-  check(isFieldVector(v), `${what} holds a value that is not a field element`);
+  check(isSegmentedFieldVector(v, segments), `${what} holds a value that is not a field element`);
   return v;
 }
 
@@ -320,15 +330,21 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
   const n = names.length;
   check(n >= 2, "fewer than 2 participants");
   check(!names.includes(hospitalName), "the hospital is listed as a participant");
-  // The layout (limbs per component) is recomputed from the terms, as every
-  // party of the round did: it refuses terms under which the sum could wrap.
+  // The layout (residues per component) is recomputed from the terms, as
+  // every party of the round did: it refuses terms that cannot be represented.
   let layout: Layout;
   try {
     layout = vectorLayout(query, { max, maxRows, participants: n });
   } catch (error) {
     throw new InvalidReceiptError((error as Error).message);
   }
-  const length = layout.dimension;
+  // Every peer refuses residues in a threshold round (Shamir shares live in
+  // GF(p1) only), so no honest round has them.
+  check(
+    mode !== "threshold" || !hasResidues(layout),
+    "a threshold round's totals need a wider field than threshold mode supports",
+  );
+  const { dimension: length, segments } = layout;
   const keys = new Map<string, CryptoKey>();
   for (const p of participants) {
     const party = await verifyPartyCertificate(p.cert, ca, p.name).catch((e) => {
@@ -368,7 +384,7 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
     check(typeof name === "string" && keys.has(name), `partials[${i}] is not from a participant`);
     check(!seen.has(name), `two partial sums from ${name}`);
     seen.add(name);
-    const partial = decodeVector(entry["partial"], length, `partial sum of ${name}`);
+    const partial = decodeVector(entry["partial"], length, segments, `partial sum of ${name}`);
     check(
       typeof entry["signature"] === "string" && entry["signature"].length === SIGNATURE_CHARS,
       `signature of ${name}'s partial sum is not 64 bytes`,
@@ -389,7 +405,7 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
       `an additive round needs all ${n} partial sums, the receipt has ${points.length}`,
     );
     recomputed = new Float64Array(length);
-    for (const p of points) addInto(recomputed, p.y);
+    for (const p of points) addSegmentsInto(recomputed, p.y, segments);
   } else {
     check(
       points.length >= threshold,
@@ -401,15 +417,21 @@ export async function verifyReceipt(value: unknown, caPem: string): Promise<Veri
       throw new InvalidReceiptError((error as Error).message);
     }
   }
-  const sum = decodeVector(receipt["sum"], length, "sum");
+  const sum = decodeVector(receipt["sum"], length, segments, "sum");
   check(
     sum.every((x, i) => x === recomputed[i]),
     "the sum does not equal the one recomputed from the signed partial sums",
   );
-  check(
-    sum.every((x, i) => BigInt(x) <= BigInt(contributors.length) * elementBound(layout, i)),
-    "the sum is larger than the contributors' inputs allow",
-  );
+  // Each exact total (a fast-path element, or recombined from its residues)
+  // is at most contributors × its bound, or some input was out of range.
+  const totals = decodeTotals(layout, sum);
+  const limit = BigInt(contributors.length);
+  let t = 0;
+  for (const { bound, count } of layout.components) {
+    for (let i = 0; i < count; i++, t++) {
+      check(totals[t]! <= limit * bound, "the sum is larger than the contributors' inputs allow");
+    }
+  }
   const result = decodeResult(query, sum, scale, layout);
   check(
     canonicalJson(result) === canonicalJson(receipt["result"]),

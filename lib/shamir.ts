@@ -9,11 +9,16 @@
  * different values add up to shares of the sum, so the hospital interpolates
  * the sum at 0 from any T partial sums. Vectors are shared element by element.
  *
+ * Only over GF(p1): a round whose totals need residues modulo p2 or p3 (see
+ * the layout in query.ts) cannot be Shamir-shared here, and is refused by
+ * {@linkcode assertThresholdLayout}.
+ *
  * @module
  */
 
 import { add, inv, isFieldElement, mul, mulSmall, P_BIG, sub } from "./field.ts";
 import { FieldStream } from "./prg.ts";
+import type { Layout } from "./query.ts";
 import { RangeCheckError } from "./sharing.ts";
 
 /**
@@ -39,6 +44,23 @@ export function assertThresholdConfig(
   if (!Number.isSafeInteger(minContributors) || minContributors < 2 || minContributors > peers) {
     throw new RangeCheckError(
       `Cannot run round: --min-contributors must be from 2 to ${peers}, got ${minContributors}`,
+    );
+  }
+}
+
+/**
+ * Refuses a threshold round whose layout needs residues: share vectors live
+ * in GF(p1), and a residue modulo p2 or p3 shared there would be summed and
+ * interpolated modulo the wrong prime.
+ */
+export function assertThresholdLayout(layout: Layout): void {
+  const wide = layout.components.filter((c) => c.residues > 1);
+  if (wide.length > 0) {
+    throw new RangeCheckError(
+      `Cannot run round: ${
+        wide.map((c) => `${c.label} takes ${c.residues} residues`).join(", ")
+      }, so the round needs a wider field than threshold mode supports yet; ` +
+        "use an additive round (no --threshold), or lower --max, --max-rows or the number of peers",
     );
   }
 }

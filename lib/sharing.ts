@@ -14,10 +14,26 @@
  * expanded from seeds instead of sent whole: a peer sends 32 bytes per pair
  * instead of a vector. Privacy is then computational (AES-CTR as PRG).
  *
+ * A vector of several segments (residues modulo p1, p2, p3; see the layout
+ * in query.ts) is masked segment by segment: each seed's one stream is read
+ * in vector order, each segment's masks drawn and applied modulo its own
+ * modulus, so the masks are uniform modulo each prime independently.
+ *
  * @module
  */
 
-import { add, addInto, isFieldElement, P_BIG, randomFieldElement, sub, subInto } from "./field.ts";
+import {
+  add,
+  addInto,
+  assertSegmentsCover,
+  isFieldElement,
+  P,
+  P_BIG,
+  randomFieldElement,
+  type Segment,
+  sub,
+  subInto,
+} from "./field.ts";
 import { FieldStream } from "./prg.ts";
 
 /** Raised when a round's parameters would let the sum wrap around p. */
@@ -81,20 +97,44 @@ export interface PairMask {
 /** Elements expanded per step, so a mask never needs a whole vector of memory. */
 const MASK_CHUNK = 32 * 1024;
 
+/** Options for {@linkcode applyMasks}. */
+export interface MaskOptions {
+  /** The vector's segments, in order; default: the whole vector modulo p. */
+  segments?: readonly Segment[];
+  /**
+   * The stream a seed expands to; default {@linkcode FieldStream.fromSeed}.
+   * Injected only by tests, to feed candidates a segment must reject.
+   */
+  streamOf?: (seed: Uint8Array) => Promise<FieldStream>;
+}
+
 /**
  * Adds (+1) or subtracts (−1) each seed's expansion into `vector`, in place,
- * one chunk at a time.
+ * one chunk at a time, each segment drawn and reduced modulo its own
+ * modulus, all from the seed's one stream in vector order.
  */
-export async function applyMasks(vector: Float64Array, masks: readonly PairMask[]): Promise<void> {
+export async function applyMasks(
+  vector: Float64Array,
+  masks: readonly PairMask[],
+  options: MaskOptions = {},
+): Promise<void> {
+  const {
+    segments = [{ start: 0, length: vector.length, modulus: P }],
+    streamOf = FieldStream.fromSeed,
+  } = options;
+  assertSegmentsCover(segments, vector.length);
   const buffer = new Float64Array(Math.min(MASK_CHUNK, vector.length));
   for (const { seed, sign } of masks) {
-    const stream = await FieldStream.fromSeed(seed);
-    for (let offset = 0; offset < vector.length; offset += buffer.length) {
-      const part = vector.subarray(offset, Math.min(offset + buffer.length, vector.length));
-      const mask = buffer.subarray(0, part.length);
-      await stream.fill(mask);
-      if (sign === 1) addInto(part, mask);
-      else subInto(part, mask);
+    const stream = await streamOf(seed);
+    for (const { start, length, modulus } of segments) {
+      const end = start + length;
+      for (let offset = start; offset < end; offset += buffer.length) {
+        const part = vector.subarray(offset, Math.min(offset + buffer.length, end));
+        const mask = buffer.subarray(0, part.length);
+        await stream.fill(mask, modulus);
+        if (sign === 1) addInto(part, mask, modulus);
+        else subInto(part, mask, modulus);
+      }
     }
   }
 }

@@ -135,7 +135,7 @@ Deno.test("a round that cannot be represented is refused before the hospital lis
     "3",
     "--query",
     query,
-    // 3 × R = p + 1: each element takes two limbs, so the vector doubles in length.
+    // 3 × R = p + 1: each element takes two residues, so the vector doubles in length.
     "--max",
     "1501199875790150",
     ...extra,
@@ -147,10 +147,45 @@ Deno.test("a round that cannot be represented is refused before the hospital lis
     assert.match(r.stderr, /needs vectors of 33554432 field elements/);
     assert.match(r.stderr, /more than the limit of 16777216/);
     assert.doesNotMatch(r.stderr, /listening on/);
-    // Half the length fits with its limbs: the check is exact, not a rough bound.
+    // Half the length fits with its residues: the check is exact, not a rough bound.
     const ok = await runMain(hospital("vector:8388608", "--certs", "/nonexistent"));
     assert.equal(ok.code, 1, "passes the layout check and fails later, on the missing credentials");
     assert.match(ok.err, /Cannot read CA certificate/);
+    // The default R = 2^30 at --scale 7 is 2^30 × 10^7 ≥ p: a usage error
+    // (exit 2) before listening, for the hospital and for the demo.
+    const scaled = await runMain([
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      "3",
+      "--scale",
+      "7",
+      "--timeout",
+      "1",
+      "--certs",
+      dir,
+    ]);
+    assert.equal(scaled.code, 2, scaled.err);
+    assert.match(scaled.err, /R must be from 0 to below p = 4503599627370449/);
+    assert.doesNotMatch(scaled.err, /listening on/);
+    const below = await runMain([
+      "hospital",
+      "--listen",
+      "127.0.0.1:0",
+      "--peers",
+      "3",
+      "--scale",
+      "6",
+      "--certs",
+      "/nonexistent",
+    ]);
+    assert.equal(below.code, 1, "2^30 × 10^6 is below p: past the layout, failing on credentials");
+    assert.match(below.err, /Cannot read CA certificate/);
+    const demo = await runMain(["run", "--scale", "7", "--timeout", "5"]);
+    assert.equal(demo.code, 2, demo.err);
+    assert.match(demo.err, /R must be from 0 to below p/);
+    assert.doesNotMatch(demo.out, /made a throwaway PKI/);
   } finally {
     await removeDir(dir);
   }

@@ -2,15 +2,25 @@ import assert from "node:assert/strict";
 import {
   add,
   addInto,
+  addSegmentsInto,
   candidate,
+  fromBigInt,
+  fromResidues,
   inv,
+  isElementOf,
   isFieldElement,
   isFieldVector,
+  isSegmentedFieldVector,
+  MODULI,
+  MODULI_BIG,
   mul,
   mulSmall,
   P,
+  P2,
+  P3,
   P_BIG,
   randomFieldElement,
+  type Segment,
   sub,
   subInto,
 } from "../lib/field.ts";
@@ -28,34 +38,76 @@ function assertSameElements(actual: Float64Array, expected: Float64Array, what: 
   assert.equal(at, -1, `${what}: element ${at} is ${actual[at]}, expected ${expected[at]}`);
 }
 
-Deno.test("p is 2^52 − 47, the largest prime below 2^52, and passes Miller–Rabin", () => {
-  assert.equal(P, 4503599627370449);
-  assert.equal(P_BIG, (1n << 52n) - 47n);
+const PRIME_BASES = [2n, 3n, 5n, 7n, 11n, 13n, 17n, 19n, 23n, 29n, 31n, 37n];
+
+/**
+ * Miller–Rabin in BigInt with the fixed bases 2, 3, …, 37 (the first 12
+ * primes). With these bases the test is deterministic for every n below
+ * 3.18·10^23 (Sorenson and Webster 2015; the first 13 primes, to 41, reach
+ * 3.3·10^24), so for numbers below 2^52 ≈ 4.5·10^15 "passes" means "prime".
+ */
+function isPrime(n: bigint, bases: readonly bigint[] = PRIME_BASES): boolean {
   const powMod = (b: bigint, e: bigint, m: bigint) => {
     let r = 1n;
     b %= m;
     for (; e > 0n; e >>= 1n, b = (b * b) % m) if (e & 1n) r = (r * b) % m;
     return r;
   };
-  const isPrime = (n: bigint) => {
-    let d = n - 1n;
-    let s = 0;
-    while (d % 2n === 0n) {
-      d /= 2n;
-      s++;
+  if (n < 2n) return false;
+  for (const a of bases) if (n % a === 0n) return n === a;
+  let d = n - 1n;
+  let s = 0;
+  while (d % 2n === 0n) {
+    d /= 2n;
+    s++;
+  }
+  for (const a of bases) {
+    let x = powMod(a, d, n);
+    if (x === 1n || x === n - 1n) continue;
+    let composite = true;
+    for (let i = 1; i < s && composite; i++) {
+      x = (x * x) % n;
+      if (x === n - 1n) composite = false;
     }
-    for (const a of [2n, 3n, 5n, 7n, 11n, 13n, 17n, 19n, 23n, 29n, 31n, 37n]) {
-      let x = powMod(a, d, n);
-      if (x === 1n || x === n - 1n) continue;
-      let composite = true;
-      for (let i = 1; i < s && composite; i++) {
-        x = (x * x) % n;
-        if (x === n - 1n) composite = false;
-      }
-      if (composite) return false;
-    }
-    return true;
-  };
+    if (composite) return false;
+  }
+  return true;
+}
+
+Deno.test("Miller–Rabin with fixed bases tells primes from composites, strong pseudoprimes included", () => {
+  const small = Array.from({ length: 2000 }, (_, i) => i);
+  const sieve = small.map((n) => n >= 2 && small.slice(2, n).every((d) => d * d > n || n % d));
+  for (const n of small) assert.equal(isPrime(BigInt(n)), sieve[n], String(n));
+  // The smallest strong pseudoprimes to the first 1, 2, … 7 prime bases:
+  // each passes that many bases and is caught by the next.
+  const pseudoprimes = [2047n, 1373653n, 25326001n, 3215031751n, 2152302898747n, 3474749660383n];
+  pseudoprimes.push(341550071728321n);
+  pseudoprimes.forEach((n, i) => {
+    assert.ok(isPrime(n, PRIME_BASES.slice(0, i + 1)), `${n} fools ${i + 1} bases`);
+    assert.ok(!isPrime(n), `${n} is composite`);
+  });
+  // Passes every prime base up to 31: only the twelfth base, 37, catches it.
+  assert.ok(isPrime(3825123056546413051n, PRIME_BASES.slice(0, 11)));
+  assert.ok(!isPrime(3825123056546413051n));
+  assert.ok(isPrime((1n << 61n) - 1n), "the Mersenne prime 2^61 − 1");
+});
+
+Deno.test("the residue moduli are 2^52 − 47, 2^52 − 143 and 2^52 − 173: the three largest primes below 2^52", () => {
+  assert.deepEqual(MODULI, [P, P2, P3]);
+  assert.deepEqual(MODULI_BIG, [P_BIG, (1n << 52n) - 143n, (1n << 52n) - 173n]);
+  assert.deepEqual([P2, P3], [4503599627370353, 4503599627370323]);
+  for (const m of MODULI_BIG) assert.ok(isPrime(m), `${m} is prime`);
+  for (let c = 1n; c < 173n; c += 2n) {
+    if (c === 47n || c === 143n) continue;
+    assert.ok(!isPrime((1n << 52n) - c), `2^52 − ${c} is composite`);
+  }
+  // Decreasing, and each below 2^52: a sum of two elements is exact in a double.
+  assert.ok(P > P2 && P2 > P3 && 2 * (P - 1) < Number.MAX_SAFE_INTEGER);
+});
+
+Deno.test("p is 2^52 − 47, the largest prime below 2^52, and passes Miller–Rabin", () => {
+  assert.equal(P, 4503599627370449);
+  assert.equal(P_BIG, (1n << 52n) - 47n);
   assert.ok(isPrime(P_BIG));
   for (let c = 1n; c < 47n; c += 2n) {
     assert.ok(!isPrime((1n << 52n) - c), `2^52 − ${c} is composite`);
@@ -104,12 +156,103 @@ Deno.test("vector add and subtract match scalar arithmetic", () => {
   sum.forEach((x, i) => assert.equal(x, add(a[i]!, b[i]!)));
 });
 
+Deno.test("vector operations modulo p2 and p3 agree with BigInt, and the default modulus is p", () => {
+  for (const [m, mBig] of MODULI.map((m, j) => [m, MODULI_BIG[j]!] as const)) {
+    const edges = [0, 1, m - 2, m - 1, Math.floor(m / 2)];
+    const a = Float64Array.from([...edges, ...Array.from({ length: 500 }, () => randomBelow(m))]);
+    const b = Float64Array.from([
+      ...edges.reverse(),
+      ...Array.from({ length: 500 }, () => randomBelow(m)),
+    ]);
+    const sum = a.slice();
+    addInto(sum, b, m);
+    const diff = a.slice();
+    subInto(diff, b, m);
+    for (let i = 0; i < a.length; i++) {
+      assert.equal(sum[i], Number((BigInt(a[i]!) + BigInt(b[i]!)) % mBig), `mod ${m}`);
+      assert.equal(diff[i], Number(((BigInt(a[i]!) - BigInt(b[i]!)) % mBig + mBig) % mBig));
+    }
+    assert.ok(isFieldVector(sum, m) && isFieldVector(diff, m));
+    assert.ok(!isFieldVector(Float64Array.of(m), m), `${m} is not below itself`);
+    assert.ok(isElementOf(m - 1, m) && !isElementOf(m, m));
+  }
+  // (p2 − 1) + 50 is below p (p − p2 = 96), so it stays as it is mod p and
+  // is reduced only mod p2.
+  const x = Float64Array.of(P2 - 1);
+  const y = Float64Array.of(50);
+  const modP = x.slice();
+  addInto(modP, y);
+  assert.equal(modP[0], P2 + 49);
+  addInto(x, y, P2);
+  assert.equal(x[0], 49);
+  assert.ok(isFieldVector(Float64Array.of(P2)) && !isFieldVector(Float64Array.of(P2), P2));
+  assert.ok(isFieldElement(P3) && !isElementOf(P3, P3));
+  // A modulus that is not one of the three is refused, not used: an index
+  // passed by every() or forEach() must not become a modulus.
+  assert.throws(() => isFieldVector(Float64Array.of(1), 0), RangeError);
+  assert.throws(() => addInto(new Float64Array(1), new Float64Array(1), 7), RangeError);
+  assert.throws(() => subInto(new Float64Array(1), new Float64Array(1), P - 2), RangeError);
+  assert.equal(fromBigInt(-1n, MODULI_BIG[1]), P2 - 1);
+  assert.throws(() => fromBigInt(5n, 7n), RangeError);
+});
+
+Deno.test("segments: each stretch of a vector is added and checked modulo its own modulus", () => {
+  const segments: Segment[] = [
+    { start: 0, length: 2, modulus: P },
+    { start: 2, length: 1, modulus: P2 },
+    { start: 3, length: 2, modulus: P3 },
+  ];
+  const acc = Float64Array.of(P - 1, 5, P2 - 1, P3 - 1, 0);
+  addSegmentsInto(acc, Float64Array.of(1, P - 5, 1, 1, P3 - 1), segments);
+  assert.deepEqual([...acc], [0, 0, 0, 0, P3 - 1]);
+  assert.ok(isSegmentedFieldVector(Float64Array.of(P - 1, 0, P2 - 1, P3 - 1, 0), segments));
+  // Valid mod p, but not in its p2 or p3 segment.
+  assert.ok(!isSegmentedFieldVector(Float64Array.of(0, 0, P2, 0, 0), segments));
+  assert.ok(!isSegmentedFieldVector(Float64Array.of(0, 0, 0, 0, P3), segments));
+  assert.ok(!isSegmentedFieldVector(new Float64Array(6), segments), "segments must cover v");
+  const gap = [segments[0]!, { ...segments[2]!, start: 3 }];
+  assert.ok(!isSegmentedFieldVector(new Float64Array(5), gap));
+  assert.ok(!isSegmentedFieldVector(Float64Array.of(1), [{ start: 0, length: 1, modulus: 7 }]));
+  assert.throws(() => addSegmentsInto(new Float64Array(5), new Float64Array(5), gap), RangeError);
+});
+
+Deno.test("fromResidues is the Chinese remainder theorem: the unique total below the moduli's product", () => {
+  const products = [P_BIG, P_BIG * MODULI_BIG[1]!, P_BIG * MODULI_BIG[1]! * MODULI_BIG[2]!];
+  // Test data only (a slight bias does not matter here): 192 random bits mod the limit.
+  const randomBig = (limit: bigint) =>
+    crypto.getRandomValues(new Uint32Array(6)).reduce((x, w) => (x << 32n) | BigInt(w), 0n) %
+    limit;
+  for (let k = 1; k <= 3; k++) {
+    const limit = products[k - 1]!;
+    const totals = [0n, 1n, limit - 1n, P_BIG - 1n, P_BIG, P_BIG * MODULI_BIG[1]! - 1n]
+      .filter((t) => t < limit);
+    for (let i = 0; i < 300; i++) totals.push(randomBig(limit));
+    for (const total of totals) {
+      const residues = MODULI_BIG.slice(0, k).map((m) => Number(total % m));
+      assert.equal(fromResidues(residues), total, `k = ${k}, total ${total}`);
+    }
+  }
+  assert.throws(() => fromResidues([]), RangeError);
+  assert.throws(() => fromResidues([1, 2, 3, 4]), RangeError);
+  assert.throws(() => fromResidues([0, P2]), /residue 2 is not below its modulus/);
+  assert.throws(() => fromResidues([0.5]), RangeError);
+});
+
+/** A uniform whole number below `limit` ≤ p, from Web Crypto, by rejection. */
+function randomBelow(limit: number): number {
+  const whole = Math.floor(P / limit) * limit; // exact: below 2^52
+  for (;;) {
+    const x = randomFieldElement();
+    if (x < whole) return x % limit;
+  }
+}
+
 /** Chi-square over 16 buckets; 37.7 is the 0.999 quantile (15 degrees of freedom). */
-function chiSquare16(values: Iterable<number>): number {
+function chiSquare16(values: Iterable<number>, modulus = P): number {
   const buckets = new Array<number>(16).fill(0);
   let total = 0;
   for (const x of values) {
-    buckets[Math.floor((x / P) * 16)]!++;
+    buckets[Math.floor((x / modulus) * 16)]!++;
     total++;
   }
   return buckets.reduce((acc, n) => acc + (n - total / 16) ** 2 / (total / 16), 0);
@@ -201,6 +344,48 @@ Deno.test("rejection sampling: FieldStream.fill and take reject candidates at or
   await assert.rejects(stream.take(1), /ran out/);
 });
 
+/** Candidates in [p2, p): valid mod p, rejected mod p2 and p3: p2, p2 + 1 and p − 1. */
+const ABOVE_P2: [number, number][] = [
+  [0xffffff71, 0xfffff],
+  [0xffffff72, 0xfffff],
+  [0xffffffd0, 0xfffff],
+];
+/** Candidates in [p3, p2): valid mod p and p2, rejected mod p3: p3 and p2 − 1. */
+const ABOVE_P3: [number, number][] = [[0xffffff53, 0xfffff], [0xffffff70, 0xfffff]];
+
+Deno.test("rejection sampling modulo p2 and p3: a candidate at or above the segment's modulus is skipped", async () => {
+  assert.deepEqual(ABOVE_P2.map(valueOf), [P2, P2 + 1, P - 1]);
+  assert.deepEqual(ABOVE_P3.map(valueOf), [P3, P2 - 1]);
+  const script = () => [
+    stretch(ABOVE_P2[0]!, VALID[1]!, ...ABOVE_P2.slice(1)),
+    stretch(...TOO_LARGE, ...ABOVE_P3, VALID[2]!),
+  ];
+  // Mod p2 every candidate in [p2, p) is rejected, like those ≥ p; not reduced
+  // (p2 mod p2 would be 0, p − 1 mod p2 would be 95).
+  const p2 = await FieldStream.fromKeystream(scriptedKeystream(script())).take(4, P2);
+  assert.deepEqual([...p2], [12345, P3, P2 - 1, 2 ** 51]);
+  // Mod p3 the candidates in [p3, p2) go too.
+  const p3 = await FieldStream.fromKeystream(scriptedKeystream(script())).take(2, P3);
+  assert.deepEqual([...p3], [12345, 2 ** 51]);
+  // Mod p (the default) the same stream keeps them.
+  const p1 = await FieldStream.fromKeystream(scriptedKeystream(script())).take(7);
+  assert.deepEqual([...p1], [P2, 12345, P2 + 1, P - 1, P3, P2 - 1, 2 ** 51]);
+  // One continuous stream across segments: p2 is kept in a p segment; then
+  // a p2 segment skips p2 + 1, p − 1 and the four candidates ≥ p and keeps
+  // p3; then a p3 segment skips p2 − 1 and keeps 2^51.
+  const stream = FieldStream.fromKeystream(scriptedKeystream(script()));
+  const vector = new Float64Array(4);
+  await stream.fill(vector.subarray(0, 2), P);
+  await stream.fill(vector.subarray(2, 3), P2);
+  await stream.fill(vector.subarray(3, 4), P3);
+  assert.deepEqual([...vector], [P2, 12345, P3, 2 ** 51]);
+  await assert.rejects(
+    FieldStream.fromKeystream(scriptedKeystream(script())).take(1, 1000),
+    RangeError,
+    "only the three moduli",
+  );
+});
+
 Deno.test("FieldStream refuses a keystream stretch that is empty or not whole candidates", async () => {
   for (const bad of [new ArrayBuffer(0), new ArrayBuffer(12)]) {
     const stream = FieldStream.fromKeystream(scriptedKeystream([bad, stretch(VALID[1]!)]));
@@ -245,6 +430,28 @@ Deno.test("FieldStream known answer: a fixed seed's AES-256-CTR keystream, 8 byt
     await stream.fill(pieces.subarray(at, Math.min(count, at + 9_999)));
   }
   assertSameElements(pieces, expected, "fill in pieces");
+  // Segments: the same keystream, each candidate kept when below the modulus
+  // of the segment being drawn; one stream in vector order.
+  const segments: Segment[] = [
+    { start: 0, length: 10_000, modulus: P },
+    { start: 10_000, length: 20_000, modulus: P2 },
+    { start: 30_000, length: 10_000, modulus: P3 },
+  ];
+  const bySegment = new Float64Array(count);
+  let offset = 0;
+  for (const { start, length, modulus } of segments) {
+    for (let n = 0; n < length; offset += 8) {
+      const x = keystream.getBigUint64(offset, true) & ((1n << 52n) - 1n);
+      if (x < BigInt(modulus)) bySegment[start + n++] = Number(x);
+    }
+  }
+  const segmented = await FieldStream.fromSeed(seed);
+  const drawn = new Float64Array(count);
+  for (const { start, length, modulus } of segments) {
+    await segmented.fill(drawn.subarray(start, start + length), modulus);
+  }
+  assertSameElements(drawn, bySegment, "segment by segment");
+  assert.ok(isSegmentedFieldVector(drawn, segments));
 });
 
 Deno.test("a seed expands to the same uniform elements on both sides", async () => {

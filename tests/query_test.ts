@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { formatScaled, parseScaled } from "../lib/decimal.ts";
-import { addInto, P } from "../lib/field.ts";
+import { addSegmentsInto, P, P_BIG } from "../lib/field.ts";
 import { dataFromBytes, dataFromValue, type PeerData } from "../lib/input.ts";
 import {
   assertBoundsFit,
@@ -35,7 +35,7 @@ const text = new TextEncoder();
 const linesOf = (values: string[]) =>
   dataFromBytes(text.encode(values.join("\n") + "\n"), { scale: 0 });
 
-/** Runs a query over peers' data as a round would: encode, sum mod p, decode. */
+/** Runs a query over peers' data as a round would: encode, sum segment by segment, decode. */
 function runQuery(spec: string, peers: string[][], scale: number, max: bigint, maxRows = 4096) {
   const query = parseQuery(spec, scale);
   const layout = vectorLayout(query, { max, maxRows, participants: peers.length });
@@ -44,7 +44,7 @@ function runQuery(spec: string, peers: string[][], scale: number, max: bigint, m
     const data = dataFromBytes(text.encode(rows.join("\n")), { scale });
     const vector = encodeInput(query, data, { scale, layout });
     if (!total) total = new Float64Array(vector.length);
-    addInto(total, vector);
+    addSegmentsInto(total, vector, layout.segments);
   }
   return decodeResult(query, total!, scale, layout);
 }
@@ -244,29 +244,30 @@ Deno.test("queries parse strictly and print canonically", () => {
   assert.throws(() => parseQuery("histogram:0:1.25:2", 1), /decimal places/);
 });
 
-Deno.test("every element is checked: a bound that does not fit one element takes limbs, what cannot be represented is refused", () => {
-  // The variance's squares (4096 × 2^60 for 3 peers) no longer fit one element: two limbs.
+Deno.test("every element is checked: a bound that does not fit one element takes residues, what cannot be represented is refused", () => {
+  // The variance's squares (4096 × 2^60 for 3 peers) no longer fit one element: two residues.
   const variance = parseQuery("variance", 0);
   assertBoundsFit(3, elementBounds(variance, 2n ** 30n, 4096));
   const layout = vectorLayout(variance, { max: 2n ** 30n, maxRows: 4096, participants: 3 });
-  assert.deepEqual(layout.components.map((c) => c.limbs), [1, 2, 1]);
+  assert.deepEqual(layout.components.map((c) => c.residues), [1, 2, 1]);
   assert.equal(layout.dimension, 4);
   assert.equal(vectorLayout(variance, { max: 1000n, maxRows: 4096, participants: 3 }).dimension, 3);
-  // R must be below p, whatever the limbs.
+  // R must be below p, whatever the residues.
   assert.throws(
     () => vectorLayout(parseQuery("vector:9", 0), { max: BigInt(P), maxRows: 1, participants: 2 }),
     /R must be from 0 to below p/,
   );
-  // Two limbs per element would take vector:2^24 over the vector limit.
+  // Two residues per element would take vector:2^24 over the vector limit.
   assert.throws(
     () => assertBoundsFit(2, elementBounds(parseQuery("vector:16777216", 0), 2n ** 51n, 1)),
     /33554432 field elements .*more than the limit of 16777216/,
   );
-  // With n ≥ p/2 peers not even a one-bit limb can be summed without wrapping.
+  // A total that even three residues cannot carry: 5000 × 2^40·(p − 1)² ≥ p1·p2·p3.
   assert.throws(
-    () => assertBoundsFit((P + 1) / 2, elementBounds(variance, 1000n, 4096)),
-    /even one-bit limbs/,
+    () => assertBoundsFit(5000, elementBounds(variance, P_BIG - 1n, 2 ** 40)),
+    /cannot be represented/,
   );
+  assertBoundsFit(4000, elementBounds(variance, P_BIG - 1n, 2 ** 40));
   assert.equal(formatScaled(-1234n, 2), "-12.34");
   assert.equal(formatScaled(5n, 3), "0.005");
 });

@@ -63,8 +63,8 @@ export class AdvertiseKeysState extends HospitalState {
     let key: CryptoKey;
     try {
       key = await this.ctx.verifyParty(cert, from, "peer");
-    } catch {
-      return await this.lost(from, "its certificate is refused");
+    } catch (error) {
+      return await this.lost(from, `its certificate is refused: ${(error as Error).message}`);
     }
     const fields = joinFields(this.ctx.session, from, message.sealKey, message.maskKey);
     if (!(await verify(key, message.signature, "join", fields))) {

@@ -45,6 +45,11 @@ export class HospitalRound {
     return this.#state?.phase ?? "new";
   }
 
+  /** The START roster's names, sorted (empty before START). */
+  get participants(): string[] {
+    return this.#ctx.roster.map((p) => p.name);
+  }
+
   /** The outcome, once there is one. */
   get outcome(): HospitalOutcome | undefined {
     return this.#ctx.outcome;

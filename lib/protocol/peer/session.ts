@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Message } from "../../wire/messages.ts";
+import type { Message, Terms } from "../../wire/messages.ts";
 import type { PeerOutcome } from "../types.ts";
 import { AwaitInviteState } from "./await_invite.ts";
 import {
@@ -38,6 +38,11 @@ export class PeerSession {
   /** The session id, once an invite was accepted ("" before). */
   get session(): string {
     return this.#ctx.session;
+  }
+
+  /** The round's terms, once an invite was accepted: the runtime takes its deadlines from them. */
+  get terms(): Terms | undefined {
+    return this.#ctx.terms;
   }
 
   /** The current phase; the runtime restarts its deadline timer when this changes. */
