@@ -72,6 +72,8 @@ const EXPECTED_NAMES = new Set([
   "FileError",
   "ListenError",
   "PartyExistsError",
+  "TransportError",
+  "FrameError",
 ]);
 
 /**

@@ -1,0 +1,317 @@
+/**
+ * Crowds at the hospital's port (lib/net/server.ts):
+ * - 400 idle TCP connections that never start TLS do not stop an honest
+ *   client, and each is closed by the handshake timeout, its descriptor
+ *   released;
+ * - `maxHandshakes` bounds what strangers hold: beyond it the oldest is
+ *   evicted, so an honest client still gets in;
+ * - `maxWaiting` bounds authorized connections waiting for their first
+ *   message;
+ * - a slow client (one byte per ~100 ms) does not hold up another client's
+ *   exchange, and a stranger trickling a TLS handshake is cut at the
+ *   deadline all the same;
+ * - with the default limits, 500 idle strangers and 200 parties each holding
+ *   a half-sent 16 KiB frame, in another process, grow the hospital by less
+ *   than the bound server.ts states.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { PRE_AUTH_FRAME_LIMIT } from "../../lib/wire/frame.ts";
+import type { Connection } from "../../lib/net/connection.ts";
+import {
+  closedByServer,
+  closeQuietly,
+  connectAs,
+  deadline,
+  openDescriptors,
+  openIdle,
+  pairUp,
+  party,
+  type Pki,
+  startServer,
+  testPki,
+  type TestServer,
+  within,
+} from "./helpers.ts";
+
+const pki = await testPki();
+
+/** One echo exchange between an honest peer and the hospital. */
+async function honestExchange(
+  pki: Pki,
+  server: TestServer,
+  name: string,
+  signal: AbortSignal,
+  rounds = 1,
+): Promise<void> {
+  using pair = await pairUp(pki, server.server, name, signal);
+  for (let i = 0; i < rounds; i++) {
+    await pair.client.write(new Uint8Array([i & 0xff, 1]), signal);
+    const got = await pair.accepted.readFrame(signal);
+    await pair.accepted.write(got, signal);
+    assert.deepEqual(await pair.client.readFrame(signal), new Uint8Array([i & 0xff, 1]));
+    if (i === 0) {
+      pair.accepted.raiseLimit();
+      pair.client.raiseLimit();
+    }
+  }
+}
+
+Deno.test("400 idle TCP connections do not stop an honest client and are closed by the handshake timeout", async () => {
+  using time = deadline(30_000);
+  const { signal } = time;
+  const timeoutMs = 1500;
+  const server = await startServer(pki, { handshakeTimeoutMs: timeoutMs, maxHandshakes: 512 });
+  const fdsBefore = await openDescriptors();
+  let idle: Deno.TcpConn[] = [];
+  try {
+    const opened = performance.now();
+    idle = await openIdle(server.server.port, 400);
+    await honestExchange(pki, server, "alice", signal);
+    const heldWhileHonest = server.server.handshaking;
+    const fdsHeld = await openDescriptors();
+    const cut = await Promise.all(idle.map((conn) => closedByServer(conn, opened, signal)));
+    // Each is cut at its own deadline, counted from its own accept (at most
+    // about a second after `opened`, on a loaded machine).
+    const early = cut.filter((ms) => ms < timeoutMs - 50).length;
+    assert.equal(early, 0, `${early} idle connections were cut before the handshake timeout`);
+    const late = cut.filter((ms) => ms > timeoutMs + 8000).length;
+    assert.equal(late, 0, `${late} idle connections outlived the handshake timeout by 8 s`);
+    assert.ok(heldWhileHonest > 300, `the idle connections were held (${heldWhileHonest})`);
+    const timeouts = server.refusals.filter((r) => r.error.reason === "timeout").length;
+    assert.equal(timeouts, 400, "each idle connection is reported once, as a timeout");
+    assert.match(
+      server.refusals[0]!.error.message,
+      /^Cannot accept a connection from 127\.0\.0\.1:\d+: no TLS handshake and certificate check within 1500 ms \(the client stalled, or is not a sumshare peer\)$/,
+    );
+    assert.equal(server.server.handshaking, 0);
+    // The hospital's ends are released; this process still holds the 400 client ends.
+    const fdsCut = await openDescriptors();
+    assert.ok(fdsHeld >= fdsBefore + 700, `both ends held: ${fdsBefore} → ${fdsHeld}`);
+    assert.ok(
+      fdsCut <= fdsBefore + 400 + 5,
+      `hospital descriptors released: ${fdsBefore} before, ${fdsHeld} held, ${fdsCut} after the cut`,
+    );
+  } finally {
+    for (const conn of idle) closeQuietly(conn);
+    server.server.close();
+  }
+});
+
+Deno.test("maxHandshakes bounds what strangers hold: the oldest is evicted, an honest client gets in", async () => {
+  using time = deadline(30_000);
+  const { signal } = time;
+  const server = await startServer(pki, { handshakeTimeoutMs: 20_000, maxHandshakes: 50 });
+  let idle: Deno.TcpConn[] = [];
+  try {
+    const opened = performance.now();
+    idle = await openIdle(server.server.port, 120);
+    // The 70 oldest are evicted at once, not at the 20 s deadline.
+    await server.nextRefusal(69, signal);
+    assert.ok(server.server.handshaking <= 50, `${server.server.handshaking} held`);
+    const evicted = await Promise.all(
+      idle.slice(0, 70).map((conn) => closedByServer(conn, opened, signal)),
+    );
+    assert.ok(Math.max(...evicted) < 10_000, "evicted connections are closed at once");
+    assert.ok(server.refusals.every((r) => r.error.reason === "busy"));
+    assert.match(
+      server.refusals[0]!.error.message,
+      /: 50 connections were in the TLS handshake, and it was the oldest/,
+    );
+    // An honest client's connection evicts one more stranger and goes through.
+    await honestExchange(pki, server, "alice", signal);
+    assert.ok(server.server.handshaking <= 50);
+    assert.equal(server.refusals.length, 71);
+  } finally {
+    for (const conn of idle) closeQuietly(conn);
+    server.server.close();
+  }
+});
+
+Deno.test("maxWaiting bounds authorized connections waiting for their first message", async () => {
+  using time = deadline(20_000);
+  const { signal } = time;
+  const server = await startServer(pki, { maxWaiting: 2 });
+  try {
+    using alice = await pairUp(pki, server.server, "alice", signal);
+    using bob = await pairUp(pki, server.server, "bob", signal);
+    assert.equal(server.server.waiting, 2);
+    const carol = await connectAs(pki, server.server, "carol", signal);
+    try {
+      const refusal = await server.nextRefusal(0, signal);
+      assert.equal(refusal.error.reason, "busy");
+      assert.match(
+        refusal.error.message,
+        /\(carol\): 2 connections are already waiting for their first message/,
+      );
+      await assert.rejects(carol.readFrame(signal), /it may have refused this party's certificate/);
+    } finally {
+      carol.close();
+    }
+    // Once alice's first message is accepted, there is room again.
+    alice.accepted.raiseLimit();
+    assert.equal(server.server.waiting, 1);
+    using carolAgain = await pairUp(pki, server.server, "carol", signal);
+    assert.equal(carolAgain.accepted.party, "carol");
+    // A waiting connection that closes frees its place too.
+    bob.client.close();
+    bob.accepted.close();
+    assert.equal(server.server.waiting, 1);
+  } finally {
+    server.server.close();
+  }
+});
+
+Deno.test("a slow client does not hold up another's exchange; a trickled handshake is cut at the deadline", async () => {
+  using time = deadline(30_000);
+  const { signal } = time;
+  const timeoutMs = 1500;
+  const server = await startServer(pki, { handshakeTimeoutMs: timeoutMs });
+  const stop = new AbortController();
+  let slow: Deno.TlsConn | undefined;
+  let trickler: Deno.TcpConn | undefined;
+  let slowSide: Connection | undefined;
+  const trickle = async (conn: Deno.Conn, bytes: Uint8Array) => {
+    for (const byte of bytes) {
+      if (stop.signal.aborted) return;
+      await conn.write(new Uint8Array([byte]));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  try {
+    // bob, authenticated, sends a 300-byte frame one byte per 100 ms.
+    const bob = party(pki.home, "bob");
+    const accepting = server.server.accept(signal);
+    slow = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: server.server.port,
+      caCerts: [pki.home.ca.cert],
+      ...bob,
+    });
+    await slow.handshake();
+    slowSide = await accepting;
+    const frame = new Uint8Array(304).fill(7);
+    new DataView(frame.buffer).setUint32(0, 300);
+    const slowWriter = trickle(slow, frame).catch(() => {});
+    const slowRead = slowSide.readFrame(signal).then(() => "frame", (e) => String(e));
+
+    // A stranger trickles a TLS record header and then one byte at a time.
+    const opened = performance.now();
+    trickler = await Deno.connect({ hostname: "127.0.0.1", port: server.server.port });
+    const tricklerWriter = trickle(
+      trickler,
+      new Uint8Array([0x16, 3, 1, 2, 0, ...new Array(512).fill(1)]),
+    )
+      .catch(() => {});
+    const tricklerCut = closedByServer(trickler, opened, signal);
+
+    // Meanwhile alice does 50 round trips.
+    const started = performance.now();
+    await honestExchange(pki, server, "alice", signal, 50);
+    const aliceMs = performance.now() - started;
+    assert.ok(
+      slowSide.stats.bytesIn < 300,
+      `alice finished while bob had sent ${slowSide.stats.bytesIn} bytes (in ${
+        aliceMs.toFixed(0)
+      } ms)`,
+    );
+
+    const cutMs = await tricklerCut;
+    assert.ok(
+      cutMs >= timeoutMs - 50 && cutMs < timeoutMs + 8000,
+      `the trickling stranger was cut after ${cutMs.toFixed(0)} ms (timeout ${timeoutMs} ms)`,
+    );
+    assert.ok(server.refusals.some((r) => r.error.reason === "timeout"));
+    stop.abort();
+    await Promise.all([slowWriter, tricklerWriter]);
+    slowSide.close();
+    assert.match(await slowRead, /ConnectionClosedError/);
+  } finally {
+    stop.abort();
+    if (slow) closeQuietly(slow);
+    if (trickler) closeQuietly(trickler);
+    slowSide?.close();
+    server.server.close();
+  }
+});
+
+Deno.test({
+  name:
+    "500 idle strangers and 200 half-sent frames from another process stay within the stated bound",
+  async fn() {
+    using time = deadline(35_000);
+    const { signal } = time;
+    // Long enough that nothing is cut by time while we measure.
+    const server = await startServer(pki, { handshakeTimeoutMs: 30_000 });
+    const dir = await Deno.makeTempDir({ prefix: "sumshare-net-" });
+    const handedOut: Connection[] = [];
+    let child: Deno.ChildProcess | undefined;
+    try {
+      const bob = party(pki.home, "bob");
+      await Deno.writeTextFile(join(dir, "ca.crt"), pki.home.ca.cert);
+      await Deno.writeTextFile(join(dir, "bob.crt"), bob.cert);
+      await Deno.writeTextFile(join(dir, "bob.key"), bob.key);
+      // Let garbage from earlier tests go before the baseline is taken.
+      await honestExchange(pki, server, "alice", signal);
+      const rssBefore = Deno.memoryUsage().rss;
+      child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-net=127.0.0.1",
+          `--allow-read=${dir}`,
+          new URL("./crowd_child.ts", import.meta.url).pathname,
+          String(server.server.port),
+          "500",
+          "200",
+          join(dir, "ca.crt"),
+          join(dir, "bob.crt"),
+          join(dir, "bob.key"),
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let out = "";
+      while (!out.includes("ready")) {
+        const { value, done } = await within(reader.read(), signal);
+        if (done) throw new Error(`the crowd process ended early: ${out}`);
+        out += value;
+      }
+      while (handedOut.length < 200) handedOut.push(await server.server.accept(signal));
+      assert.ok(server.server.handshaking <= 256, `${server.server.handshaking} in handshake`);
+      assert.equal(server.server.waiting, 200);
+      const rssHolding = Deno.memoryUsage().rss;
+      const grownMiB = (rssHolding - rssBefore) / 2 ** 20;
+      const held = handedOut.reduce((sum, c) => sum + c.buffered, 0);
+      assert.ok(handedOut.every((c) => c.buffered <= 4 + PRE_AUTH_FRAME_LIMIT));
+      // server.ts: at most 256 × ~45 KiB in handshake + 200 × (~45 + 32) KiB waiting ≈ 26 MiB;
+      // the check leaves room for the runtime's own growth.
+      console.log(
+        `hospital RSS +${
+          grownMiB.toFixed(1)
+        } MiB holding ${server.server.handshaking} handshakes ` +
+          `and ${server.server.waiting} waiting, ${held} frame bytes held`,
+      );
+      assert.ok(grownMiB < 64, `hospital grew by ${grownMiB.toFixed(1)} MiB`);
+      // And an honest client still gets through (past the 200 bob connections handed out above).
+      await honestExchange(pki, server, "alice", signal);
+      await child.stdin.close();
+      await reader.cancel();
+      const status = await child.status;
+      child = undefined;
+      assert.ok(status.success);
+    } finally {
+      if (child) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+        await child.status;
+        await child.stdout.cancel().catch(() => {});
+      }
+      for (const c of handedOut) c.close();
+      server.server.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
