@@ -1,28 +1,37 @@
 /**
  * Adding and removing PRG masks: y = x + PRG(b) + Σ_{j>i} PRG(s_ij) −
- * Σ_{j<i} PRG(s_ij) (mod p), with PRG = lib/prg.ts FieldStream. Streams are
- * read in 64 Ki-element pieces so a long vector never needs a second full
- * copy for a mask.
+ * Σ_{j<i} PRG(s_ij), each element modulo its own segment's modulus (p1, p2
+ * or p3; see the layout in lib/query.ts), with PRG = lib/prg.ts FieldStream.
+ *
+ * One seed is one continuous stream, read in vector order: the masks of each
+ * segment are drawn by rejection against that segment's modulus, and the
+ * next segment goes on where the last stopped. So the mask is uniform modulo
+ * each prime, and every party that expands a seed over the same layout gets
+ * the same vector. The loop is lib/sharing.ts `applyMasks` (the mesh's, byte
+ * for byte the same), read in pieces so a long vector never needs a second
+ * full copy for a mask.
+ *
+ * The segments are a required argument, not a default of "all mod p1": a
+ * caller that forgot them would mask a p2 segment modulo p1, and its
+ * elements could land in [p2, p1).
  *
  * @module
  */
 
-import { addInto, subInto } from "../field.ts";
-import { FieldStream } from "../prg.ts";
+import type { Segment } from "../field.ts";
+import { applyMasks } from "../sharing.ts";
 
-const PIECE = 65536;
-
-/** acc += sign · PRG(seed) (mod p), in place; sign is +1 or −1. */
-export async function applyMask(acc: Float64Array, seed: Uint8Array, sign: 1 | -1): Promise<void> {
-  const stream = await FieldStream.fromSeed(seed);
-  const piece = new Float64Array(Math.min(PIECE, acc.length));
-  for (let at = 0; at < acc.length; at += PIECE) {
-    const target = acc.subarray(at, at + PIECE);
-    const draw = piece.subarray(0, target.length);
-    await stream.fill(draw);
-    if (sign === 1) addInto(target, draw);
-    else subInto(target, draw);
-  }
+/**
+ * acc += sign · PRG(seed), segment by segment, each modulo its segment's
+ * modulus, in place; sign is +1 or −1. `segments` must cover `acc` in order.
+ */
+export async function applyMask(
+  acc: Float64Array,
+  seed: Uint8Array,
+  sign: 1 | -1,
+  segments: readonly Segment[],
+): Promise<void> {
+  await applyMasks(acc, [{ seed, sign }], { segments });
 }
 
 /**

@@ -1,32 +1,69 @@
 /**
  * The rules on a round's terms and roster that the hospital and every peer
- * check for themselves: the query fits its dimension, the mode and threshold
- * make sense, and — once the roster's size N is known — no element of the
- * sum can reach p (an exact result), the roster meets the minimum number of
- * contributors, and T > N/2, so two disjoint halves of the roster can never
- * each gather T consistency signatures on different sets.
+ * check for themselves. From the terms alone: the query parses, its vector
+ * layout for N = `participants` can be represented (lib/query.ts
+ * `vectorLayout`: every total summed over N peers fits its residues, the
+ * vector is not too long), `dimension` is that layout's, and the mode,
+ * threshold and minimum contributors can be met by N peers. Once the START
+ * roster's size n is known: n ≤ N (the layout covers sums of at most N
+ * inputs, so a layout valid for N is valid for any smaller roster, and a
+ * larger one could wrap), n meets the minimum number of contributors, and
+ * T > n/2, so two disjoint halves of the roster can never each gather T
+ * consistency signatures on different sets.
+ *
+ * Nothing about the layout is sent: each party recomputes it from the
+ * signed terms, so a hospital cannot lay a round out with fewer residues
+ * than its totals need.
  *
  * @module
  */
 
-import { dimension, elementBounds, parseQuery } from "../query.ts";
-import { P_BIG } from "../field.ts";
+import { type Layout, parseQuery, type Query, vectorLayout } from "../query.ts";
 import type { Terms } from "../wire/messages.ts";
 
-/** Why `terms` cannot be run, or undefined if they can (roster not yet known). */
-export function termsProblem(terms: Terms): string | undefined {
-  let query;
+/** The query and layout valid terms give. */
+export interface RoundShape {
+  query: Query;
+  layout: Layout;
+}
+
+/**
+ * The query and vector layout of `terms`, or why the terms cannot be run
+ * (roster not yet known).
+ */
+export function shapeOf(terms: Terms): RoundShape | string {
+  let query: Query;
+  let layout: Layout;
   try {
     query = parseQuery(terms.query, terms.scale);
+    layout = vectorLayout(query, {
+      max: terms.max,
+      maxRows: terms.maxRows,
+      participants: terms.participants,
+    });
   } catch (error) {
     return (error as Error).message;
   }
-  if (dimension(query) !== terms.dimension) {
-    return `dimension ${terms.dimension} does not match query ${terms.query}`;
+  if (layout.dimension !== terms.dimension) {
+    return `dimension ${terms.dimension} does not match the layout of ${terms.query} ` +
+      `for ${terms.participants} participants (${layout.dimension} elements)`;
   }
   if (terms.mode === "nofn" && terms.threshold !== 0) return "an n-of-n round has threshold 0";
   if (terms.mode === "threshold" && terms.threshold < 2) return "threshold must be at least 2";
-  return undefined;
+  if (terms.threshold > terms.participants) {
+    return `threshold ${terms.threshold} exceeds the ${terms.participants} participants`;
+  }
+  if (terms.minContributors > terms.participants) {
+    return `the minimum of ${terms.minContributors} contributors exceeds the ` +
+      `${terms.participants} participants`;
+  }
+  return { query, layout };
+}
+
+/** Why `terms` cannot be run, or undefined if they can (roster not yet known). */
+export function termsProblem(terms: Terms): string | undefined {
+  const shape = shapeOf(terms);
+  return typeof shape === "string" ? shape : undefined;
 }
 
 /** Why a roster of `n` participants cannot run `terms`, or undefined if it can. */
@@ -34,6 +71,9 @@ export function rosterProblem(terms: Terms, n: number): string | undefined {
   const problem = termsProblem(terms);
   if (problem) return problem;
   if (n < 2) return `${n} participants: a round needs at least 2`;
+  if (n > terms.participants) {
+    return `${n} participants, more than the ${terms.participants} the round is laid out for`;
+  }
   if (n < terms.minContributors) {
     return `${n} participants, fewer than the minimum of ${terms.minContributors} contributors`;
   }
@@ -41,12 +81,6 @@ export function rosterProblem(terms: Terms, n: number): string | undefined {
     if (terms.threshold > n) return `threshold ${terms.threshold} exceeds ${n} participants`;
     if (2 * terms.threshold <= n) {
       return `threshold ${terms.threshold} is not above half of ${n} participants`;
-    }
-  }
-  const bounds = elementBounds(parseQuery(terms.query, terms.scale), terms.max, terms.maxRows);
-  for (const { label, bound } of bounds) {
-    if (BigInt(n) * bound >= P_BIG) {
-      return `${n} participants × ${label} is not below p, so the sum could wrap`;
     }
   }
   return undefined;

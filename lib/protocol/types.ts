@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { RoundEvidence } from "./evidence.ts";
+import type { Layout } from "../query.ts";
 import type { Chunk, Message } from "../wire/messages.ts";
 
 /**
@@ -41,12 +43,21 @@ export type VerifyParty = (certPem: string, name: string, role: Role) => Promise
 export type HospitalOutcome =
   | {
     kind: "done";
-    /** Σ_{j ∈ set} x_j, exactly (mod p, which the bounds keep from wrapping). */
+    /**
+     * Σ_{j ∈ set} x_j, segmented by `layout`: each element the sum modulo
+     * its segment's modulus (p1, p2 or p3). Decode it with lib/query.ts
+     * `decodeResult(query, result, scale, layout)`; the layout makes every
+     * total exact.
+     */
     result: Float64Array;
+    /** The round's vector layout, computed from the terms (query, max, maxRows, participants). */
+    layout: Layout;
     /** Whose inputs the result sums, sorted. */
     set: string[];
     /** vectorDigest(result), lowercase hex, as signed in DONE. */
     resultDigest: string;
+    /** Every signed statement of the round, for receipts. */
+    evidence: RoundEvidence;
     /** The START transcript hash every participant confirmed, hex. */
     startHash: string;
   }

@@ -72,6 +72,13 @@ export interface Terms {
   /** T in threshold rounds; 0 in n-of-n rounds. */
   threshold: number;
   minContributors: number;
+  /**
+   * N: how many peers are invited, so the most inputs a sum can cover. The
+   * vector layout (lib/query.ts `vectorLayout`) is computed from it, and a
+   * START roster may not be larger.
+   */
+  participants: number;
+  /** The vector's length: the layout's for (query, max, maxRows, participants). */
   dimension: number;
   deadlines?: Deadlines;
 }
@@ -331,6 +338,7 @@ const termsSchema = {
   mode: literal(["nofn", "threshold"] as const),
   threshold: integer(0, MAX_PARTICIPANTS),
   minContributors: integer(1, MAX_PARTICIPANTS),
+  participants: integer(2, MAX_PARTICIPANTS),
   dimension: integer(1, MAX_DIMENSION),
   deadlines: optional(deadlines),
 };
@@ -473,9 +481,11 @@ export function encodeChunk(index: number, data: Float64Array): Uint8Array {
 }
 
 /**
- * Decodes a 0x02 payload. Every element must be a canonical field element
- * (an integer in [0, p), not −0): one spelling per vector. Whether the index
- * and length fit the announced vector is the protocol state's check.
+ * Decodes a 0x02 payload. Every element must be a whole number in [0, p1),
+ * not −0: one spelling per vector. An element of a p2 or p3 segment must be
+ * below its own, smaller modulus; the codec does not know the layout, so
+ * that (like whether the index and length fit the announced vector) is the
+ * protocol state's check.
  */
 export function decodeChunk(payload: Uint8Array): Chunk {
   if (payload[0] !== KIND_CHUNK) throw new ProtocolError("Invalid chunk: not a chunk payload");

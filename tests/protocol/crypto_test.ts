@@ -30,7 +30,7 @@ import {
 } from "../../lib/crypto/secret_sharing.ts";
 import { exportScalar, MaskKeyError, rebuildMaskKey } from "../../lib/crypto/mask_key.ts";
 import { applyMask, pairSign } from "../../lib/crypto/masks.ts";
-import { randomFieldElement } from "../../lib/field.ts";
+import { P as P1, P2, P3, randomFieldElement } from "../../lib/field.ts";
 
 const session = Uint8Array.from({ length: 16 }, (_, i) => i);
 
@@ -188,8 +188,58 @@ Deno.test("crypto: a pair's masks cancel and a self mask comes off again", async
   const x = Float64Array.of(5, 0, 4503599627370448);
   const y = Float64Array.from(x);
   const seed = crypto.getRandomValues(new Uint8Array(32));
-  await applyMask(y, seed, pairSign("a", "b"));
+  const whole = [{ start: 0, length: 3, modulus: P1 }];
+  await applyMask(y, seed, pairSign("a", "b"), whole);
   assert.notDeepEqual(y, x);
-  await applyMask(y, seed, pairSign("b", "a"));
+  await applyMask(y, seed, pairSign("b", "a"), whole);
   assert.deepEqual(y, x);
+});
+
+Deno.test("crypto: a mask over segments is one stream, each segment drawn below its own modulus", async () => {
+  // p1, p2, p1, p3 segments; the expected mask is drawn here from the raw
+  // keystream by the rule (next 52-bit candidate below the segment's modulus).
+  const segments = [
+    { start: 0, length: 3, modulus: P1 },
+    { start: 3, length: 5, modulus: P2 },
+    { start: 8, length: 2, modulus: P1 },
+    { start: 10, length: 4, modulus: P3 },
+  ];
+  const seed = crypto.getRandomValues(new Uint8Array(32));
+  const y = new Float64Array(14);
+  await applyMask(y, seed, 1, segments);
+  const key = await crypto.subtle.importKey("raw", seed, "AES-CTR", false, ["encrypt"]);
+  const stream = new Uint32Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-CTR", counter: new Uint8Array(16), length: 64 },
+      key,
+      new Uint8Array(1024),
+    ),
+  );
+  const expected: number[] = [];
+  let at = 0;
+  for (const { length, modulus } of segments) {
+    for (let k = 0; k < length;) {
+      const x = (stream[at + 1]! & 0xfffff) * 2 ** 32 + stream[at]!;
+      at += 2;
+      if (x < modulus) {
+        expected.push(x);
+        k++;
+      }
+    }
+  }
+  assert.deepEqual([...y], expected);
+  assert.ok(
+    segments.every((s) => y.subarray(s.start, s.start + s.length).every((v) => v < s.modulus)),
+  );
+  // Subtracting it again, per segment, gives zeros; a p2 element near p2 wraps modulo p2.
+  const x = Float64Array.from({ length: 14 }, (_, k) => (k >= 3 && k < 8 ? P2 - 1 : k));
+  const masked = Float64Array.from(x);
+  await applyMask(masked, seed, 1, segments);
+  for (const { start, length, modulus } of segments) {
+    for (let k = start; k < start + length; k++) {
+      assert.equal(BigInt(masked[k]!), (BigInt(x[k]!) + BigInt(expected[k]!)) % BigInt(modulus));
+    }
+  }
+  await applyMask(masked, seed, -1, segments);
+  assert.deepEqual(masked, x);
 });

@@ -8,8 +8,11 @@
  *   P2  INVITE signature over session and terms                   → "guard P2"
  *   P3  session id seen before is refused                         → attacks_test "a replayed session id"
  *   P4  threshold T ≥ 2, and ≥ the peer's own minimum T           → both "guard P4" tests
- *   P5  own input within its element bound (no wrap)              → "guard P5"
- *   P6  roster size fits the terms (bounds, T > N/2, floors)      → "guard P6"
+ *   P5  own input fits the layout: its length, each element a     → both "guard P5" tests
+ *       whole number below its segment's modulus, each at most
+ *       its per-element bound (elementBound: no wrap)
+ *   P6  START roster ≤ N = terms.participants (the layout's N)    → "guard P6"
+ *       (and T > n/2, floors: rosterProblem)
  *   P7  START lists this peer with exactly its own keys           → "guard P7"
  *   P8  each participant's certificate (consortium CA, name)      → "guard P8"
  *   P9  each join signature over this session (replayed keys)     → attacks_test "keys replayed"
@@ -28,10 +31,17 @@
  *   P19 per holder exactly one share: self iff in the set         → "guard P19"
  *   P20 one reveal per session (a later UNMASK is ignored)        → "guard P20"
  *   P21 DONE signature over (session, START hash, set, digest)    → "guard P21"
+ *   P22 terms.dimension = the layout the peer computes from the   → "guard P22"
+ *       terms (query, max, maxRows, participants); terms no
+ *       layout can represent are refused
+ *   P23 masks added per segment, each modulo its own modulus,     → residues_test "vector whose
+ *       one stream per seed in vector order                         every total" (both), crypto_test
+ *                                                                   "one stream"
  * Hospital guards (lib/protocol/hospital/):
  *   H1  join signature                                            → "guard H1"
  *   H2  join keys are P-256 points                                → "guard H2"
- *   H3  roster fits the terms before START (no wrap)              → "guard H3"
+ *   H3  terms.dimension = the layout's, the layout representable, → "guard H3"
+ *       invitees ≤ N (at construction)
  *   H4  confirm signature                                         → "guard H4"
  *   H5  sealed addressed to exactly the confirmed set             → "guard H5"
  *   H6  input signature and length                                → "guard H6"
@@ -43,6 +53,10 @@
  *                                                                   "inconsistent shares"
  *   H12 rebuilt mask key equals the advertised maskKey            → "guard H12"
  *   H13 a survivor lost after its input stays in the set          → threshold_test "after masked input"
+ *   H14 every received vector canonical per segment (an element   → "guard H14"
+ *       in [p2, p1) in a p2 segment is a violation)
+ *   H15 sums added per segment, each modulo its own modulus;      → residues_test (every round);
+ *       self and pairwise masks removed per segment                 unmasking: its two threshold rounds
  * Crypto and codec guards (lib/crypto/, lib/wire/):
  *   C1  public keys are points on P-256                           → crypto_test "off the curve"
  *   C2  sealing binds session, sender, recipient (AAD)            → crypto_test "sealed shares"
@@ -54,6 +68,7 @@
  *   C8  chunk elements are field elements                         → messages_test "chunks"
  *   C9  protocol version 2                                        → messages_test "wrong version"
  *   C10 share elements below p                                    → messages_test "at or above p"
+ *   C11 terms.participants a whole number 2..MAX_PARTICIPANTS     → messages_test "participants"
  *
  * @module
  */
@@ -64,19 +79,34 @@ import { createConsortium, ECDSA_P256 } from "../../lib/pki.ts";
 import { sign } from "../../lib/crypto/signing.ts";
 import {
   consistencyFields,
+  inputFields,
   inviteFields,
   joinFields,
   startHash,
 } from "../../lib/protocol/transcript.ts";
-import { P } from "../../lib/field.ts";
-import type { Message, MessageOf, MessageType } from "../../lib/wire/messages.ts";
+import { P, P2 } from "../../lib/field.ts";
+import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
+import { decodeTotals } from "../../lib/query.ts";
+import { vectorDigest } from "../../lib/round.ts";
 import {
+  MAX_DIMENSION,
+  type Message,
+  type MessageOf,
+  type MessageType,
+  type Terms,
+} from "../../lib/wire/messages.ts";
+import {
+  completeTerms,
   HOSPITAL,
   type NetEvent,
   peerName,
   plainSum,
+  residueInput,
+  residueTerms,
+  residueTotals,
   runRound,
   sentBy,
+  show,
   sumInput,
   sumTerms,
   testPki,
@@ -106,11 +136,11 @@ function edit<T extends MessageType>(
 
 function reason(outcome: unknown): string {
   const o = outcome as { kind?: string; reason?: string } | undefined;
-  return o?.kind === "aborted" ? o.reason ?? "" : `not aborted: ${JSON.stringify(o)}`;
+  return o?.kind === "aborted" ? o.reason ?? "" : `not aborted: ${show(o)}`;
 }
 
 function assertDoneWithout(result: Awaited<ReturnType<typeof runRound>>, without: string[]): void {
-  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
   if (result.hospital.kind !== "done") return;
   const expected = result.names.filter((n) => !without.includes(n));
   assert.deepEqual(result.hospital.set, expected);
@@ -193,45 +223,130 @@ Deno.test("guard P5: an input above its bound is refused by its own peer", async
   assertDoneWithout(result, [p1]);
 });
 
-/** Replaces the hospital's abort before START by a START built from the joins. */
-function forceStart(e: NetEvent, net: { sent: NetEvent[] }): NetEvent[] {
-  if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "abort") return [e];
-  const participants = net.sent
-    .filter((s) => "message" in s && s.message.type === "join")
-    .map((s) => {
-      const m = (s as NetEvent & { message: MessageOf<"join"> }).message;
-      return {
-        name: s.from,
-        cert: certOf(s.from),
-        sealKey: m.sealKey,
-        maskKey: m.maskKey,
-        signature: m.signature,
-      };
-    })
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
-  return [{ ...e, message: { type: "start", session: e.message.session, participants } }];
-}
-
-/** 4 × max reaches p: a sum over 4 peers could wrap; over 3 it cannot. */
-const wrapping = { ...sumTerms("nofn"), max: BigInt(Math.ceil(P / 4)) };
-
-Deno.test("guard H3: the hospital refuses to start a round whose sum could wrap", async () => {
-  const result = await runRound({ peers: 4, terms: wrapping, inputs: sumInput });
-  assert.match(reason(result.hospital), /could wrap/);
-  assert.equal(sentBy(result.net.sent, HOSPITAL, "start").length, 0);
+Deno.test("guard P5: a residue-layout input that does not fit the layout is refused by its own peer", async () => {
+  // Variance over 6 peers: elements Σx (p1, bound M·R), Σx² mod p1, Σx² mod p2, rows (p1, bound M).
+  const bad: Record<number, [(x: Float64Array) => Float64Array, RegExp]> = {
+    // Σx above M·R = 10^10: N such inputs could wrap p1.
+    1: [(x) => x.fill(10_000_000_001, 0, 1), /element 0 is above its bound/],
+    // Below p1 (and so a valid chunk element), but not below the p2 segment's modulus.
+    2: [(x) => x.fill(P2, 2, 3), /below its segment's modulus|element 2 is above its bound/],
+    // Not a whole number, and below every bound: only the segment check sees it.
+    3: [(x) => x.fill(0.5, 3, 4), /not a whole number below its segment's modulus/],
+    // The length of the same query without residues.
+    4: [(x) => x.subarray(0, 3), /it has 3 elements; the round's layout has 4/],
+  };
+  const result = await runRound({
+    peers: 6,
+    terms: residueTerms("nofn"),
+    inputs: (i, layout) => {
+      const x = residueInput(i, layout);
+      return bad[i] ? bad[i]![0](x) : x;
+    },
+  });
+  for (const [i, [, pattern]] of Object.entries(bad)) {
+    const name = peerName(Number(i));
+    assert.equal(sentBy(result.net.sent, name, "join").length, 0, name);
+    assert.match(reason(result.peers.get(name)), pattern);
+  }
+  const p5 = peerName(5);
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
+  if (result.hospital.kind !== "done") return;
+  assert.deepEqual(result.hospital.set, [p0, p5]);
+  assert.deepEqual(
+    decodeTotals(result.hospital.layout, result.hospital.result),
+    residueTotals([p0, p5]),
+  );
 });
 
-Deno.test("guard P6: peers refuse a START whose roster could make the sum wrap", async () => {
-  const result = await runRound({
-    peers: 4,
-    terms: wrapping,
-    inputs: sumInput,
-    tamper: forceStart,
+/** A tamper hook: the hospital's INVITE carries `change(terms)`, re-signed. */
+const inviteWith = (change: (terms: Terms) => Terms) =>
+  edit(HOSPITAL, "invite", async (m) => {
+    const terms = change(m.terms);
+    return {
+      ...m,
+      terms,
+      signature: await sign(keyOf(HOSPITAL), "invite", inviteFields(m.session, terms)),
+    };
   });
-  assert.equal(sentBy(result.trace, HOSPITAL, "start").length, 4);
+
+/** A HospitalRound for `terms` inviting the first `invited` test peers. */
+function newRound(terms: Terms, invited: number): HospitalRound {
+  return new HospitalRound({
+    name: HOSPITAL,
+    certPem: pki.hospital.certPem,
+    signingKey: pki.hospital.signingKey,
+    terms,
+    invitees: pki.peers.slice(0, invited).map((p) => ({ name: p.name, certPem: p.certPem })),
+    outbox: { send() {}, sendChunk() {} },
+    verifyParty: pki.verifyParty,
+  });
+}
+
+/** Terms that no layout can carry: 2^24 elements that each need 2 residues. */
+const tooWide = (terms: Terms): Terms => ({
+  ...terms,
+  query: `vector:${MAX_DIMENSION}`,
+  max: BigInt(P - 1),
+  dimension: MAX_DIMENSION,
+});
+
+Deno.test("guard H3: the hospital refuses terms off their layout, unrepresentable, or for fewer than its invitees", () => {
+  const variance5 = completeTerms(residueTerms("nofn"), 5);
+  assert.equal(variance5.dimension, 4);
+  assert.doesNotThrow(() => newRound(variance5, 5));
+  // The dimension of a layout without residues (3) is not this layout's (4).
+  assert.throws(() => newRound({ ...variance5, dimension: 3 }, 5), /does not match the layout/);
+  // One element mod p1 holds a sum over 4 peers of R = ⌈p1/5⌉, not over 5.
+  const wide = { ...completeTerms(sumTerms("nofn"), 5), max: BigInt(Math.ceil(P / 5)) };
+  assert.throws(() => newRound({ ...wide, dimension: 1 }, 5), /does not match the layout/);
+  assert.doesNotThrow(() => newRound({ ...wide, dimension: 2 }, 5));
+  assert.throws(() => newRound(tooWide(variance5), 5), /more than the limit/);
+  // N = 4 but 5 invitees: a sum over 5 could wrap what is laid out for 4.
+  const sum4 = completeTerms(sumTerms("nofn"), 4);
+  assert.doesNotThrow(() => newRound(sum4, 4));
+  assert.throws(() => newRound(sum4, 5), /5 invitees, more than the terms' 4 participants/);
+  // Terms no roster of N can meet.
+  const t5 = completeTerms(sumTerms("threshold", 3, 2), 5);
+  assert.doesNotThrow(() => newRound(t5, 5));
+  assert.throws(() => newRound({ ...t5, threshold: 6 }, 5), /threshold 6 exceeds the 5/);
+  assert.throws(() => newRound({ ...t5, minContributors: 6 }, 5), /minimum of 6 contributors/);
+});
+
+Deno.test("guard P22: peers refuse terms whose dimension is not the layout they compute", async () => {
+  for (
+    const [change, pattern] of [
+      [(t: Terms) => ({ ...t, dimension: 3 }), /dimension 3 does not match the layout/],
+      [tooWide, /more than the limit/],
+    ] as const
+  ) {
+    const result = await runRound({
+      peers: 5,
+      terms: residueTerms("nofn"),
+      inputs: residueInput,
+      tamper: inviteWith(change),
+    });
+    for (const name of result.names) {
+      assert.equal(sentBy(result.net.sent, name, "join").length, 0, name);
+      assert.match(reason(result.peers.get(name)), pattern);
+    }
+  }
+});
+
+Deno.test("guard P6: peers refuse a START roster larger than the N the layout is for", async () => {
+  // 4 × R < p1 ≤ 5 × R: laid out for 4 peers, one element mod p1 suffices; 5 could wrap it.
+  const max = BigInt(Math.ceil(P / 5));
+  const result = await runRound({
+    peers: 5,
+    terms: { ...sumTerms("nofn"), max },
+    inputs: sumInput,
+    tamper: inviteWith((t) => ({ ...t, participants: 4, dimension: 1 })),
+  });
+  assert.equal(result.terms.dimension, 2); // the hospital's own, honest layout for 5
+  assert.equal(sentBy(result.trace, HOSPITAL, "start").length, 5);
   for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "join").length, 1, name);
     assert.equal(sentBy(result.net.sent, name, "confirm").length, 0, name);
-    assert.match(reason(result.peers.get(name)), /could wrap/);
+    assert.match(reason(result.peers.get(name)), /5 participants, more than the 4/);
   }
 });
 
@@ -387,7 +502,8 @@ Deno.test("guard P18: a consistency signature by a non-member of the set is not 
       }
       // p004 (a colluder, not in the set) signs it too; two members' signatures are withheld.
       const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
-      const hash = await startHash(start.session, threshold5.terms, start.participants);
+      const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
+      const hash = await startHash(start.session, terms, start.participants);
       const forged = await sign(
         keyOf(p4),
         "consistency",
@@ -590,4 +706,68 @@ Deno.test("guard H12: a rebuilt mask key that is not the advertised one aborts",
     tamper: shift,
   });
   assert.match(reason(result.hospital), /rebuilt mask key of p004/);
+});
+
+/**
+ * A tamper hook: `victim` sends element `index` of its masked vector as
+ * P2 + 5 — below p1, so the chunk codec passes it, but not below the p2
+ * segment's modulus — with INPUT re-signed over the changed vector's digest,
+ * so only the segment check can catch it.
+ */
+function aboveSegmentModulus(victim: string, index: number) {
+  let held: (NetEvent & { message: MessageOf<"input"> }) | undefined;
+  return async (e: NetEvent, net: { sent: NetEvent[] }): Promise<NetEvent[]> => {
+    if (e.from !== victim) return [e];
+    if ("message" in e && e.message.type === "input") {
+      held = e as NetEvent & { message: MessageOf<"input"> };
+      return [];
+    }
+    if (!("chunk" in e) || !held) return [e];
+    const data = Float64Array.from(e.chunk.data);
+    data[index] = P2 + 5;
+    const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
+    const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
+    const hash = await startHash(start.session, terms, start.participants);
+    const digest = await vectorDigest(data);
+    const signature = await sign(
+      keyOf(victim),
+      "input",
+      inputFields(start.session, hash, data.length, digest),
+    );
+    return [
+      { ...held, message: { ...held.message, digest, signature } },
+      { ...e, chunk: { ...e.chunk, data } },
+    ];
+  };
+}
+
+Deno.test("guard H14: a vector with an element at or above its segment's modulus is a violation", async () => {
+  // Threshold: the sender is dropped, and the sum over the others is exact.
+  const threshold = await runRound({
+    peers: 5,
+    terms: residueTerms("threshold", 3, 3),
+    inputs: residueInput,
+    tamper: aboveSegmentModulus(p1, 2),
+  });
+  assert.match(reason(threshold.peers.get(p1)), /not below its segment's modulus/);
+  assert.equal(threshold.hospital.kind, "done", show(threshold.hospital));
+  if (threshold.hospital.kind === "done") {
+    const others = names5.filter((n) => n !== p1);
+    assert.deepEqual(threshold.hospital.set, others);
+    assert.deepEqual(
+      decodeTotals(threshold.hospital.layout, threshold.hospital.result),
+      residueTotals(others),
+    );
+  }
+  // n-of-n: the round aborts.
+  const nofn = await runRound({
+    peers: 5,
+    terms: residueTerms("nofn"),
+    inputs: residueInput,
+    tamper: aboveSegmentModulus(p1, 2),
+  });
+  assert.match(
+    reason(nofn.hospital),
+    /p001: an element of its vector is not below its segment's modulus/,
+  );
 });

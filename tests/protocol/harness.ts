@@ -26,6 +26,7 @@ import {
   type Message,
   type Terms,
 } from "../../lib/wire/messages.ts";
+import { encodeInput, type Layout, parseQuery, vectorLayout } from "../../lib/query.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
 import { PeerSession } from "../../lib/protocol/peer/session.ts";
 import type {
@@ -94,12 +95,31 @@ export type NetEvent =
   | { from: string; to: string; message: Message }
   | { from: string; to: string; chunk: Chunk };
 
+/**
+ * A round's terms as a test writes them: `participants` defaults to the
+ * number of peers invited, and `dimension` to the layout's for that N.
+ */
+export type RoundTerms =
+  & Omit<Terms, "participants" | "dimension">
+  & Partial<Pick<Terms, "participants" | "dimension">>;
+
+/** The full terms of a draft for a round that invites `invited` peers. */
+export function completeTerms(draft: RoundTerms, invited: number): Terms {
+  const participants = draft.participants ?? invited;
+  const dimension = draft.dimension ?? vectorLayout(parseQuery(draft.query, draft.scale), {
+    max: draft.max,
+    maxRows: draft.maxRows,
+    participants,
+  }).dimension;
+  return { ...draft, participants, dimension };
+}
+
 /** Options for one in-memory round. */
 export interface RoundOptions {
   peers: number;
-  terms: Terms;
-  /** Each peer's input, by peer index. */
-  inputs: (i: number) => Float64Array;
+  terms: RoundTerms;
+  /** Each peer's input, by peer index, for the layout that peer computed from the terms. */
+  inputs: (i: number, layout: Layout) => Float64Array;
   /**
    * Sees every event as it is sent, returns what actually goes on the wire
    * (nothing = dropped, several = injected).
@@ -121,6 +141,8 @@ export interface RoundOptions {
 /** What a round left behind. */
 export interface RoundResult {
   hospital: HospitalOutcome;
+  /** The terms the hospital ran (the draft completed). */
+  terms: Terms;
   peers: Map<string, PeerOutcome | undefined>;
   /** Every event that was sent (after tampering), in order. */
   trace: NetEvent[];
@@ -237,18 +259,19 @@ export async function runRound(options: RoundOptions): Promise<RoundResult> {
           known.add(session);
           return true;
         },
-        input: () => options.inputs(i),
+        input: (_terms, layout) => options.inputs(i, layout),
         log: net.log(party.name),
         ...(minContributors !== undefined ? { minContributors } : {}),
         ...(minThreshold !== undefined ? { minThreshold } : {}),
       }),
     );
   }
+  const terms = completeTerms(options.terms, indices.length);
   const hospital = new HospitalRound({
     name: HOSPITAL,
     certPem: pki.hospital.certPem,
     signingKey: pki.hospital.signingKey,
-    terms: options.terms,
+    terms,
     invitees: indices.map((i) => ({ name: peers[i]!.name, certPem: peers[i]!.certPem })),
     outbox: net.outbox(HOSPITAL),
     verifyParty: pki.verifyParty,
@@ -299,6 +322,7 @@ export async function runRound(options: RoundOptions): Promise<RoundResult> {
   }
   return {
     hospital: hospital.outcome ?? { kind: "aborted", reason: "(test) no outcome" },
+    terms,
     peers: new Map([...sessions].map(([name, s]) => [name, s.outcome])),
     trace: net.trace,
     logs: net.logs,
@@ -307,22 +331,13 @@ export async function runRound(options: RoundOptions): Promise<RoundResult> {
   };
 }
 
-/** Terms for a `sum` round. */
+/** Terms for a `sum` round (participants and dimension filled in by {@linkcode runRound}). */
 export function sumTerms(
   mode: "nofn" | "threshold",
   threshold = 0,
   minContributors = 2,
-): Terms {
-  return {
-    query: "sum",
-    scale: 0,
-    max: 1_000_000n,
-    maxRows: 1,
-    mode,
-    threshold,
-    minContributors,
-    dimension: 1,
-  };
+): RoundTerms {
+  return { query: "sum", scale: 0, max: 1_000_000n, maxRows: 1, mode, threshold, minContributors };
 }
 
 /** A deterministic input for peer i: a distinct small value. */
@@ -335,9 +350,77 @@ export function plainSum(names: readonly string[]): number {
   return names.reduce((s, n) => s + sumInput(Number(n.slice(1)))[0]!, 0);
 }
 
+/**
+ * Terms of a round that needs residues: variance with R = 10^6 and
+ * M = 10^4 rows. Over 5 peers Σx² can reach 5 · 10^16 > p1, so it takes 2
+ * residues (mod p1, p2); Σx and the count stay on the fast path. The layout
+ * for N = 5 is p1 × 2, p2 × 1, p1 × 1: a p2 segment between two p1 ones.
+ */
+export function residueTerms(
+  mode: "nofn" | "threshold",
+  threshold = 0,
+  minContributors = 2,
+): RoundTerms {
+  return {
+    query: "variance",
+    scale: 0,
+    max: 1_000_000n,
+    maxRows: 10_000,
+    mode,
+    threshold,
+    minContributors,
+  };
+}
+
+/**
+ * Peer i's rows for {@linkcode residueTerms}: 2000 values close to R, so
+ * that Σx² over 5 peers (about 10^16) passes p1 and only the residues carry
+ * it exactly.
+ */
+export function residueRows(i: number): Float64Array {
+  return Float64Array.from(
+    { length: 2000 },
+    (_, k) => 1_000_000 - ((k * 7919 + i * 104_729) % 1000),
+  );
+}
+
+/** Peer i's variance input encoded by `layout` (the layout the peer computed). */
+export function residueInput(i: number, layout: Layout): Float64Array {
+  const values = residueRows(i);
+  return encodeInput(parseQuery("variance", 0), { values, where: (k) => `row ${k + 1}` }, {
+    scale: 0,
+    layout,
+  });
+}
+
+/** [Σx, Σx², rows] over the named peers' {@linkcode residueRows}, in BigInt. */
+export function residueTotals(names: readonly string[]): bigint[] {
+  let [sum, squares, rows] = [0n, 0n, 0n];
+  for (const name of names) {
+    for (const x of residueRows(Number(name.slice(1)))) {
+      sum += BigInt(x);
+      squares += BigInt(x) * BigInt(x);
+      rows++;
+    }
+  }
+  return [sum, squares, rows];
+}
+
 /** The events of one type that `from` sent. */
 export function sentBy(trace: readonly NetEvent[], from: string, type: string): Message[] {
   return trace.filter((e): e is NetEvent & { message: Message } =>
     e.from === from && "message" in e && e.message.type === type
   ).map((e) => e.message);
+}
+
+/**
+ * An outcome as text for an assertion message: JSON, with BigInts (a done
+ * outcome's layout has them) as decimal strings and vectors shortened.
+ */
+export function show(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => {
+    if (typeof v === "bigint") return `${v}n`;
+    if (v instanceof Float64Array) return `Float64Array(${v.length})`;
+    return v;
+  }) ?? String(value);
 }

@@ -34,6 +34,7 @@ const terms: Terms = {
   mode: "threshold",
   threshold: 3,
   minContributors: 3,
+  participants: 5,
   dimension: 1,
 };
 
@@ -234,6 +235,29 @@ Deno.test("codec: terms have one canonical byte string", () => {
   assert.equal(
     bytes,
     '{"query":"sum","scale":2,"max":"123456789","maxRows":10,"mode":"threshold",' +
-      '"threshold":3,"minContributors":3,"dimension":1}',
+      '"threshold":3,"minContributors":3,"participants":5,"dimension":1}',
   );
+});
+
+Deno.test("codec: terms.participants is a whole number from 2 to 500, and required", async () => {
+  const hospitalCert = (await testPki(3)).hospital.certPem;
+  const invite: Message = { type: "invite", session, hospitalCert, terms, signature: sig };
+  const encoded = text(encodeMessage(invite));
+  assert.match(encoded, /"participants":5,/);
+  for (const bad of ["1", "0", "501", '"5"', "null", "true"]) {
+    refuses(invite, (s) => s.replace('"participants":5', `"participants":${bad}`), /participants/);
+  }
+  // Not JSON integers at all: the strict parser refuses them first.
+  for (const bad of ["2.5", "-3", "5.0", "5e0"]) {
+    refuses(
+      invite,
+      (s) => s.replace('"participants":5', `"participants":${bad}`),
+      /non-canonical|unexpected/,
+    );
+  }
+  refuses(invite, (s) => s.replace('"participants":5,', ""), /participants is missing/);
+  for (const ok of [2, 500]) {
+    const m = decodeMessage(json(encoded.replace('"participants":5', `"participants":${ok}`)));
+    assert.equal(m.type === "invite" ? m.terms.participants : undefined, ok);
+  }
 });

@@ -7,17 +7,26 @@
  */
 
 import assert from "node:assert/strict";
-import { peerName, plainSum, runRound, sentBy, sumInput, sumTerms, testPki } from "./harness.ts";
+import {
+  peerName,
+  plainSum,
+  runRound,
+  sentBy,
+  show,
+  sumInput,
+  sumTerms,
+  testPki,
+} from "./harness.ts";
 
 for (const n of [3, 10]) {
   Deno.test(`n-of-n: ${n} peers sum exactly`, async () => {
     const result = await runRound({ peers: n, terms: sumTerms("nofn"), inputs: sumInput });
-    assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+    assert.equal(result.hospital.kind, "done", show(result.hospital));
     if (result.hospital.kind !== "done") return;
     assert.deepEqual(result.hospital.set, result.names);
     assert.deepEqual([...result.hospital.result], [plainSum(result.names)]);
     for (const [name, outcome] of result.peers) {
-      assert.equal(outcome?.kind, "done", `${name}: ${JSON.stringify(outcome)}`);
+      assert.equal(outcome?.kind, "done", `${name}: ${show(outcome)}`);
       if (outcome?.kind === "done") {
         assert.equal(outcome.resultDigest, result.hospital.resultDigest);
         assert.deepEqual(outcome.set, result.names);
@@ -34,7 +43,7 @@ for (const n of [3, 10]) {
 
 Deno.test("n-of-n: 100 peers sum exactly", async () => {
   const result = await runRound({ peers: 100, terms: sumTerms("nofn"), inputs: sumInput });
-  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
   if (result.hospital.kind !== "done") return;
   assert.deepEqual([...result.hospital.result], [plainSum(result.names)]);
   assert.ok([...result.peers.values()].every((o) => o?.kind === "done"));
@@ -45,7 +54,7 @@ Deno.test("n-of-n: a vector of two chunks and a variance sum exactly", async () 
   const vector = (i: number) => Float64Array.from({ length: d }, (_, k) => (k * 7 + i * 13) % 1000);
   const terms = { ...sumTerms("nofn"), query: `vector:${d}`, max: 1000n, dimension: d };
   const result = await runRound({ peers: 3, terms, inputs: vector });
-  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
   if (result.hospital.kind !== "done") return;
   const [a, b, c] = [vector(0), vector(1), vector(2)];
   const expected = Float64Array.from({ length: d }, (_, k) => a[k]! + b[k]! + c[k]!);
@@ -124,7 +133,7 @@ Deno.test("n-of-n: a round cannot be created with terms that do not fit their qu
         name: "hospital",
         certPem: pki.hospital.certPem,
         signingKey: pki.hospital.signingKey,
-        terms: { ...sumTerms("nofn"), dimension: 2 },
+        terms: { ...sumTerms("nofn"), participants: 3, dimension: 2 },
         invitees: [],
         outbox: { send() {}, sendChunk() {} },
         verifyParty: pki.verifyParty,

@@ -8,7 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { type NetEvent, peerName, plainSum, runRound, sumInput, sumTerms } from "./harness.ts";
+import {
+  type NetEvent,
+  peerName,
+  plainSum,
+  runRound,
+  show,
+  sumInput,
+  sumTerms,
+} from "./harness.ts";
 
 const kind = (e: NetEvent) => ("chunk" in e ? "chunk" : e.message.type);
 
@@ -36,14 +44,14 @@ for (const [label, type, delivered, survives] of DROPOUTS) {
       inputs: sumInput,
       dies: [{ peer: victim, when: (e) => kind(e) === type, delivered }],
     });
-    assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+    assert.equal(result.hospital.kind, "done", show(result.hospital));
     if (result.hospital.kind !== "done") return;
     const expected = result.names.filter((name) => survives || name !== victim);
     assert.deepEqual(result.hospital.set, expected);
     assert.deepEqual([...result.hospital.result], [plainSum(expected)]);
     for (const [name, outcome] of result.peers) {
       if (name === victim) continue;
-      assert.equal(outcome?.kind, "done", `${name}: ${JSON.stringify(outcome)}`);
+      assert.equal(outcome?.kind, "done", `${name}: ${show(outcome)}`);
       if (outcome?.kind === "done") {
         assert.deepEqual(outcome.set, expected);
         assert.equal(outcome.resultDigest, result.hospital.resultDigest);
@@ -77,7 +85,7 @@ Deno.test("threshold: a peer whose input is refused drops out; the others finish
       return sumInput(i);
     },
   });
-  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
   const expected = [0, 1, 3, 4].map(peerName);
   if (result.hospital.kind === "done") {
     assert.deepEqual(result.hospital.set, expected);
@@ -100,7 +108,7 @@ Deno.test("threshold: 40 peers, dropouts after sharing, in input and in unmaskin
     inputs: sumInput,
     dies,
   });
-  assert.equal(result.hospital.kind, "done", JSON.stringify(result.hospital));
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
   if (result.hospital.kind !== "done") return;
   const expected = result.names.filter((name) => name !== peerName(5) && name !== peerName(17));
   assert.deepEqual(result.hospital.set, expected);

@@ -28,6 +28,7 @@ import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 /** Sends INVITE to every invitee and returns the state collecting their answers. */
 export async function inviteAll(ctx: HospitalContext): Promise<HospitalState> {
   const signature = await sign(ctx.signingKey, "invite", inviteFields(ctx.session, ctx.terms));
+  ctx.signed.invite = signature;
   for (const name of ctx.invitees.keys()) {
     ctx.send(name, {
       type: "invite",

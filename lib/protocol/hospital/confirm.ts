@@ -69,6 +69,7 @@ export class ConfirmState extends HospitalState {
       name,
       signature: this.#confirmed.get(name)!,
     }));
+    ctx.signed.confirmations = confirmations;
     for (const name of confirmed) {
       ctx.send(name, { type: "confirmations", session: ctx.session, confirmations });
     }

@@ -78,6 +78,7 @@ export class ConsistencyState extends HospitalState {
       );
     }
     const signatures = signers.map((name) => ({ name, signature: this.#signatures.get(name)! }));
+    ctx.signed.consistency = signatures;
     for (const name of signers) {
       ctx.send(name, {
         type: "unmask",

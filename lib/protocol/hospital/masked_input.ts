@@ -19,15 +19,22 @@
  * | a second input                                  | violation             |
  * | chunk without input, out of order, wrong length | violation             |
  * | last chunk, digest does not match               | violation             |
+ * | complete vector with an element at or above its | violation             |
+ * |   segment's modulus (e.g. in [p2, p1) in a p2   |                       |
+ * |   segment: the chunk codec only knows p1)       |                       |
  * | abort, disconnect (also mid-vector)             | lost; partial dropped |
  * | timeout, or every vector complete               | result / survivors    |
  *
  * Violation or loss: n-of-n aborts the round, threshold drops the sender.
  *
+ * The running sum is segmented by the round's layout: each segment is added
+ * modulo its own modulus (p1, p2 or p3), so a residue sums as a residue.
+ *
  * @module
  */
 
-import { addInto } from "../../field.ts";
+import type { RoundEvidence } from "../evidence.ts";
+import { addSegmentsInto, isSegmentedFieldVector } from "../../field.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import { vectorDigest } from "../../round.ts";
 import { toHex } from "../../encoding.ts";
@@ -54,7 +61,7 @@ export class MaskedInputState extends HospitalState {
   constructor(ctx: HospitalContext, expected: readonly string[]) {
     super(ctx);
     this.#expected = expected;
-    this.#sum = new Float64Array(ctx.terms.dimension);
+    this.#sum = new Float64Array(ctx.layout.dimension);
   }
 
   protected override member(name: string): boolean {
@@ -66,7 +73,7 @@ export class MaskedInputState extends HospitalState {
     if (this.#incoming.has(from) || this.#complete.has(from)) {
       return await this.lost(from, "second input");
     }
-    const { dimension } = this.ctx.terms;
+    const { dimension } = this.ctx.layout;
     if (message.length !== dimension) {
       return await this.lost(from, `its input has ${message.length} elements, not ${dimension}`);
     }
@@ -79,6 +86,12 @@ export class MaskedInputState extends HospitalState {
     if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "input", fields))) {
       return await this.lost(from, "its input signature does not verify");
     }
+    this.ctx.signed.inputs.set(from, {
+      name: from,
+      length: message.length,
+      digest: message.digest,
+      signature: message.signature,
+    });
     this.#incoming.set(from, {
       digest: message.digest,
       vector: new Float64Array(dimension),
@@ -103,7 +116,13 @@ export class MaskedInputState extends HospitalState {
     if ((await vectorDigest(incoming.vector)) !== incoming.digest) {
       return await this.lost(from, "its vector does not match its signed digest");
     }
-    addInto(this.#sum, incoming.vector);
+    // After the digest, so the violation is the sender's own signed vector.
+    // Without it, an element ≥ its modulus would make the sum non-canonical
+    // or wrong modulo that prime.
+    if (!isSegmentedFieldVector(incoming.vector, this.ctx.layout.segments)) {
+      return await this.lost(from, "an element of its vector is not below its segment's modulus");
+    }
+    addSegmentsInto(this.#sum, incoming.vector, this.ctx.layout.segments);
     this.#complete.add(from);
     return await this.settle();
   }
@@ -166,11 +185,27 @@ export async function finish(
       ctx.send(p.name, { type: "done", session: ctx.session, resultDigest, signature });
     }
   }
+  const evidence: RoundEvidence = {
+    session: ctx.session,
+    terms: ctx.terms,
+    hospital: { name: ctx.name, cert: ctx.certPem },
+    inviteSignature: ctx.signed.invite,
+    roster: ctx.roster,
+    startHash: ctx.startHash,
+    confirmations: ctx.signed.confirmations,
+    inputs: set.map((name) => ctx.signed.inputs.get(name)!),
+    set: [...set],
+    consistency: ctx.signed.consistency,
+    resultDigest,
+    doneSignature: signature,
+  };
   ctx.outcome = {
     kind: "done",
     result,
+    layout: ctx.layout,
     set: [...set],
     resultDigest,
+    evidence,
     startHash: toHex(ctx.startHash),
   };
   ctx.log(`round done over ${set.length} participants`);

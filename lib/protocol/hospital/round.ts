@@ -8,7 +8,8 @@
  * @module
  */
 
-import type { Chunk, Message } from "../../wire/messages.ts";
+import type { Layout } from "../../query.ts";
+import type { Chunk, Message, Terms } from "../../wire/messages.ts";
 import type { HospitalOutcome } from "../types.ts";
 import { inviteAll } from "./advertise_keys.ts";
 import {
@@ -43,6 +44,19 @@ export class HospitalRound {
   /** The current phase; the runtime restarts its deadline timer when this changes. */
   get phase(): HospitalPhase | "new" {
     return this.#state?.phase ?? "new";
+  }
+
+  /** The round's terms, as signed in INVITE. */
+  get terms(): Terms {
+    return this.#ctx.terms;
+  }
+
+  /**
+   * The round's vector layout, computed from the terms: what the result is
+   * decoded with (lib/query.ts `decodeResult(query, result, scale, layout)`).
+   */
+  get layout(): Layout {
+    return this.#ctx.layout;
   }
 
   /** The START roster's names, sorted (empty before START). */

@@ -22,9 +22,10 @@
  */
 
 import { randomHex } from "../../encoding.ts";
+import type { InputCommitment, SignedBy } from "../evidence.ts";
 import type { Chunk, Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
-import { QueryError } from "../../query.ts";
-import { termsProblem } from "../terms.ts";
+import { type Layout, QueryError } from "../../query.ts";
+import { shapeOf } from "../terms.ts";
 import { sessionBytes } from "../transcript.ts";
 import type { HospitalOutcome, Log, Outbox, VerifyParty } from "../types.ts";
 
@@ -75,8 +76,9 @@ export interface HospitalOptions {
   certPem: string;
   /** The hospital's ECDSA P-256 private key. */
   signingKey: CryptoKey;
+  /** The round's terms; `participants` must be at least the number of invitees. */
   terms: Terms;
-  /** The connected peers to invite (names unique). */
+  /** The connected peers to invite (names unique, at most `terms.participants`). */
   invitees: readonly Invitee[];
   outbox: Outbox;
   verifyParty: VerifyParty;
@@ -91,6 +93,8 @@ export class HospitalContext {
   readonly certPem: string;
   readonly signingKey: CryptoKey;
   readonly terms: Terms;
+  /** The vector layout of the terms: every vector and sum is segmented by it. */
+  readonly layout: Layout;
   readonly session: string;
   readonly sessionBytes: Uint8Array;
   readonly invitees: ReadonlyMap<string, string>;
@@ -107,6 +111,13 @@ export class HospitalContext {
   /** Participants dropped (lost, refused, or violating): ignored from then on. */
   readonly dropped = new Set<string>();
   outcome: HospitalOutcome | undefined;
+  /** The signed statements collected so far, for the round's evidence. */
+  readonly signed = {
+    invite: new Uint8Array(0) as Uint8Array,
+    confirmations: [] as SignedBy[],
+    inputs: new Map<string, InputCommitment>(),
+    consistency: [] as SignedBy[],
+  };
 
   constructor(options: HospitalOptions) {
     this.name = options.name;
@@ -119,8 +130,16 @@ export class HospitalContext {
     if (this.invitees.size !== options.invitees.length) {
       throw new RangeError("Cannot create round: an invitee is listed twice");
     }
-    const problem = termsProblem(options.terms);
-    if (problem) throw new QueryError(`Cannot create round: ${problem}`);
+    const shape = shapeOf(options.terms);
+    if (typeof shape === "string") throw new QueryError(`Cannot create round: ${shape}`);
+    // The layout covers sums of at most N inputs: more invitees could wrap a total.
+    if (this.invitees.size > options.terms.participants) {
+      throw new QueryError(
+        `Cannot create round: ${this.invitees.size} invitees, more than the terms' ` +
+          `${options.terms.participants} participants`,
+      );
+    }
+    this.layout = shape.layout;
     this.outbox = options.outbox;
     this.verifyParty = options.verifyParty;
     this.log = options.log ?? (() => {});

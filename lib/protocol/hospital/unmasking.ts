@@ -5,7 +5,9 @@
  * rebuild each survivor's self seed and remove PRG(b_j); rebuild each
  * dropped participant's mask key, check it against the maskKey it
  * advertised, and remove its pairwise masks from every survivor's input.
- * What remains is Σ_{j ∈ S} x_j.
+ * What remains is Σ_{j ∈ S} x_j. Every mask is removed segment by segment,
+ * modulo each segment's own modulus, from the seed's one stream in vector
+ * order, exactly as the peers added it.
  *
  * | event from a signer                                | decision          |
  * | -------------------------------------------------- | ----------------- |
@@ -96,7 +98,7 @@ export class UnmaskingState extends HospitalState {
         return abortRound(ctx, `the revealed shares of ${owner} are inconsistent`);
       }
       if (this.#survivors.includes(owner)) {
-        await applyMask(sum, secret, -1);
+        await applyMask(sum, secret, -1, ctx.layout.segments);
         continue;
       }
       const entry = ctx.roster[ctx.index.get(owner)!]!;
@@ -110,7 +112,12 @@ export class UnmaskingState extends HospitalState {
         const other = await importPublicKey(ctx.roster[ctx.index.get(survivor)!]!.maskKey);
         const seed = await pairwiseSeed(maskKey, other, ctx.sessionBytes, owner, survivor);
         // The survivor added pairSign(survivor, owner) · PRG(seed): take it out.
-        await applyMask(sum, seed, pairSign(survivor, owner) === 1 ? -1 : 1);
+        await applyMask(
+          sum,
+          seed,
+          pairSign(survivor, owner) === 1 ? -1 : 1,
+          ctx.layout.segments,
+        );
       }
     }
     return await finish(ctx, sum, this.#survivors);

@@ -1,14 +1,16 @@
 /**
  * Peer phase 1, AdvertiseKeys: joined; waiting for START. The peer checks
- * everything in START itself: the roster's size fits the terms (bounds
- * cannot wrap, T > N/2, minimum contributors, its own floor), its own entry
+ * everything in START itself: the roster's size fits the terms (at most the
+ * N = `participants` the layout was computed for, so no total can wrap;
+ * T > n/2, minimum contributors, its own floor), its own entry
  * carries exactly the keys it sent, and every participant's certificate
  * (policy "peer", CN = name) and join signature over this session verify —
  * so keys replayed from another session fail. Then it signs the START hash.
  *
  * | START ...                                    | decision                 |
  * | -------------------------------------------- | ------------------------ |
- * | roster too small/large for the terms/floor   | aborted                  |
+ * | roster larger than N, or too small/large for | aborted                  |
+ * |   the terms or the floor                     |                          |
  * | this peer missing, or with other keys        | aborted                  |
  * | a certificate, signature or key fails        | aborted, naming whose    |
  * | otherwise                                    | confirm                  |

@@ -3,17 +3,21 @@
  * (policy "hospital", CN = the expected hospital name — Deno's TLS client
  * cannot show the server certificate, so the name is bound here) and its
  * signature over the session and terms, refuses a session id it has seen
- * before (replay), refuses terms it cannot or will not run (a threshold
- * below its own minimum), asks the runtime for its encoded input, and joins
- * with two fresh ECDH public keys signed over the session.
+ * before (replay), refuses terms it cannot or will not run (a dimension
+ * other than the vector layout it computes from the terms, a layout that
+ * cannot be represented, a threshold below its own minimum), asks the
+ * runtime for its input encoded by that layout, checks it against the
+ * layout, and joins with two fresh ECDH public keys signed over the session.
  *
  * | INVITE ...                                   | decision                    |
  * | -------------------------------------------- | --------------------------- |
  * | certificate or signature does not verify     | aborted (nothing sent: the  |
  * |                                              | sender is not the hospital) |
  * | session seen before                          | refuse                      |
- * | terms invalid, or T below the peer's minimum | refuse                      |
- * | input refused (wrong length or values)       | refuse with the input error |
+ * | terms invalid (dimension ≠ layout's, not     | refuse                      |
+ * |   representable, …), T below the minimum     |                             |
+ * | input refused, or not fitting the layout     | refuse with the input error |
+ * |   (length, segment moduli, element bounds)   |                             |
  * | otherwise                                    | join                        |
  *
  * @module
@@ -21,13 +25,46 @@
 
 import { generateSessionKeys } from "../../crypto/agreement.ts";
 import { sign, verify } from "../../crypto/signing.ts";
-import { isFieldVector } from "../../field.ts";
-import { boundOf, elementBounds, parseQuery } from "../../query.ts";
+import { isSegmentedFieldVector } from "../../field.ts";
+import { elementBound, type Layout } from "../../query.ts";
 import type { Message } from "../../wire/messages.ts";
-import { termsProblem } from "../terms.ts";
+import { shapeOf } from "../terms.ts";
 import { inviteFields, joinFields, sessionBytes } from "../transcript.ts";
 import { AdvertiseKeysState } from "./advertise_keys.ts";
 import { PeerAbortedState, PeerState } from "./state.ts";
+
+/**
+ * Why an encoded input does not fit the layout, or undefined: it must have
+ * the layout's length, every element canonical for its segment (a whole
+ * number below that segment's modulus), and every element at most its
+ * per-element bound (lib/query.ts `elementBound`: B for a fast-path total,
+ * so N inputs cannot wrap p1; the modulus less one for a residue). The layout
+ * keeps the sum exact only if every input is within these bounds, so they
+ * are checked here too, not left to the caller. Names the element, never
+ * its value.
+ */
+function inputProblem(x: Float64Array, layout: Layout): string | undefined {
+  if (x.length !== layout.dimension) {
+    return `it has ${x.length} elements; the round's layout has ${layout.dimension}`;
+  }
+  if (!isSegmentedFieldVector(x, layout.segments)) {
+    return "an element is not a whole number below its segment's modulus";
+  }
+  // Each run of one component's residue j shares one bound.
+  for (const { count, residues, start } of layout.components) {
+    for (let j = 0; j < residues; j++) {
+      const from = start + j * count;
+      const bound = elementBound(layout, from);
+      // Elements are below 2^52, so a bound at or above 2^53 holds them all.
+      if (bound >= 2n ** 53n) continue;
+      const limit = Number(bound);
+      for (let i = from; i < from + count; i++) {
+        if (x[i]! > limit) return `element ${i} is above its bound`;
+      }
+    }
+  }
+  return undefined;
+}
 
 /** Waiting for INVITE. */
 export class AwaitInviteState extends PeerState {
@@ -52,35 +89,27 @@ export class AwaitInviteState extends PeerState {
       return this.#refuse("session id seen before (a replayed invite)");
     }
     const terms = message.terms;
-    const problem = termsProblem(terms);
-    if (problem) return this.#refuse(`invalid terms: ${problem}`);
+    // The layout is recomputed here from the signed terms, never taken from
+    // the hospital: terms whose dimension is not that layout's are refused.
+    const shape = shapeOf(terms);
+    if (typeof shape === "string") return this.#refuse(`invalid terms: ${shape}`);
     if (terms.mode === "threshold" && terms.threshold < ctx.minThreshold) {
       return this.#refuse(
         `threshold ${terms.threshold} is below this peer's minimum of ${ctx.minThreshold}`,
       );
     }
+    const { layout } = shape;
     ctx.terms = terms;
+    ctx.layout = layout;
     ctx.hospitalKey = hospitalKey;
     let x: Float64Array;
     try {
-      x = await ctx.input(terms);
+      x = await ctx.input(terms, layout);
     } catch (error) {
       return this.#refuse(`input refused: ${(error as Error).message}`);
     }
-    if (x.length !== terms.dimension || !isFieldVector(x)) {
-      return this.#refuse(`input refused: not ${terms.dimension} field elements`);
-    }
-    // The roster check (N × bound < p) only keeps the sum exact if every
-    // input is within its bound: checked here too, not left to the caller.
-    const query = parseQuery(terms.query, terms.scale);
-    const bounds = elementBounds(query, terms.max, terms.maxRows);
-    for (let i = 0; i < x.length; i++) {
-      // Elements are below p < 2^53, so a bound at or above 2^53 holds them all.
-      const bound = boundOf(query, bounds, i);
-      if (bound < 2n ** 53n && x[i]! > Number(bound)) {
-        return this.#refuse(`input refused: element ${i} is above its bound`);
-      }
-    }
+    const problem = inputProblem(x, layout);
+    if (problem) return this.#refuse(`input refused: ${problem}`);
     ctx.x = Float64Array.from(x);
     ctx.keys = await generateSessionKeys();
     const { seal, mask } = ctx.keys;

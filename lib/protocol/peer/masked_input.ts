@@ -1,6 +1,7 @@
 /**
  * Peer phase 4, MaskedInput: the masked vector y = x + PRG(b) + Σ_{j>i}
- * PRG(s_ij) − Σ_{j<i} PRG(s_ij) has gone out (n-of-n: no b, j over everyone),
+ * PRG(s_ij) − Σ_{j<i} PRG(s_ij) (each element modulo its segment's modulus,
+ * by the layout) has gone out (n-of-n: no b, j over everyone),
  * as INPUT with its signed digest and then its chunks. n-of-n: waiting for
  * DONE. Threshold: waiting for SURVIVORS, the set S whose inputs the
  * hospital claims to hold. The peer checks S itself before signing it:
@@ -41,7 +42,8 @@ export async function sendMaskedInput(
   selfSeed: Uint8Array | undefined,
 ): Promise<PeerState> {
   const y = Float64Array.from(ctx.x);
-  if (selfSeed) await applyMask(y, selfSeed, 1);
+  const { segments } = ctx.agreedLayout;
+  if (selfSeed) await applyMask(y, selfSeed, 1, segments);
   const own = ctx.keys!.mask.privateKey;
   const seeds = await Promise.all(
     neighbours.filter((n) => n !== ctx.name).map(async (other) => ({
@@ -49,7 +51,9 @@ export async function sendMaskedInput(
       seed: await pairwiseSeed(own, ctx.maskKeys.get(other)!, ctx.sessionBytes, ctx.name, other),
     })),
   );
-  for (const { other, seed } of seeds) await applyMask(y, seed, pairSign(ctx.name, other));
+  for (const { other, seed } of seeds) {
+    await applyMask(y, seed, pairSign(ctx.name, other), segments);
+  }
   const digest = await vectorDigest(y);
   const signature = await sign(
     ctx.signingKey,

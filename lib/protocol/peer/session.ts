@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { Layout } from "../../query.ts";
 import type { Message, Terms } from "../../wire/messages.ts";
 import type { PeerOutcome } from "../types.ts";
 import { AwaitInviteState } from "./await_invite.ts";
@@ -43,6 +44,11 @@ export class PeerSession {
   /** The round's terms, once an invite was accepted: the runtime takes its deadlines from them. */
   get terms(): Terms | undefined {
     return this.#ctx.terms;
+  }
+
+  /** The vector layout this peer computed from the accepted terms (undefined before). */
+  get layout(): Layout | undefined {
+    return this.#ctx.layout;
   }
 
   /** The current phase; the runtime restarts its deadline timer when this changes. */

@@ -22,6 +22,7 @@
 
 import type { SessionKeys } from "../../crypto/agreement.ts";
 import type { SharePair } from "../../crypto/seal.ts";
+import type { Layout } from "../../query.ts";
 import type { Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
 import type { Log, Outbox, PeerOutcome, VerifyParty } from "../types.ts";
 
@@ -77,11 +78,13 @@ export interface PeerOptions {
    */
   claimSession(session: string): boolean | Promise<boolean>;
   /**
-   * This peer's input for `terms`, already encoded as field elements
-   * (lib/query.ts encodeInput). Throwing refuses the round with the error's
-   * message, which must name where, never what.
+   * This peer's input for `terms`, already encoded as field elements by the
+   * round's `layout` (lib/query.ts `encodeInput(query, input, {scale,
+   * layout})`; the core computed the layout from the signed terms itself).
+   * Throwing refuses the round with the error's message, which must name
+   * where, never what.
    */
-  input(terms: Terms): Float64Array | Promise<Float64Array>;
+  input(terms: Terms, layout: Layout): Float64Array | Promise<Float64Array>;
   /** This peer's own minimum number of contributors (default 2). */
   minContributors?: number;
   /** This peer's own lowest acceptable threshold T in threshold rounds (default 2). */
@@ -97,7 +100,7 @@ export class PeerContext {
   readonly outbox: Outbox;
   readonly verifyParty: VerifyParty;
   readonly claimSession: (session: string) => boolean | Promise<boolean>;
-  readonly input: (terms: Terms) => Float64Array | Promise<Float64Array>;
+  readonly input: (terms: Terms, layout: Layout) => Float64Array | Promise<Float64Array>;
   readonly minContributors: number;
   readonly minThreshold: number;
   readonly log: Log;
@@ -105,6 +108,8 @@ export class PeerContext {
   session = "";
   sessionBytes: Uint8Array = new Uint8Array(0);
   terms: Terms | undefined;
+  /** The vector layout this peer computed from the terms (set with them). */
+  layout: Layout | undefined;
   hospitalKey: CryptoKey | undefined;
   x: Float64Array = new Float64Array(0);
   keys: SessionKeys | undefined;
@@ -143,6 +148,12 @@ export class PeerContext {
   get agreed(): Terms {
     if (!this.terms) throw new Error("Cannot read terms: no invite accepted");
     return this.terms;
+  }
+
+  /** The layout (set once INVITE is accepted). */
+  get agreedLayout(): Layout {
+    if (!this.layout) throw new Error("Cannot read the layout: no invite accepted");
+    return this.layout;
   }
 
   /** The floor on contributors this peer enforces: the stricter of its own and the terms'. */

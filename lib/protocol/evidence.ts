@@ -1,0 +1,57 @@
+/**
+ * What a completed round can show a third party: every signed statement the
+ * hospital collected, exactly as it verified them. The hospital's core
+ * gathers it (lib/protocol/hospital/); receipts (lib/receipt.ts) carry it
+ * and `sumshare verify` checks each signature again from the certificates.
+ *
+ * Each signature is over the fields lib/protocol/transcript.ts defines:
+ * INVITE (the hospital's, over session and terms), JOIN (each participant's,
+ * over its session keys), CONFIRM (over startHash, which covers the terms and
+ * the whole roster), INPUT (over its masked input's length and digest),
+ * CONSISTENCY (threshold rounds: over the survivors set) and DONE (the
+ * hospital's, over the set and the result's digest).
+ *
+ * @module
+ */
+
+import type { Participant, Terms } from "../wire/messages.ts";
+
+/** One party's signature on a statement. */
+export interface SignedBy {
+  name: string;
+  /** ECDSA P-256 / SHA-256, IEEE P1363 (64 bytes). */
+  signature: Uint8Array;
+}
+
+/** A survivor's commitment to its masked input. */
+export interface InputCommitment extends SignedBy {
+  length: number;
+  /** vectorDigest of the masked input, lowercase hex. */
+  digest: string;
+}
+
+/** The signed statements of one completed round. */
+export interface RoundEvidence {
+  session: string;
+  terms: Terms;
+  /** The hospital's name and certificate (PEM). */
+  hospital: { name: string; cert: string };
+  /** The hospital's INVITE signature over (session, terms). */
+  inviteSignature: Uint8Array;
+  /** The START roster, sorted by name, with each JOIN signature. */
+  roster: Participant[];
+  /** SHA-256 of the START transcript (32 bytes). */
+  startHash: Uint8Array;
+  /** Every participant's CONFIRM signature the hospital verified. */
+  confirmations: SignedBy[];
+  /** INPUT commitments of the peers in `set`, sorted by name. */
+  inputs: InputCommitment[];
+  /** Whose inputs the result sums, sorted. */
+  set: string[];
+  /** CONSISTENCY signatures on `set` (threshold rounds; empty in n-of-n). */
+  consistency: SignedBy[];
+  /** vectorDigest of the result, lowercase hex. */
+  resultDigest: string;
+  /** The hospital's DONE signature over (session, startHash, set, resultDigest). */
+  doneSignature: Uint8Array;
+}

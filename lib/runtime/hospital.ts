@@ -1,0 +1,294 @@
+/**
+ * The hospital's runtime for one v2 round: the thin layer between the
+ * sans-I/O core (lib/protocol/hospital/) and the world. It listens with
+ * mutual TLS (lib/net/server.ts), takes each peer's name from its
+ * certificate through the certificate policy, waits for the peers, then
+ * feeds the core every decoded frame, disconnect and deadline, and writes
+ * what the core sends. It owns the sockets, the clock and the log; the core
+ * owns every protocol decision.
+ *
+ * @module
+ */
+
+import * as x509 from "@peculiar/x509";
+import { parseCertificate } from "../certpolicy.ts";
+import { deadlineSignal } from "../deadline.ts";
+import { AuthError, describeError, RoundAbortedError } from "../errors.ts";
+import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import type { HostPort } from "../names.ts";
+import type { Connection } from "../net/connection.ts";
+import { listen } from "../net/server.ts";
+import { HospitalRound } from "../protocol/hospital/round.ts";
+import type { HospitalOutcome, Outbox, VerifyParty } from "../protocol/types.ts";
+import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
+import {
+  CHUNK_ELEMENTS,
+  decodePayload,
+  encodeChunk,
+  encodeMessage,
+  type Terms,
+} from "../wire/messages.ts";
+import { phaseDeadline, PhaseTimer } from "./phase_timer.ts";
+
+/** How long the last messages of a round (DONE, ABORT) may take to leave. */
+const FLUSH_TIMEOUT_MS = 2_000;
+
+/** Options for {@linkcode runStarHospital}. */
+export interface StarHospitalOptions {
+  identity: Identity;
+  listen: HostPort;
+  /** How many authenticated peers to wait for before inviting them. */
+  peers: number;
+  /** The round's terms, with the per-phase deadlines every party will use. */
+  terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> };
+  /** How long to wait for the peers to connect. */
+  joinTimeoutMs: number;
+  /** Progress lines (never values). */
+  log: (line: string) => void;
+  /** Called once the listener is bound, with the actual address. */
+  onListening?: (address: HostPort) => void;
+  /** Progress of receiving long masked inputs: label, elements done, elements in all. */
+  onProgress?: (label: string, done: number, total: number) => void;
+  /** Cancels the round from outside. */
+  signal?: AbortSignal;
+}
+
+/** A completed round, as the hospital saw it. */
+export interface StarHospitalResult {
+  outcome: Extract<HospitalOutcome, { kind: "done" }>;
+  session: string;
+  /** The START roster, sorted. */
+  participants: string[];
+  /** Milliseconds from sending START to having the result. */
+  startToResultMs: number;
+  /** Frame bytes received and sent over all connections. */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** The certificate's single CN, which the policy then checks is the name. */
+function commonName(cert: x509.X509Certificate): string {
+  const names = cert.subjectName.getField("CN");
+  if (names.length !== 1) throw new AuthError("Invalid certificate: it must have exactly one CN");
+  return names[0]!;
+}
+
+/**
+ * Runs one round as the hospital and returns its result, or throws
+ * {@linkcode RoundAbortedError} with the reason.
+ */
+export async function runStarHospital(options: StarHospitalOptions): Promise<StarHospitalResult> {
+  const { identity, log } = options;
+  const stop = new AbortController();
+  const onOuterAbort = () => stop.abort(options.signal!.reason);
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  /** The certificate each party presented, PEM, from its latest connection. */
+  const certificates = new Map<string, string>();
+  const server = await listen({
+    hostname: options.listen.hostname,
+    port: options.listen.port,
+    ca: identity.caPem,
+    cert: identity.certPem,
+    key: identity.keyPem,
+    authorize: async (der) => {
+      // A copy: node hands over a view into a pooled buffer, which the PEM encoder would read whole.
+      const pem = x509.PemConverter.encode(Uint8Array.from(der), "CERTIFICATE") + "\n";
+      const name = commonName(parseCertificate(pem));
+      if (name === identity.name) {
+        throw new AuthError(`Refused: ${JSON.stringify(name)} is the hospital's own name`);
+      }
+      await verifyPartyCertificate(pem, identity.ca, name, { use: "peer" });
+      certificates.set(name, pem);
+      return name;
+    },
+    onRefused: (error, remote) => log(`refused a connection from ${remote}: ${error.message}`),
+  });
+  const connections = new Map<string, Connection>();
+  try {
+    options.onListening?.({ hostname: server.hostname, port: server.port });
+    await gatherPeers(server, connections, options, stop.signal);
+    // No joins after the invitations: later connections are refused.
+    server.close();
+    return await runRound(connections, certificates, options, stop.signal);
+  } finally {
+    stop.abort(new RoundAbortedError("the hospital stopped"));
+    options.signal?.removeEventListener("abort", onOuterAbort);
+    server.close();
+    for (const conn of connections.values()) conn.close();
+  }
+}
+
+/** Waits until `options.peers` distinct parties are connected, within the join timeout. */
+async function gatherPeers(
+  server: Awaited<ReturnType<typeof listen>>,
+  connections: Map<string, Connection>,
+  options: StarHospitalOptions,
+  stop: AbortSignal,
+): Promise<void> {
+  const deadline = deadlineSignal(options.joinTimeoutMs, "waiting for peers to connect", stop);
+  while (connections.size < options.peers) {
+    let conn: Connection;
+    try {
+      conn = await server.accept(deadline);
+    } catch (error) {
+      if (stop.aborted) throw error;
+      const { mode, threshold } = options.terms;
+      if (mode === "threshold" && connections.size >= threshold) {
+        // A threshold round can go on without the peers that never came.
+        options.log(
+          `join deadline passed: starting with ${connections.size} of ${options.peers} peers`,
+        );
+        return;
+      }
+      throw new RoundAbortedError(
+        `${describeError(error)} (${connections.size} of ${options.peers} connected)`,
+        { cause: error },
+      );
+    }
+    const name = conn.party!;
+    const earlier = connections.get(name);
+    if (earlier) {
+      // The same party again (it restarted): its newest connection counts.
+      options.log(`${name} connected again; its earlier connection is closed`);
+      earlier.close();
+    }
+    connections.set(name, conn);
+    options.log(`${name} connected (${connections.size} of ${options.peers})`);
+  }
+}
+
+/** Drives the core over the gathered connections until it has an outcome. */
+async function runRound(
+  connections: Map<string, Connection>,
+  certificates: Map<string, string>,
+  options: StarHospitalOptions,
+  stop: AbortSignal,
+): Promise<StarHospitalResult> {
+  const { identity, log, terms } = options;
+  const lastWrite = new Map<string, Promise<void>>();
+  let round: HospitalRound | undefined = undefined;
+  const lost = (name: string, error: unknown) => {
+    if (stop.aborted || round === undefined || round.outcome) return;
+    log(`${name}: ${describeError(error)}`);
+    connections.get(name)?.close();
+    void round.disconnected(name).then(watch);
+  };
+  const write = (to: string, payload: Uint8Array) => {
+    const conn = connections.get(to);
+    if (!conn) return;
+    const done = conn.write(payload, stop).catch((error) => lost(to, error));
+    lastWrite.set(to, done);
+  };
+  const outbox: Outbox = {
+    send: (to, message) => write(to, encodeMessage(message)),
+    sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
+  };
+  const verifyParty: VerifyParty = async (certPem, name, role) =>
+    (await verifyPartyCertificate(certPem, identity.ca, name, { use: role })).publicKey;
+  round = new HospitalRound({
+    name: identity.name,
+    certPem: identity.certPem,
+    signingKey: identity.privateKey,
+    terms,
+    invitees: [...connections.keys()].map((name) => ({
+      name,
+      certPem: certificates.get(name)!,
+    })),
+    outbox,
+    verifyParty,
+    log,
+  });
+  const current = round;
+  const timer = new PhaseTimer(
+    (phase) => phaseDeadline(terms.deadlines, phase),
+    (phase) => {
+      log(`the ${phase} phase's deadline passed`);
+      void current.timeout().then(watch);
+    },
+  );
+  let startedAt: number | undefined;
+  function watch(): void {
+    if (startedAt === undefined && current.phase === "confirm") startedAt = performance.now();
+    timer.update(current.phase);
+  }
+  try {
+    await current.start();
+    watch();
+    for (const [name, conn] of connections) {
+      void readLoop(name, conn, current, terms.dimension, options.onProgress, watch, lost, stop);
+    }
+    const outcome = await current.finished;
+    const startToResultMs = performance.now() - (startedAt ?? performance.now());
+    timer.stop();
+    // Let DONE or ABORT reach every party before the connections close.
+    await Promise.race([
+      Promise.allSettled(lastWrite.values()),
+      new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, FLUSH_TIMEOUT_MS))),
+    ]);
+    if (outcome.kind === "aborted") throw new RoundAbortedError(outcome.reason);
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const conn of connections.values()) {
+      bytesIn += conn.stats.bytesIn;
+      bytesOut += conn.stats.bytesOut;
+    }
+    return {
+      outcome,
+      session: current.session,
+      participants: current.participants,
+      startToResultMs,
+      bytesIn,
+      bytesOut,
+    };
+  } finally {
+    timer.stop();
+  }
+}
+
+/** Unread bytes a peer may have in flight: its whole masked input and a few frames more. */
+function unreadCap(dimension: number): number {
+  return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
+    (FRAME_HEADER_BYTES + FRAME_LIMIT);
+}
+
+/** Feeds one connection's frames to the core, in order, until it ends. */
+async function readLoop(
+  name: string,
+  conn: Connection,
+  round: HospitalRound,
+  dimension: number,
+  onProgress: StarHospitalOptions["onProgress"],
+  watch: () => void,
+  lost: (name: string, error: unknown) => void,
+  stop: AbortSignal,
+): Promise<void> {
+  let first = true;
+  let received = 0;
+  try {
+    for (;;) {
+      const payload = await conn.readFrame(stop);
+      const decoded = decodePayload(payload);
+      if (first) {
+        // The party's first message decoded: from now on it may send full
+        // frames, and have its whole masked input in flight (the core may be
+        // busy with Web Crypto while it arrives).
+        conn.raiseLimit();
+        conn.setMaxBufferedBytes(unreadCap(dimension));
+        first = false;
+      }
+      if (decoded.kind === "message") {
+        await round.message(name, decoded.message);
+      } else {
+        await round.chunk(name, decoded.chunk);
+        if (onProgress && dimension > CHUNK_ELEMENTS) {
+          received += decoded.chunk.data.length;
+          onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);
+        }
+      }
+      watch();
+      if (round.outcome) return;
+    }
+  } catch (error) {
+    lost(name, error);
+  }
+}

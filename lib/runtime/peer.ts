@@ -1,0 +1,187 @@
+/**
+ * A peer's runtime for one v2 round: one mutual-TLS connection to the
+ * hospital (lib/net/client.ts), the sans-I/O core (lib/protocol/peer/) fed
+ * with every decoded frame, disconnect and deadline, and what the core sends
+ * written back. The peer never listens.
+ *
+ * @module
+ */
+
+import { describeError, RoundAbortedError } from "../errors.ts";
+import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import { formatHostPort, type HostPort } from "../names.ts";
+import { connect } from "../net/client.ts";
+import { PeerSession } from "../protocol/peer/session.ts";
+import type { Outbox, PeerOutcome, VerifyParty } from "../protocol/types.ts";
+import {
+  CHUNK_ELEMENTS,
+  decodePayload,
+  encodeChunk,
+  encodeMessage,
+  type Terms,
+} from "../wire/messages.ts";
+import { peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
+
+/** How long the last message of a round (ABORT) may take to leave. */
+const FLUSH_TIMEOUT_MS = 2_000;
+
+/** Options for {@linkcode runStarPeer}. */
+export interface StarPeerOptions {
+  identity: Identity;
+  hospital: HostPort;
+  /** The hospital certificate's CN: INVITE must carry a certificate for it. */
+  hospitalName: string;
+  /**
+   * This peer's input for the round's terms, as field elements; throws to
+   * refuse the round (the message names where, never what).
+   */
+  input(terms: Terms): Float64Array | Promise<Float64Array>;
+  /** The fewest inputs this peer lets a sum cover, whatever the hospital asks. */
+  minContributors?: number;
+  /** How long to wait for the hospital's invitation once connected. */
+  inviteTimeoutMs: number;
+  /** Session ids this process has taken part in: a repeat is refused. */
+  seenSessions?: Set<string>;
+  /** Progress lines (never values). */
+  log: (line: string) => void;
+  /** Progress of sending a long masked input: label, elements done, elements in all. */
+  onProgress?: (label: string, done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/** A completed round, as the peer saw it. */
+export interface StarPeerResult {
+  outcome: Extract<PeerOutcome, { kind: "done" }>;
+  session: string;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Runs one round as a peer, or throws {@linkcode RoundAbortedError} with the reason. */
+export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerResult> {
+  const { identity, log } = options;
+  const stop = new AbortController();
+  const onOuterAbort = () => stop.abort(options.signal!.reason);
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  const seen = options.seenSessions ?? new Set<string>();
+  const address = formatHostPort(options.hospital);
+  let conn;
+  try {
+    conn = await connect({
+      hostname: options.hospital.hostname,
+      port: options.hospital.port,
+      ca: identity.caPem,
+      cert: identity.certPem,
+      key: identity.keyPem,
+      peer: `the hospital at ${address}`,
+    }, stop.signal);
+  } catch (error) {
+    options.signal?.removeEventListener("abort", onOuterAbort);
+    throw error;
+  }
+  const connection = conn;
+  let lastWrite: Promise<void> = Promise.resolve();
+  let session: PeerSession | undefined = undefined;
+  const lost = (error: unknown) => {
+    if (stop.signal.aborted || session === undefined || session.outcome) return;
+    log(describeError(error));
+    connection.close();
+    void session.disconnected().then(watch);
+  };
+  const write = (payload: Uint8Array) => {
+    lastWrite = connection.write(payload, stop.signal).catch(lost);
+  };
+  let sent = 0;
+  const outbox: Outbox = {
+    send: (_to, message) => write(encodeMessage(message)),
+    sendChunk: (_to, chunk) => {
+      write(encodeChunk(chunk.index, chunk.data));
+      const total = session?.terms?.dimension ?? 0;
+      const report = options.onProgress;
+      if (report && total > CHUNK_ELEMENTS) {
+        const count = chunk.data.length;
+        lastWrite.then(() => report("masked input", sent += count, total));
+      }
+    },
+  };
+  const verifyParty: VerifyParty = async (certPem, name, role) =>
+    (await verifyPartyCertificate(certPem, identity.ca, name, { use: role })).publicKey;
+  session = new PeerSession({
+    name: identity.name,
+    hospitalName: options.hospitalName,
+    signingKey: identity.privateKey,
+    outbox,
+    verifyParty,
+    claimSession: (id) => {
+      if (seen.has(id)) return false;
+      seen.add(id);
+      return true;
+    },
+    input: (terms) => options.input(terms),
+    ...(options.minContributors === undefined ? {} : { minContributors: options.minContributors }),
+    log,
+  });
+  const current = session;
+  const timer = new PhaseTimer(
+    (phase) => {
+      if (phase === "invite") return options.inviteTimeoutMs;
+      const deadlines = current.terms?.deadlines;
+      const ms = deadlines && phaseDeadline(deadlines, phase);
+      return ms === undefined ? undefined : peerGrace(ms);
+    },
+    (phase) => {
+      log(`no word from the hospital in the ${phase} phase`);
+      void current.timeout().then(watch);
+    },
+  );
+  function watch(): void {
+    timer.update(current.phase);
+  }
+  try {
+    log(`connected to the hospital at ${address}; waiting for a round`);
+    watch();
+    void readLoop(connection, current, watch, lost, stop.signal);
+    const outcome = await current.finished;
+    timer.stop();
+    await Promise.race([
+      lastWrite,
+      new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, FLUSH_TIMEOUT_MS))),
+    ]);
+    if (outcome.kind === "aborted") throw new RoundAbortedError(outcome.reason);
+    const { bytesIn, bytesOut } = connection.stats;
+    return { outcome, session: current.session, bytesIn, bytesOut };
+  } finally {
+    timer.stop();
+    stop.abort(new RoundAbortedError("the peer stopped"));
+    options.signal?.removeEventListener("abort", onOuterAbort);
+    connection.close();
+  }
+}
+
+/** Feeds the hospital's frames to the core, in order, until the connection ends. */
+async function readLoop(
+  conn: Awaited<ReturnType<typeof connect>>,
+  session: PeerSession,
+  watch: () => void,
+  lost: (error: unknown) => void,
+  stop: AbortSignal,
+): Promise<void> {
+  let first = true;
+  try {
+    for (;;) {
+      const payload = await conn.readFrame(stop);
+      const decoded = decodePayload(payload);
+      if (first) {
+        // The hospital's first message decoded: from now on it may send full frames.
+        conn.raiseLimit();
+        first = false;
+      }
+      if (decoded.kind === "message") await session.message(decoded.message);
+      else await session.chunk();
+      watch();
+      if (session.outcome) return;
+    }
+  } catch (error) {
+    lost(error);
+  }
+}
