@@ -15,7 +15,6 @@ import {
   RoundAbortedError,
   UsageError,
 } from "./errors.ts";
-import { type RoundResult, runHospital } from "./hospital.ts";
 import { loadIdentity } from "./identity.ts";
 import { formatHostPort } from "./names.ts";
 import {
@@ -33,23 +32,34 @@ import {
 } from "./options.ts";
 import { dataFromValue, type PeerData, readInputFile } from "./input.ts";
 import { samplePeakRss, trackPeakRss } from "./memory.ts";
-import { runPeer } from "./peer.ts";
 import { terminalProgress } from "./progress.ts";
-import { DEFAULT_MAX, DEFAULT_MAX_ROWS, InputError, parseQuery, vectorLayout } from "./query.ts";
+import {
+  decodeResult,
+  DEFAULT_MAX,
+  DEFAULT_MAX_ROWS,
+  encodeInput,
+  InputError,
+  parseQuery,
+  type Query,
+  vectorLayout,
+} from "./query.ts";
+import { P_BIG } from "./field.ts";
+import { runStarHospital, type StarHospitalResult } from "./runtime/hospital.ts";
+import { runStarPeer } from "./runtime/peer.ts";
+import { assertThresholdFloors, DEFAULT_TIMEOUT_SECONDS, roundTerms } from "./runtime/terms.ts";
+import type { Terms } from "./wire/messages.ts";
 import { MAX_SCALE } from "./decimal.ts";
 import {
   checkReceiptTarget,
-  createReceipt,
+  createStarReceipt,
   InvalidReceiptError,
   parseReceipt,
-  type VerifiedReceipt,
-  verifyReceipt,
+  type VerifiedStarReceipt,
+  verifyStarReceipt,
   writeReceiptFile,
 } from "./receipt.ts";
 import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
-import { MAX_PARTICIPANTS } from "./messages.ts";
-import { DEFAULT_TIMEOUT_SECONDS } from "./round.ts";
-import { assertThresholdConfig, assertThresholdLayout } from "./shamir.ts";
+import { MAX_PARTICIPANTS } from "./wire/messages.ts";
 
 /** The program version, as deno.json states it. */
 export const VERSION: string = config.version;
@@ -95,8 +105,11 @@ Options:
   --max R              the largest allowed input value (default: 2^30 = ${DEFAULT_MAX});
                        every element's N × bound must be below p
   --max-rows M         the most rows one peer may hold (default: ${DEFAULT_MAX_ROWS})
-  --threshold T        Shamir mode: finish with any T live peers (T > N/2); default additive n-of-n
-  --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2)
+  --threshold T        threshold mode (T > N/2): peers that drop out are left out while at
+                       least T confirm, survive and sign the survivors; default n-of-n,
+                       where every peer's input counts or the round aborts
+  --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2);
+                       protecting k honest inputs against c colluders needs T and K >= k + c
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --out FILE           write a verifiable receipt to FILE, readable by the owner only
                        (check it with 'sumshare verify'); refused before listening if
@@ -111,8 +124,9 @@ stderr); 2 usage error, or --out cannot be written.`;
 const PEER_HELP =
   `Usage: sumshare peer --name NAME (--value V | --input FILE) --hospital HOST:PORT [options]
 
-Joins the hospital's round with private data. The data never leave this
-process except as random-looking shares; the peer never learns the sum.
+Joins the hospital's round with private data, over one mutual-TLS connection to
+the hospital (a peer never listens). The data leave this process only masked,
+random-looking on their own; the peer never learns the sum.
 
 Options:
   --name NAME          this party's name, the CN of its certificate
@@ -126,10 +140,6 @@ Options:
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
-  --listen HOST:PORT   where to receive shares from other peers (default: 127.0.0.1:0)
-  --advertise HOST:PORT
-                       the address other peers should use (default: the bound address);
-                       its host must be in this peer's certificate
   --timeout SEC        how long each wait may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --json               print the outcome as one JSON object on stdout
   -h, --help           this text`;
@@ -290,49 +300,56 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
+  let terms: ReturnType<typeof roundTerms>;
   try {
     // Refuse a round that cannot be represented exactly (R not below p, a
     // total too large even for residues, too long a vector), that threshold
     // mode cannot carry, or that breaks a privacy floor, before anything is sent.
-    const layout = vectorLayout(query, { max, maxRows, participants: peers });
-    if (threshold !== undefined) {
-      assertThresholdLayout(layout);
-      assertThresholdConfig(peers, threshold, minContributors);
-    }
+    terms = roundTerms({
+      query,
+      scale,
+      max,
+      maxRows,
+      peers,
+      threshold,
+      minContributors,
+      phaseTimeoutMs: timeoutMs,
+    });
+    if (threshold !== undefined) assertThresholdFloors(peers, threshold, minContributors);
     // A receipt that cannot be written is refused now, not after every peer
     // has taken part.
     if (out !== undefined) await checkReceiptTarget(out);
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
-  const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
   const hospitalProgress = terminalProgress();
-  const result = await runHospital({
+  const round = await runStarHospital({
     identity,
     listen,
     peers,
-    query,
-    scale,
-    max,
-    maxRows,
-    threshold,
-    minContributors,
-    timeoutMs,
+    terms,
+    joinTimeoutMs: timeoutMs,
     log: io.err,
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
   });
+  const report = starReport(round, terms, query);
   // The result first: whatever happens to the receipt, it is not lost.
   if (flags.values["json"]) {
-    io.out(JSON.stringify(resultObject(result)));
+    io.out(JSON.stringify(report));
   } else {
-    for (const [key, value] of Object.entries(result.result)) {
+    for (const [key, value] of Object.entries(report.result)) {
       io.out(`${key}: ${formatStatistic(value)}`);
     }
-    io.err(`session ${result.session}, contributors: ${result.contributors.join(", ")}`);
+    io.err(`session ${round.session}, contributors: ${round.outcome.set.join(", ")}`);
   }
   if (out !== undefined) {
-    const receipt = await createReceipt(result, identity.privateKey);
+    const receipt = await createStarReceipt(
+      round.outcome.evidence,
+      round.outcome.result,
+      identity.privateKey,
+    );
     try {
       await writeReceiptFile(out, receipt);
     } catch (error) {
@@ -357,24 +374,54 @@ function formatStatistic(value: unknown): string {
  * The hospital's result as JSON: the decoded statistics under `result` (and,
  * for a `sum` query, `sum` at the top as well), and the round's terms.
  */
-export function resultObject(result: RoundResult): Record<string, unknown> {
+export function starReport(
+  round: StarHospitalResult,
+  terms: ReturnType<typeof roundTerms>,
+  query: Query,
+): Record<string, unknown> & { result: Record<string, unknown> } {
+  const layout = vectorLayout(query, {
+    max: terms.max,
+    maxRows: terms.maxRows,
+    participants: terms.participants,
+  });
+  const result = decodeResult(query, round.outcome.result, terms.scale, layout);
   return {
-    ...(result.query === "sum" ? { sum: result.result["sum"] } : {}),
-    result: result.result,
-    query: result.query,
-    session: result.session,
-    participants: result.participants.map((p) => p.name),
-    contributors: result.contributors,
-    mode: result.mode,
-    threshold: result.threshold,
-    scale: result.scale,
-    p: result.p.toString(),
-    max: result.max.toString(),
-    maxRows: result.maxRows,
-    startToResultMs: Math.round(result.startToResultMs * 10) / 10,
-    bytesReceived: result.bytesReceived,
-    bytesSent: result.bytesSent,
+    ...(query.kind === "sum" ? { sum: result["sum"] } : {}),
+    result,
+    query: terms.query,
+    session: round.session,
+    participants: round.participants,
+    contributors: round.outcome.set,
+    mode: terms.mode === "nofn" ? "additive" : "threshold",
+    threshold: terms.mode === "nofn" ? round.participants.length : terms.threshold,
+    scale: terms.scale,
+    p: P_BIG.toString(),
+    max: terms.max.toString(),
+    maxRows: terms.maxRows,
+    startToResultMs: Math.round(round.startToResultMs * 10) / 10,
+    bytesReceived: round.bytesIn,
+    bytesSent: round.bytesOut,
   };
+}
+
+/**
+ * The peer's data as the round's vector: the peer checks the round's scale
+ * against its own, and the hospital's bounds through the layout it computes
+ * itself from the terms; any refusal names where, never what.
+ */
+function encodePeerInput(data: PeerData, scale: number, terms: Terms): Float64Array {
+  if (terms.scale !== scale) {
+    throw new InputError(
+      `the round reads decimals at scale ${terms.scale}; this peer's data was read at --scale ${scale}`,
+    );
+  }
+  const query = parseQuery(terms.query, terms.scale);
+  const layout = vectorLayout(query, {
+    max: terms.max,
+    maxRows: terms.maxRows,
+    participants: terms.participants,
+  });
+  return encodeInput(query, data, { scale, layout });
 }
 
 /** Reads the peer's data, parsing every number at the given scale. */
@@ -417,8 +464,6 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     scale: { type: "string" },
     hospital: { type: "string" },
     "hospital-name": { type: "string" },
-    listen: { type: "string" },
-    advertise: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
   });
@@ -428,38 +473,30 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   const data = await peerData(flags, scale);
   const hospital = addressFlag(flags, "hospital");
   const hospitalName = nameFlag(flags, "hospital-name", "hospital");
-  const listen = addressFlag(flags, "listen", { allowZero: true, fallback: "127.0.0.1:0" });
-  const advertise = flags.values["advertise"] === undefined
-    ? undefined
-    : addressFlag(flags, "advertise");
-  if (!advertise && ["0.0.0.0", "::"].includes(listen.hostname)) {
-    throw new UsageError(
-      "--listen on all interfaces needs --advertise HOST:PORT for other peers to use",
-    );
-  }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   if (name === hospitalName) throw new UsageError("A peer cannot use the hospital's name");
-  const identity = await loadIdentity(name, credentialPaths(flags, name));
+  const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "peer" });
   const onProgress = terminalProgress();
-  const result = await runPeer({
+  const round = await runStarPeer({
     identity,
-    data,
-    scale,
     hospital,
     hospitalName,
-    listen,
-    ...(advertise ? { advertise } : {}),
-    timeoutMs,
+    input: (terms) => encodePeerInput(data, scale, terms),
+    inviteTimeoutMs: timeoutMs,
     log: io.err,
-    onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
     ...(onProgress ? { onProgress } : {}),
   });
+  const result = {
+    session: round.session,
+    contributors: round.outcome.set,
+    bytesSent: round.bytesOut,
+    bytesReceived: round.bytesIn,
+  };
   if (flags.values["json"]) {
     io.out(JSON.stringify({
       status: "done",
       name,
       session: result.session,
-      participants: result.participants,
       contributors: result.contributors,
       bytesSent: result.bytesSent,
       bytesReceived: result.bytesReceived,
@@ -553,10 +590,10 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
   const file = flags.positionals[0];
   if (file === undefined) throw new UsageError("Missing the receipt FILE to verify");
   const caPem = await readFileFor("--ca", stringFlag(flags, "ca"));
-  let verdict: { valid: true; receipt: VerifiedReceipt } | { valid: false; reason: string };
+  let verdict: { valid: true; receipt: VerifiedStarReceipt } | { valid: false; reason: string };
   try {
     const text = await readFileFor("receipt", file);
-    verdict = { valid: true, receipt: await verifyReceipt(parseReceipt(text), caPem) };
+    verdict = { valid: true, receipt: await verifyStarReceipt(parseReceipt(text), caPem) };
   } catch (error) {
     if (!(error instanceof InvalidReceiptError)) throw error;
     verdict = { valid: false, reason: error.message };
@@ -582,7 +619,7 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
         r.contributors.join(", ")
       }), ` +
         `session ${r.session}, ${
-          r.mode === "additive" ? "additive" : `threshold ${r.threshold}`
+          r.mode === "nofn" ? "n-of-n" : `threshold ${r.threshold}`
         } of ${r.participants.length} participants, signed by ${r.hospital}`,
     );
   } else {

@@ -183,8 +183,6 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         String(scale),
         "--hospital",
         address,
-        "--listen",
-        "127.0.0.1:0",
         "--certs",
         dir,
         "--timeout",

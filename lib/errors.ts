@@ -74,6 +74,7 @@ const EXPECTED_NAMES = new Set([
   "PartyExistsError",
   "TransportError",
   "FrameError",
+  "TermsError",
 ]);
 
 /**
@@ -108,7 +109,12 @@ export function describeError(error: unknown): string {
   return safe.length > 300 ? `${safe.slice(0, 300)}…` : safe;
 }
 
-/** Errors whose message already says what their cause means. */
+/**
+ * Errors whose message already says what their cause means: the raw text of
+ * the cause (a system error code, a TLS library's wording) would only repeat
+ * it less clearly.
+ */
 function summarizesCause(error: Error): boolean {
-  return error instanceof ListenError || error instanceof FileError;
+  return error instanceof ListenError || error instanceof FileError ||
+    error.name === "TransportError";
 }

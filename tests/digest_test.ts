@@ -1,10 +1,10 @@
 /**
- * The digest a partial sum's signature covers: SHA-256 over the SHA-256s of
+ * The digest that INPUT and DONE signatures cover: SHA-256 over the SHA-256s of
  * the vector's 65,536-element pieces, as the README specifies. The
  * expected values are computed here from that text, not from the code.
  */
 import assert from "node:assert/strict";
-import { vectorDigest } from "../lib/round.ts";
+import { vectorDigest } from "../lib/crypto/digest.ts";
 
 async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));

@@ -1,6 +1,8 @@
 /**
  * Test helpers: a real PKI from the project's own `certs` code, and spawning
  * the CLI as a separate process whose announced address and output we read.
+ * The star protocol: the hospital listens; each peer makes one connection
+ * to it and never listens, so peers take no address of their own.
  *
  * @module
  */
@@ -137,7 +139,7 @@ export class CliProcess {
     }
   }
 
-  /** The address announced in `listening on HOST:PORT`. */
+  /** The hospital's address, as it announces it: `listening on HOST:PORT` (a peer never listens). */
   async address(ms?: number): Promise<string> {
     return (await this.waitForLine(/^listening on (\S+)$/, ms))[1]!;
   }

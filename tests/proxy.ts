@@ -1,8 +1,9 @@
 /**
- * A small TCP proxy for fault tests: it stands in front of a peer's share
- * port (the peer advertises the proxy's address) and can hold connections
- * (stall), let them through, or cut them. It forwards bytes blindly, so TLS
- * and the handshake still run end to end between the real parties.
+ * A small TCP proxy for fault tests: it stands between a peer and the
+ * hospital (the peer's `--hospital` is the proxy's address) and can hold
+ * connections (stall), let them through, or cut them, at once or later at a
+ * point the test observed. It forwards bytes blindly, so TLS still runs end
+ * to end between the real parties.
  *
  * @module
  */
@@ -33,7 +34,7 @@ export class TcpProxy {
     this.#accepting = this.#accept();
   }
 
-  /** The proxy's own address, for `--advertise`. */
+  /** The proxy's own address, for a peer's `--hospital`. */
   get address(): string {
     return `127.0.0.1:${(this.#listener.addr as Deno.NetAddr).port}`;
   }
@@ -89,6 +90,16 @@ export class TcpProxy {
     } catch {
       // Already closed.
     }
+  }
+
+  /**
+   * Cuts every connection open now (both sides see the link drop); later ones
+   * still pass. Returns how many sockets it closed (two per forwarded link).
+   */
+  cutAll(): number {
+    const open = [...this.#sockets];
+    for (const conn of open) this.#close(conn);
+    return open.length;
   }
 
   /** Stops the proxy and closes every connection. */

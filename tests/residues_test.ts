@@ -5,15 +5,15 @@
  * (checked against BigInt arithmetic); the one-element fast path must be used
  * exactly when n·B < p1 and be today's encoding; the summed vector must be a
  * function of the totals alone (what limbs broke); and what cannot be
- * represented, or that threshold mode cannot carry, must be refused — by the
- * hospital before it listens, and by a peer that reads such a START. Ends
- * with a real-process round whose sum of squares needs residues, its receipt
- * and the receipt's checks.
+ * represented is refused by the hospital before it listens. Ends with
+ * real-process rounds whose sum of squares needs residues, n-of-n with a
+ * verified v2 receipt and threshold (which now carries residues too).
+ * Residue rounds through the protocol core, and the hospital's per-segment
+ * checks, are in tests/protocol/residues_test.ts and guards_test.ts.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseScaled } from "../lib/decimal.ts";
-import { toBase64 } from "../lib/encoding.ts";
 import {
   addInto,
   addSegmentsInto,
@@ -27,12 +27,7 @@ import {
   randomFieldElement,
   subInto,
 } from "../lib/field.ts";
-import { clientHandshake, expectMessage, serverHandshake } from "../lib/handshake.ts";
-import { runHospital } from "../lib/hospital.ts";
-import { loadIdentity, signTranscript } from "../lib/identity.ts";
-import { dataFromValue } from "../lib/input.ts";
-import type { Message } from "../lib/messages.ts";
-import { runPeer } from "../lib/peer.ts";
+import { applyMask } from "../lib/crypto/masks.ts";
 import { FieldStream, randomSeed } from "../lib/prg.ts";
 import {
   assertLayoutFits,
@@ -51,17 +46,7 @@ import {
   type ScaledInput,
   vectorLayout,
 } from "../lib/query.ts";
-import {
-  canonicalJson,
-  parseReceipt,
-  type Receipt,
-  RECEIPT_FORMAT,
-  verifyReceipt,
-} from "../lib/receipt.ts";
-import { aggregateFields, newSessionId, vectorDigest } from "../lib/round.ts";
-import { applyMasks, type PairMask } from "../lib/sharing.ts";
-import { connectTls, listenTls } from "../lib/transport.ts";
-import type { HostPort } from "../lib/names.ts";
+import { parseReceipt, verifyStarReceipt } from "../lib/receipt.ts";
 import { CliProcess, makePki, removeDir, runRound } from "./helpers.ts";
 
 /** Seeded so a failure can be replayed; the product itself uses Web Crypto only. */
@@ -443,6 +428,7 @@ Deno.test("the issue's case: variance of values up to 10^6 over 10^5 rows at 10 
   for (let i = 0; i < 10; i++) {
     for (let j = i + 1; j < 10; j++) seeds.set(`${i},${j}`, randomSeed());
   }
+  type PairMask = { seed: Uint8Array; sign: 1 | -1 };
   const masksOf = (i: number): PairMask[] =>
     [...seeds].flatMap(([pair, seed]): PairMask[] => {
       const [a, b] = pair.split(",").map(Number);
@@ -450,7 +436,7 @@ Deno.test("the issue's case: variance of values up to 10^6 over 10^5 rows at 10 
     });
   const masked = vectors.map((v) => Float64Array.from(v));
   for (const [i, v] of masked.entries()) {
-    await applyMasks(v, masksOf(i), { segments: layout.segments });
+    for (const { seed, sign } of masksOf(i)) await applyMask(v, seed, sign, layout.segments);
   }
   // Site 0's masked vector, recomputed from the rule alone: x + Σ_j PRG(s_0j)
   // with each seed's stream read segment by segment, each element the next
@@ -480,35 +466,6 @@ Deno.test("the issue's case: variance of values up to 10^6 over 10^5 rows at 10 
   assert.equal(result["sum"], Number(sum));
   assert.equal(result["count"], 1_000_000);
   close(result["variance"], exactVariance(sum, squares, count), "variance");
-});
-
-Deno.test("applyMasks draws each segment's masks below that segment's modulus, from one stream in order", async () => {
-  const segments = [
-    { start: 0, length: 2, modulus: P },
-    { start: 2, length: 2, modulus: P2 },
-    { start: 4, length: 1, modulus: P },
-  ];
-  // Candidates as (low, high) words: p2 (valid mod p1), 5, p2 + 1 and p1 − 1
-  // (valid mod p1 but not mod p2), 7, 8, 9.
-  const candidates = [[0xffffff71, 0xfffff], [5, 0], [0xffffff72, 0xfffff], [0xffffffd0, 0xfffff]]
-    .concat([[7, 0], [8, 0], [9, 0]]);
-  const scripted = () =>
-    Promise.resolve(
-      FieldStream.fromKeystream(() => Promise.resolve(Uint32Array.from(candidates.flat()).buffer)),
-    );
-  const added = new Float64Array(5);
-  await applyMasks(added, [{ seed: randomSeed(), sign: 1 }], { segments, streamOf: scripted });
-  assert.deepEqual([...added], [P2, 5, 7, 8, 9]);
-  const subtracted = new Float64Array(5);
-  await applyMasks(subtracted, [{ seed: randomSeed(), sign: -1 }], {
-    segments,
-    streamOf: scripted,
-  });
-  assert.deepEqual([...subtracted], [P - P2, P - 5, P2 - 7, P2 - 8, P - 9]);
-  await assert.rejects(
-    applyMasks(new Float64Array(5), [], { segments: segments.slice(0, 2) }),
-    /do not cover a vector of 5 elements/,
-  );
 });
 
 Deno.test("the hospital learns only the totals: inputs with equal totals but different digits sum to the same vector", () => {
@@ -710,238 +667,43 @@ Deno.test("a layout built or altered elsewhere is refused unless it is the one t
   });
 });
 
-/** The hospital's credentials from a PKI directory. */
-function identityOf(dir: string, name: string) {
-  return loadIdentity(name, {
-    ca: join(dir, "ca.crt"),
-    cert: join(dir, `${name}.crt`),
-    key: join(dir, `${name}.key`),
-  });
+/** `sumshare hospital` with `args`: it must refuse them (exit 2) before it listens. */
+async function assertRefusedBeforeListening(dir: string, args: string[], pattern: RegExp) {
+  const r = await new CliProcess("hospital", [
+    "hospital",
+    "--listen",
+    "127.0.0.1:0",
+    "--peers",
+    "3",
+    "--certs",
+    dir,
+    ...args,
+  ]).finish();
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, pattern);
+  assert.doesNotMatch(r.stderr, /listening on/);
 }
 
-Deno.test("runHospital refuses terms it cannot represent, or a threshold round that needs residues, before it listens", async () => {
+Deno.test("the hospital refuses terms it cannot represent before it listens", async () => {
   const dir = await makePki(["hospital"]);
   try {
-    const identity = await identityOf(dir, "hospital");
-    const attempt = async (changes: Record<string, unknown>, pattern: RegExp) => {
-      let listened = false;
-      await assert.rejects(
-        runHospital({
-          identity,
-          listen: { hostname: "127.0.0.1", port: 0 },
-          peers: 3,
-          query: parseQuery("sum", 0),
-          scale: 0,
-          max: 100n,
-          maxRows: 1,
-          timeoutMs: 1000,
-          log: () => {},
-          onListening: () => listened = true,
-          ...changes,
-        }),
-        (error: Error) => {
-          assert.match(error.message, pattern);
-          return true;
-        },
-      );
-      assert.equal(listened, false, "the hospital listened before refusing");
-    };
     // Two residues per element would make 2^25 elements.
-    await attempt(
-      { query: parseQuery("vector:16777216", 0), max: 2n ** 51n },
+    await assertRefusedBeforeListening(
+      dir,
+      ["--query", "vector:16777216", "--max", String(2n ** 51n)],
       /more than the limit of 16777216/,
     );
-    await attempt({ max: P_BIG }, /R must be from 0 to below p/);
-    await attempt(
-      { query: parseQuery("variance", 0), max: 1_000_000n, maxRows: 2000, threshold: 2 },
-      /rows × R² \(the sum of squares\) takes 2 residues, so the round needs a wider field than threshold mode supports yet; use an additive round/,
+    await assertRefusedBeforeListening(
+      dir,
+      ["--max", String(P_BIG)],
+      /below p = 4503599627370449/,
     );
   } finally {
     await removeDir(dir);
   }
 });
 
-Deno.test("a peer refuses a threshold START whose totals need residues, before sending anything", async () => {
-  const dir = await makePki(["hospital", "alice", "bob", "carol"]);
-  const listener = await listenTls(
-    { hostname: "127.0.0.1", port: 0 },
-    await Deno.readTextFile(join(dir, "hospital.crt")),
-    await Deno.readTextFile(join(dir, "hospital.key")),
-    { handshakeTimeoutMs: 10_000 },
-  );
-  const replies: Message[] = [];
-  try {
-    const hospital = await identityOf(dir, "hospital");
-    const alice = await identityOf(dir, "alice");
-    const certOf = (name: string) => Deno.readTextFile(join(dir, `${name}.crt`));
-    // A hospital that skips its own check: everything in START is valid,
-    // except that threshold mode cannot carry the residues the terms need.
-    const serving = listener.serve(async (conn) => {
-      const signal = AbortSignal.timeout(10_000);
-      try {
-        await conn.handshake(signal);
-        await serverHandshake(conn, hospital, signal);
-        const join = await expectMessage(conn, "join", signal);
-        await conn.send({
-          type: "start",
-          session: newSessionId(),
-          from: "hospital",
-          to: "alice",
-          p: P_BIG,
-          query: "variance",
-          scale: 0,
-          max: 1_000_000n,
-          maxRows: 2000,
-          mode: "threshold",
-          threshold: 2,
-          deadlineMs: 5000,
-          participants: [
-            { name: "alice", address: join.address, cert: alice.certPem },
-            { name: "bob", address: "127.0.0.1:1", cert: await certOf("bob") },
-            { name: "carol", address: "127.0.0.1:1", cert: await certOf("carol") },
-          ],
-        }, signal);
-        replies.push(await conn.receive(signal));
-      } finally {
-        conn.close();
-      }
-    });
-    const attempt = runPeer({
-      identity: alice,
-      data: dataFromValue("999000,1000000", 0),
-      scale: 0,
-      hospital: listener.address,
-      hospitalName: "hospital",
-      listen: { hostname: "127.0.0.1", port: 0 },
-      timeoutMs: 5000,
-      log: () => {},
-    });
-    await assert.rejects(attempt, (error: Error) => {
-      assert.equal(error.name, "RoundAbortedError");
-      assert.match(
-        error.message,
-        /needs a wider field than threshold mode supports yet; use an additive round/,
-      );
-      return true;
-    });
-    listener.close();
-    await serving;
-    // The peer told the hospital why it left, and sent nothing else.
-    assert.equal(replies.length, 1);
-    assert.equal(replies[0]!.type, "abort");
-    assert.match(JSON.stringify(replies[0]), /wider field than threshold mode/);
-  } finally {
-    listener.close();
-    await removeDir(dir);
-  }
-});
-
-/**
- * A peer that joins `address` and sends a partial sum of zeros, as `tamper`
- * leaves it, correctly signed; returns the type of the hospital's answer, or
- * "closed".
- */
-async function scriptedPeer(
-  dir: string,
-  name: string,
-  address: HostPort,
-  tamper: (partial: Float64Array, layout: Layout) => void,
-): Promise<string> {
-  const identity = await identityOf(dir, name);
-  const signal = AbortSignal.timeout(10_000);
-  const conn = await connectTls(address, identity.caPem, signal);
-  try {
-    await clientHandshake(conn, identity, "hospital", signal);
-    await conn.send({ type: "join", from: name, to: "hospital", address: "127.0.0.1:1" }, signal);
-    const start = await expectMessage(conn, "start", signal);
-    const names = start.participants.map((p) => p.name);
-    const layout = vectorLayout(parseQuery(start.query, start.scale), {
-      max: start.max,
-      maxRows: start.maxRows,
-      participants: names.length,
-    });
-    const partial = new Float64Array(layout.dimension);
-    tamper(partial, layout);
-    const terms = { ...start, participants: names, contributors: names };
-    const digest = await vectorDigest(partial);
-    const fields = aggregateFields(terms, name, "hospital", partial.length, digest);
-    const sig = await signTranscript(identity.privateKey, "aggregate", fields);
-    try {
-      await conn.send({
-        type: "agg",
-        session: start.session,
-        from: name,
-        to: "hospital",
-        contributors: names,
-        length: partial.length,
-        sig,
-      }, signal);
-      await conn.sendVector(partial, signal);
-      return (await conn.receive(signal)).type;
-    } catch {
-      return "closed"; // the hospital ended the round while this peer was still sending
-    }
-  } finally {
-    conn.close();
-  }
-}
-
-Deno.test("the hospital refuses a partial sum with a residue that is not below its segment's modulus", async () => {
-  const dir = await makePki(["hospital", "alice", "bob"]);
-  try {
-    const identity = await identityOf(dir, "hospital");
-    const round = async (tamper: (partial: Float64Array, layout: Layout) => void) => {
-      const listening = Promise.withResolvers<HostPort>();
-      const hospital = runHospital({
-        identity,
-        listen: { hostname: "127.0.0.1", port: 0 },
-        peers: 2,
-        query: parseQuery("variance", 0),
-        scale: 0,
-        max: 1_000_000n,
-        maxRows: 4000,
-        timeoutMs: 10_000,
-        log: () => {},
-        onListening: (address) => listening.resolve(address),
-      });
-      hospital.catch(() => listening.reject(new Error("the hospital did not listen")));
-      const address = await listening.promise;
-      const peers = Promise.all([
-        scriptedPeer(dir, "alice", address, () => {}),
-        scriptedPeer(dir, "bob", address, tamper),
-      ]);
-      const [outcome, messages] = await Promise.all([
-        hospital.then((r) => r, (error: Error) => error),
-        peers,
-      ]);
-      return { outcome, messages };
-    };
-    // Control: zeros everywhere is a valid round, and its sum is zero.
-    const honest = await round(() => {});
-    assert.ok(!(honest.outcome instanceof Error), String(honest.outcome));
-    assert.equal(honest.outcome.result["count"], 0);
-    // p2 in the squares' p2 segment: a valid element mod p1, so the chunk
-    // decoder lets it through; the hospital must refuse it itself.
-    const tampered = await round((partial, layout) => {
-      assert.equal(layout.segments[1]!.modulus, P2);
-      partial[layout.segments[1]!.start] = P2;
-    });
-    assert.ok(tampered.outcome instanceof Error, "the hospital accepted the partial sum");
-    assert.match(
-      tampered.outcome.message,
-      /bob broke the protocol: Partial sum has an element that is not below its modulus/,
-    );
-    // Bob, who broke the protocol, is cut off; alice is told (unless the
-    // round ended while she was still sending).
-    assert.deepEqual(honest.messages, ["done", "done"]);
-    assert.equal(tampered.messages[1], "closed");
-    assert.ok(["abort", "closed"].includes(tampered.messages[0]!), tampered.messages[0]);
-  } finally {
-    await removeDir(dir);
-  }
-});
-
-Deno.test("processes: a variance whose sum of squares needs 2 residues, with a verified receipt; threshold mode refuses it", async () => {
+Deno.test("processes: a variance whose sum of squares needs 2 residues, n-of-n with a verified receipt, and threshold", async () => {
   const names = ["alice", "bob", "carol"];
   const dir = await makePki(["hospital", ...names]);
   try {
@@ -974,11 +736,18 @@ Deno.test("processes: a variance whose sum of squares needs 2 residues, with a v
     assert.equal(result["count"], Number(count));
     close(result["variance"], exactVariance(sum!, squares!, count!), "variance");
     // The receipt of a residue round verifies, and decodes to the same statistics.
-    const text = await Deno.readTextFile(out);
-    const verified = await verifyReceipt(parseReceipt(text), ca);
+    const verified = await verifyStarReceipt(parseReceipt(await Deno.readTextFile(out)), ca);
     assert.deepEqual(verified.result, result, "the receipt's statistics");
     assert.deepEqual(decodeTotals(layout, verified.sum), [sum, squares, count]);
-    await receiptChecks(dir, JSON.parse(text) as Receipt, ca);
+
+    // Threshold mode carries the residues too: the same exact statistics.
+    const threshold = await runRound(
+      dir,
+      [...terms, "--threshold", "2"],
+      names.map((name, i) => [name, ["--input", files[i]!]]),
+    );
+    assert.equal(threshold["mode"], "threshold");
+    assert.deepEqual(threshold["result"], result);
 
     // A vector whose 40 elements each take 2 residues (3 × 2^51 ≥ p1): every
     // p2 residue must be masked and summed mod p2 for all 40 totals to come
@@ -1000,110 +769,8 @@ Deno.test("processes: a variance whose sum of squares needs 2 residues, with a v
       (vectorSummary["result"] as Record<string, unknown>)["vector"],
       expectedTotals(vectorQuery, values).map(asJson),
     );
-
-    // Threshold mode cannot carry residues: refused before listening (exit 2).
-    const refused = await new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--certs",
-      dir,
-      ...terms,
-      "--threshold",
-      "2",
-    ]).finish();
-    assert.equal(refused.code, 2);
-    assert.match(
-      refused.stderr,
-      /rows × R² \(the sum of squares\) takes 2 residues, so the round needs a wider field than threshold mode supports yet; use an additive round/,
-    );
-    assert.doesNotMatch(refused.stderr, /listening on/);
+    assert.equal(MODULI.length, 3);
   } finally {
     await removeDir(dir);
   }
 });
-
-/**
- * What verify checks on a residue round, against a dishonest hospital that
- * re-signs what it changes (and, for the bound, a peer that signs a partial
- * sum no input allows): each residue below its own modulus, no residues in a
- * threshold round, and every total recombined from its residues within
- * contributors × its bound.
- */
-async function receiptChecks(dir: string, good: Receipt, ca: string): Promise<void> {
-  assert.equal(good.format, RECEIPT_FORMAT);
-  const hospital = await identityOf(dir, "hospital");
-  const vectorOf = (text: string) => {
-    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-    return new Float64Array(bytes.buffer);
-  };
-  const textOf = (v: Float64Array) => toBase64(new Uint8Array(v.buffer));
-  const resign = async (change: (r: Receipt) => void | Promise<void>): Promise<unknown> => {
-    const { signature: _old, ...body } = structuredClone(good);
-    await change(body as Receipt);
-    const signature = await signTranscript(hospital.privateKey, "receipt", [canonicalJson(body)]);
-    return { ...body, signature: toBase64(signature) };
-  };
-  const refused = async (receipt: unknown, message: RegExp, what: string) =>
-    await assert.rejects(
-      verifyReceipt(receipt, ca),
-      { name: "InvalidReceiptError", message },
-      what,
-    );
-
-  // Element 2 is the squares' residue mod p2: p2 itself is a valid element
-  // mod p1 but not in that segment.
-  await refused(
-    await resign((r) => {
-      const sum = vectorOf(r.sum);
-      sum[2] = P2;
-      r.sum = textOf(sum);
-    }),
-    /^sum holds a value that is not a field element$/,
-    "a residue at p2 in the p2 segment",
-  );
-  await refused(
-    await resign((r) => {
-      r.mode = "threshold";
-      r.threshold = 2;
-    }),
-    /^a threshold round's totals need a wider field than threshold mode supports$/,
-    "residues in a threshold round",
-  );
-  // Alice signs a partial sum one more mod p2 in the squares' p2 residue: the
-  // recombined sum of squares jumps by a multiple of p1, far past 3 × B.
-  const alice = await identityOf(dir, "alice");
-  await refused(
-    await resign(async (r) => {
-      const entry = r.partials.find((p) => p.name === "alice")!;
-      const partial = vectorOf(entry.partial);
-      partial[2] = (partial[2]! + 1) % P2;
-      entry.partial = textOf(partial);
-      const names = r.participants.map((p) => p.name);
-      const fields = aggregateFields(
-        { ...r, participants: names },
-        "alice",
-        "hospital",
-        partial.length,
-        await vectorDigest(partial),
-      );
-      entry.signature = toBase64(await signTranscript(alice.privateKey, "aggregate", fields));
-      const sum = vectorOf(r.sum);
-      sum[2] = (sum[2]! + 1) % P2;
-      r.sum = textOf(sum);
-      const layout = vectorLayout(parseQuery(r.query, r.scale), {
-        max: BigInt(r.max),
-        maxRows: r.maxRows,
-        participants: names.length,
-      });
-      r.result = decodeResult(parseQuery(r.query, r.scale), sum, r.scale, layout);
-    }),
-    /^the sum is larger than the contributors' inputs allow$/,
-    "a total past contributors × B",
-  );
-  // And the honest receipt, re-signed unchanged, still verifies.
-  await verifyReceipt(await resign(() => {}), ca);
-  assert.equal(MODULI.length, 3);
-}

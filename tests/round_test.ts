@@ -1,7 +1,8 @@
 /**
  * End to end: the hospital and the peers as separate OS processes, started
- * through the CLI, each on its own loopback address, talking real TLS with
- * certificates from the project's own PKI code.
+ * through the CLI, each peer on one mutual-TLS connection to the hospital
+ * (the star: a peer never listens), with certificates from the project's
+ * own PKI code.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -61,8 +62,6 @@ Deno.test("a hospital and 4 peers in separate processes compute the exact sum", 
           values[i]!.toString(),
           "--hospital",
           address,
-          "--listen",
-          `127.0.2.${i + 1}:0`,
           "--certs",
           dir,
           "--json",
@@ -82,17 +81,30 @@ Deno.test("a hospital and 4 peers in separate processes compute the exact sum", 
       const receipt = JSON.parse(await Deno.readTextFile(out));
       assert.equal(receipt.session, report.session);
       assert.deepEqual(receipt.result, { sum: Number(expected) });
-      assert.deepEqual(receipt.contributors, report.participants);
+      assert.deepEqual(receipt.set, report.participants);
+      assert.deepEqual(report.contributors, report.participants);
+      // The hospital saw each peer join over its one connection.
+      for (const name of names) {
+        assert.match(results[0]!.stderr, new RegExp(`^${name} connected \\([1-4] of 4\\)$`, "m"));
+      }
       for (let i = 1; i < results.length; i++) {
         const peer = JSON.parse(results[i]!.stdout);
         assert.equal(peer.status, "done");
         assert.equal(peer.session, report.session);
+        assert.deepEqual(peer.contributors, report.participants);
         // A peer prints neither the sum nor any value, its own included.
         const text = results[i]!.stdout + results[i]!.stderr;
         assertValueNotPrinted(text, expected, `${names[i - 1]} printed the sum`);
         for (const v of values.filter((v) => v !== 0n)) assertValueNotPrinted(text, v);
-        // Each peer listened on its own address.
-        assert.match(results[i]!.stderr, new RegExp(`listening on 127\\.0\\.2\\.${i}:`));
+        // Each peer only connected out, to the hospital's address, and never listened.
+        assert.match(
+          results[i]!.stderr,
+          new RegExp(
+            `^connected to the hospital at ${RegExp.escape(address)}; waiting for a round$`,
+            "m",
+          ),
+        );
+        assert.doesNotMatch(results[i]!.stderr, /listening on/);
       }
       for (const v of values.filter((v) => v !== 0n)) {
         assertValueNotPrinted(results[0]!.stderr, v);
@@ -166,9 +178,17 @@ Deno.test("sumshare run --values 12,30,7 prints a timeline and a matching sum", 
     assert.match(result.stdout, /secure sum \(from the hospital\): 49\n/);
     assert.match(result.stdout, /plaintext total \(demo only\): +49\n/);
     assert.match(result.stdout, /match: yes/);
-    for (const party of ["hospital", "alice", "bob", "charlie"]) {
-      assert.match(result.stdout, new RegExp(`s  ${party} +listening on 127\\.0\\.0\\.1:`));
+    const address = /s {2}hospital +listening on (127\.0\.0\.1:\d+)\n/.exec(result.stdout)?.[1];
+    assert.ok(address !== undefined, "the hospital announces its address");
+    for (const party of ["alice", "bob", "charlie"]) {
+      assert.match(
+        result.stdout,
+        new RegExp(`s  ${party} +connected to the hospital at ${RegExp.escape(address)}; waiting`),
+      );
+      assert.match(result.stdout, new RegExp(`s  hospital +${party} connected \\([1-3] of 3\\)`));
+      assert.match(result.stdout, new RegExp(`s  ${party} +session done over 3 participants`));
     }
+    assert.match(result.stdout, /s {2}hospital +round done over 3 participants/);
   } catch (error) {
     console.error(result?.stdout, result?.stderr);
     throw error;
@@ -185,7 +205,7 @@ Deno.test("sumshare run --peers 5 uses random values and still matches", async (
     const secure = /secure sum \(from the hospital\): (\d+)/.exec(result.stdout)?.[1];
     const plain = /plaintext total \(demo only\): +(\d+)/.exec(result.stdout)?.[1];
     assert.ok(secure !== undefined && secure === plain, result.stdout);
-    assert.match(result.stdout, /erin +round [0-9a-f]{8} done/);
+    assert.match(result.stdout, /erin +session done over 5 participants/);
   } finally {
     await stopAll([demo]);
   }

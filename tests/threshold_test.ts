@@ -28,14 +28,34 @@ function mulberry32(seed: number): () => number {
 const SEED = crypto.getRandomValues(new Uint32Array(1))[0]!;
 const TIMEOUT_S = 4;
 
-/** Points in a peer's own output where it may be killed. */
+/**
+ * Points in a peer's own output where it may be killed: one per phase of the
+ * star protocol (docs/protocol.md). The peer logs each message's type as it
+ * sends it, so a kill on a line lands just as that message is leaving.
+ */
 const KILL_POINTS = [
-  /^joined /, // joined, START not yet seen
-  /^round [0-9a-f]{8} started/, // START received, nothing sent
-  /^sent share to /, // some shares sent
-  /^sent \d+ of \d+ shares/, // sharing over
-  /^contributors: /, // FINALIZE received, partial sum about to go
+  /^connected to the hospital at /, // connected, INVITE not yet answered
+  /^sending join$/, // keys advertised, START not yet confirmed
+  /^sending confirm$/, // roster confirmed, no key shares sent
+  /^sending sealed$/, // key shares leaving, no masked input
+  /^sending input$/, // masked input leaving
+  /^sending consistency$/, // set signed, shares not yet revealed
+  /^sending reveal$/, // unmasking shares leaving
 ];
+
+/** Why a threshold round may abort: too few parties remained at some phase. */
+const TOO_FEW = new RegExp(
+  "round aborted: (" + [
+    "Cannot start round: \\d+ participants",
+    "Cannot start round: threshold \\d+ (exceeds|is not above half of) \\d+ participants",
+    "\\d+ participants confirmed; \\d+ are needed",
+    "\\d+ participants shared keys; \\d+ are needed",
+    "\\d+ masked inputs arrived; \\d+ are needed",
+    "\\d+ survivors signed the set; \\d+ are needed",
+    "\\d+ survivors revealed shares; \\d+ are needed",
+    "Timed out after \\d+ s waiting for peers to connect \\(\\d+ of \\d+ connected\\)",
+  ].join("|") + ")",
+);
 
 Deno.test(`threshold rounds with random peers killed at random points (seed ${SEED})`, async () => {
   const random = mulberry32(SEED);
@@ -46,6 +66,8 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
   const dir = await makePki(["hospital", ...demoPeerNames(10)]);
   let completed = 0;
   let aborted = 0;
+  /** The kill points some peer's output reached: a point never printed would kill no one. */
+  const reached = new Set<RegExp>();
   try {
     for (const [n, t] of configs) {
       const names = demoPeerNames(n);
@@ -116,7 +138,7 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
           assert.equal(result.stdout, "", `${what}: no sum on abort`);
           assert.match(
             result.stderr,
-            /round aborted: (Cannot finish round: only \d+|Timed out after \d+ s waiting for peers to join)/,
+            TOO_FEW,
             `${what}: aborts only because too few remain`,
           );
           assert.ok(victims.size > 0, `${what}: a round without faults must complete`);
@@ -128,6 +150,11 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
         throw error;
       } finally {
         await stopAll(processes);
+        for (const peer of processes.slice(1)) {
+          for (const point of KILL_POINTS) {
+            if (peer.stderrLines.some((line) => point.test(line))) reached.add(point);
+          }
+        }
       }
     }
   } finally {
@@ -137,4 +164,9 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
     `${configs.length} rounds: ${completed} completed, ${aborted} aborted (too few remained)`,
   );
   assert.equal(completed + aborted, configs.length);
+  assert.deepEqual(
+    KILL_POINTS.filter((point) => !reached.has(point)).map((point) => point.source),
+    [],
+    "every kill point is a line peers print",
+  );
 });

@@ -7,9 +7,8 @@
  * segment are drawn by rejection against that segment's modulus, and the
  * next segment goes on where the last stopped. So the mask is uniform modulo
  * each prime, and every party that expands a seed over the same layout gets
- * the same vector. The loop is lib/sharing.ts `applyMasks` (the mesh's, byte
- * for byte the same), read in pieces so a long vector never needs a second
- * full copy for a mask.
+ * the same vector. The stream is read in pieces, so a long vector never
+ * needs a second full copy for a mask.
  *
  * The segments are a required argument, not a default of "all mod p1": a
  * caller that forgot them would mask a p2 segment modulo p1, and its
@@ -18,8 +17,11 @@
  * @module
  */
 
-import type { Segment } from "../field.ts";
-import { applyMasks } from "../sharing.ts";
+import { addInto, assertSegmentsCover, type Segment, subInto } from "../field.ts";
+import { FieldStream } from "../prg.ts";
+
+/** Mask elements drawn per step (512 KiB): bounds the extra memory of masking. */
+const MASK_CHUNK = 64 * 1024;
 
 /**
  * acc += sign · PRG(seed), segment by segment, each modulo its segment's
@@ -31,7 +33,19 @@ export async function applyMask(
   sign: 1 | -1,
   segments: readonly Segment[],
 ): Promise<void> {
-  await applyMasks(acc, [{ seed, sign }], { segments });
+  assertSegmentsCover(segments, acc.length);
+  const stream = await FieldStream.fromSeed(seed);
+  const buffer = new Float64Array(Math.min(MASK_CHUNK, acc.length));
+  for (const { start, length, modulus } of segments) {
+    const end = start + length;
+    for (let offset = start; offset < end; offset += buffer.length) {
+      const part = acc.subarray(offset, Math.min(offset + buffer.length, end));
+      const mask = buffer.subarray(0, part.length);
+      await stream.fill(mask, modulus);
+      if (sign === 1) addInto(part, mask, modulus);
+      else subInto(part, mask, modulus);
+    }
+  }
 }
 
 /**

@@ -410,5 +410,6 @@ export class Connection {
 }
 
 function capitalize(text: string): string {
-  return text.charAt(0).toUpperCase() + text.slice(1);
+  // "the hospital at …" starts a sentence capitalised; a party name is kept as it is spelled.
+  return text.startsWith("the ") ? "T" + text.slice(1) : text;
 }

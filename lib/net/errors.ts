@@ -151,6 +151,7 @@ const has = (pattern: RegExp) => (f: Facts) => pattern.test(f.message);
 const codeIs = (...codes: string[]) => (f: Facts) => codes.includes(f.code);
 const nameIs = (...names: string[]) => (f: Facts) => names.includes(f.name);
 const any = (...tests: ((f: Facts) => boolean)[]) => (f: Facts) => tests.some((t) => t(f));
+const all = (...tests: ((f: Facts) => boolean)[]) => (f: Facts) => tests.every((t) => t(f));
 
 const RULES: readonly Rule[] = [
   {
@@ -197,6 +198,12 @@ const RULES: readonly Rule[] = [
   {
     reason: "address-unavailable",
     test: any(nameIs("AddrNotAvailable"), codeIs("EADDRNOTAVAIL")),
+    explain: () => "the address is not one of this machine's (check the host to listen on)",
+  },
+  {
+    // Some sandboxes report an address that is not this machine's as EINVAL on listen.
+    reason: "address-unavailable",
+    test: all(codeIs("EINVAL"), has(/\blisten\b/)),
     explain: () => "the address is not one of this machine's (check the host to listen on)",
   },
   {

@@ -167,8 +167,11 @@ async function runRound(
   const { identity, log, terms } = options;
   const lastWrite = new Map<string, Promise<void>>();
   let round: HospitalRound | undefined = undefined;
+  /** Parties whose connection is gone: a failed write and the read that follows are one loss. */
+  const gone = new Set<string>();
   const lost = (name: string, error: unknown) => {
-    if (stop.aborted || round === undefined || round.outcome) return;
+    if (stop.aborted || round === undefined || round.outcome || gone.has(name)) return;
+    gone.add(name);
     log(`${name}: ${describeError(error)}`);
     connections.get(name)?.close();
     void round.disconnected(name).then(watch);

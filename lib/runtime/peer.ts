@@ -82,8 +82,11 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
   const connection = conn;
   let lastWrite: Promise<void> = Promise.resolve();
   let session: PeerSession | undefined = undefined;
+  let gone = false;
   const lost = (error: unknown) => {
-    if (stop.signal.aborted || session === undefined || session.outcome) return;
+    // A failed write and the read that follows are one loss.
+    if (stop.signal.aborted || session === undefined || session.outcome || gone) return;
+    gone = true;
     log(describeError(error));
     connection.close();
     void session.disconnected().then(watch);
@@ -93,7 +96,11 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
   };
   let sent = 0;
   const outbox: Outbox = {
-    send: (_to, message) => write(encodeMessage(message)),
+    send: (_to, message) => {
+      // A progress line per message (its type only): where a round stands, for operators and tests.
+      log(`sending ${message.type}`);
+      write(encodeMessage(message));
+    },
     sendChunk: (_to, chunk) => {
       write(encodeChunk(chunk.index, chunk.data));
       const total = session?.terms?.dimension ?? 0;

@@ -10,6 +10,42 @@
 import { formatQuery, type Query, vectorLayout } from "../query.ts";
 import type { Deadlines, Terms } from "../wire/messages.ts";
 
+/** The default deadline of every phase, in seconds. */
+export const DEFAULT_TIMEOUT_SECONDS = 30;
+
+/** Raised for terms that break a privacy floor. */
+export class TermsError extends Error {
+  override name = "TermsError";
+}
+
+/**
+ * Refuses threshold configurations that break the privacy floors (every
+ * honest peer checks the same on its own; see docs/threat-model.md):
+ *
+ * - T > N/2: each honest peer signs one survivors set per session, so no two
+ *   different sets can both gather T signatures, and the hospital cannot
+ *   unmask two sets and learn a value by difference;
+ * - T ≤ N: otherwise no round could ever finish;
+ * - 2 ≤ K ≤ N: a sum over fewer than two inputs would be one peer's value.
+ */
+export function assertThresholdFloors(
+  peers: number,
+  threshold: number,
+  minContributors: number,
+): void {
+  if (!Number.isSafeInteger(threshold) || threshold * 2 <= peers || threshold > peers) {
+    throw new TermsError(
+      `Cannot run round: the threshold must be more than half the peers and at most their number ` +
+        `(for ${peers} peers: ${Math.floor(peers / 2) + 1} to ${peers}), got ${threshold}`,
+    );
+  }
+  if (!Number.isSafeInteger(minContributors) || minContributors < 2 || minContributors > peers) {
+    throw new TermsError(
+      `Cannot run round: --min-contributors must be from 2 to ${peers}, got ${minContributors}`,
+    );
+  }
+}
+
 /** What {@linkcode roundTerms} builds terms from. */
 export interface RoundTermsOptions {
   query: Query;

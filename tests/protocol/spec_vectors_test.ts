@@ -34,7 +34,7 @@ import {
   inviteFields,
   joinFields,
 } from "../../lib/protocol/transcript.ts";
-import { vectorDigest } from "../../lib/round.ts";
+import { vectorDigest } from "../../lib/crypto/digest.ts";
 import { encodeFrame, FrameDecoder } from "../../lib/wire/frame.ts";
 import {
   decodeChunk,

@@ -97,6 +97,16 @@ export class AdvertiseKeysState extends HospitalState {
     for (const name of ctx.invitees.keys()) {
       if (ctx.live(name) && !this.#joined.has(name)) ctx.drop(name, "no join by the deadline");
     }
+    if (!ctx.threshold && roster.length < ctx.invitees.size) {
+      // n-of-n: every invited peer's input counts, or there is no result.
+      const missing = [...ctx.invitees.keys()].filter((n) => !roster.some((p) => p.name === n));
+      return abortRound(
+        ctx,
+        `Cannot start round: an n-of-n round needs every invited peer; ${
+          missing.join(", ")
+        } did not join`,
+      );
+    }
     const problem = rosterProblem(ctx.terms, roster.length);
     if (problem) return abortRound(ctx, `Cannot start round: ${problem}`);
     ctx.roster = roster;

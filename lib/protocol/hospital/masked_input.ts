@@ -36,7 +36,7 @@
 import type { RoundEvidence } from "../evidence.ts";
 import { addSegmentsInto, isSegmentedFieldVector } from "../../field.ts";
 import { sign, verify } from "../../crypto/signing.ts";
-import { vectorDigest } from "../../round.ts";
+import { vectorDigest } from "../../crypto/digest.ts";
 import { toHex } from "../../encoding.ts";
 import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
 import { doneFields, inputFields } from "../transcript.ts";

@@ -25,7 +25,7 @@ import { pairwiseSeed } from "../../crypto/agreement.ts";
 import { applyMask, pairSign } from "../../crypto/masks.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import { toHex } from "../../encoding.ts";
-import { vectorDigest } from "../../round.ts";
+import { vectorDigest } from "../../crypto/digest.ts";
 import { CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
 import { consistencyFields, doneFields, inputFields } from "../transcript.ts";
 import { ConsistencyState } from "./consistency.ts";

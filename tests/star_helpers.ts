@@ -1,0 +1,98 @@
+/**
+ * Helpers for the star fault and hostile tests: start a hospital and its
+ * peers as real CLI processes, wait on lines they print, and check how each
+ * one ended.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { CliProcess, spawnHospital, spawnPeer } from "./helpers.ts";
+
+/** One phase's timeout, in seconds, for fault tests: short, but room on a loaded machine. */
+export const FAULT_TIMEOUT_S = 8;
+
+/** A running round: the hospital and each peer by name. */
+export interface StarRound {
+  hospital: CliProcess;
+  address: string;
+  peers: Map<string, CliProcess>;
+}
+
+/**
+ * Starts the hospital for `values.size` peers, then every peer with its
+ * value; every process is pushed to `processes` for the scenario to stop.
+ * `hospitalAddress` replaces the address a peer is given (e.g. a proxy).
+ */
+export async function startRound(
+  processes: CliProcess[],
+  dir: string,
+  values: Record<string, number>,
+  options: {
+    hospitalArgs?: string[];
+    hospitalAddress?: Record<string, string>;
+    /** How many peers the hospital waits for; default every peer started. */
+    peers?: number;
+    timeoutS?: number;
+  } = {},
+): Promise<StarRound> {
+  const names = Object.keys(values);
+  const timeout = String(options.timeoutS ?? FAULT_TIMEOUT_S);
+  const hospital = spawnHospital(
+    dir,
+    options.peers ?? names.length,
+    "--timeout",
+    timeout,
+    ...(options.hospitalArgs ?? []),
+  );
+  processes.push(hospital);
+  const address = await hospital.address();
+  const peers = new Map<string, CliProcess>();
+  for (const name of names) {
+    const target = options.hospitalAddress?.[name] ?? address;
+    const peer = spawnPeer(dir, name, String(values[name]), target, "--timeout", timeout);
+    processes.push(peer);
+    peers.set(name, peer);
+  }
+  return { hospital, address, peers };
+}
+
+/** A process's end: exit code and stderr. */
+export interface Ended {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Waits for a process to exit, failing (and killing it) after `ms`; says how long it took. */
+export async function ended(process: CliProcess, ms: number): Promise<Ended> {
+  const started = performance.now();
+  const result = await process.finish(ms);
+  const took = performance.now() - started;
+  assert.ok(took < ms, `${process.name} did not end within ${ms} ms`);
+  return { ...result, ms: took };
+}
+
+/**
+ * Asserts a clean abort: exit 1, a one-line reason on stderr, no stack
+ * trace, no raw runtime error and no "bug" text.
+ */
+export function assertCleanAbort(name: string, end: Ended, reason: RegExp): void {
+  assert.equal(end.code, 1, `${name} exited ${end.code}, expected 1`);
+  assert.match(end.stderr, reason, `${name} gave no reason matching ${reason}`);
+  assert.doesNotMatch(
+    end.stderr,
+    /^\s+at |Uncaught|a bug|panicked|Bad resource ID/m,
+    `${name}: not a clean abort`,
+  );
+  assert.equal(end.stdout, "", `${name} printed a result in an aborted round`);
+}
+
+/** The hospital's JSON result, after asserting it exited 0. */
+export function resultOf(
+  end: Ended,
+): { sum: number; contributors: string[]; participants: string[] } {
+  assert.equal(end.code, 0, `the hospital exited ${end.code}`);
+  return JSON.parse(end.stdout);
+}
