@@ -130,7 +130,7 @@ Deno.test("end of input between frames is a clean ConnectionClosedError; close i
     assert.deepEqual(await hospitalSide.readFrame(signal), new Uint8Array([3]));
     const error = await hospitalSide.readFrame(signal).then(() => undefined, (e) => e);
     assert.ok(error instanceof ConnectionClosedError, String(error));
-    assert.match(error.message, /^Alice closed the connection$/);
+    assert.match(error.message, /^alice closed the connection$/);
     // Reading or writing a connection closed here says so, without touching the socket.
     await assert.rejects(client.readFrame(signal), ConnectionClosedError);
     await assert.rejects(client.write(new Uint8Array([1]), signal), ConnectionClosedError);
