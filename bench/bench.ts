@@ -10,10 +10,10 @@
  * vector, next to a D = 1 peer of the same round size in this run; and the
  * limit: the time to move the same total bytes over one TLS connection on
  * loopback plus the time to generate the randomness the round needs (one
- * mask per pair in additive mode, T − 1 coefficients per element and peer in
- * threshold mode), with our time's ratio to it.
+ * mask per pair, and in threshold rounds the self masks, added by the peers
+ * and removed by the hospital), with our time's ratio to it.
  *
- * Usage: deno task bench [--quick] [--runs N] [--config N:D[:T]]... [--out FILE]
+ * Usage: deno task bench [--quick] [--runs N] [--config N:D[:T[:drop]]]... [--out FILE]
  */
 
 import { join } from "node:path";
@@ -26,6 +26,8 @@ interface Config {
   peers: number;
   dimension: number;
   threshold?: number;
+  /** Threshold rows: one peer is killed after sharing its keys, before its masked input. */
+  dropout?: boolean;
 }
 
 const CONFIGS: Config[] = [
@@ -33,7 +35,7 @@ const CONFIGS: Config[] = [
   { peers: 10, dimension: 1 },
   { peers: 50, dimension: 1 },
   { peers: 10, dimension: 2 ** 20 },
-  { peers: 10, dimension: 2 ** 20, threshold: 6 },
+  { peers: 10, dimension: 2 ** 20, threshold: 6, dropout: true },
 ];
 
 const { values: flags } = parseArgs({
@@ -54,7 +56,7 @@ const configs = flags.quick
 
 /** Reads `--config N:D[:T]`, e.g. `10:1048576` or `10:1048576:6`. */
 function parseConfig(text: string): Config {
-  const [peers, dimension, threshold, ...rest] = text.split(":").map(Number);
+  const [peers, dimension, threshold, ...rest] = text.replace(/:drop$/, "").split(":").map(Number);
   const positive = (x: number | undefined) => Number.isSafeInteger(x) && x! > 0;
   if (!positive(peers) || !positive(dimension) || rest.length > 0) {
     throw new Error(`Invalid --config "${text}": expected N:D or N:D:T`);
@@ -62,7 +64,12 @@ function parseConfig(text: string): Config {
   if (threshold !== undefined && !positive(threshold)) {
     throw new Error(`Invalid --config "${text}": T must be a positive integer`);
   }
-  return { peers: peers!, dimension: dimension!, ...(threshold ? { threshold } : {}) };
+  return {
+    peers: peers!,
+    dimension: dimension!,
+    ...(threshold ? { threshold } : {}),
+    ...(threshold && text.endsWith(":drop") ? { dropout: true } : {}),
+  };
 }
 
 const MiB = 1024 * 1024;
@@ -96,6 +103,7 @@ async function runRound(
   inputs: string[] | undefined,
 ): Promise<Measured> {
   const processes: CliProcess[] = [];
+  let dropped: Promise<void> = Promise.resolve();
   try {
     const hospital = new CliProcess("hospital", [
       "hospital",
@@ -119,28 +127,37 @@ async function runRound(
     const address = await hospital.address(60_000);
     names(config.peers).forEach((name, i) => {
       const data = inputs ? ["--input", inputs[i]!] : ["--value", String(1000 + i)];
-      processes.push(
-        new CliProcess(name, [
-          "peer",
-          "--name",
-          name,
-          ...data,
-          "--hospital",
-          address,
-          "--certs",
-          dir,
-          "--json",
-          "--timeout",
-          "120",
-        ]),
-      );
+      const peer = new CliProcess(name, [
+        "peer",
+        "--name",
+        name,
+        ...data,
+        "--hospital",
+        address,
+        "--certs",
+        dir,
+        "--json",
+        "--timeout",
+        "120",
+      ]);
+      processes.push(peer);
+      if (config.dropout && i === config.peers - 1) {
+        // The dropout: gone once its key shares are out, so the hospital must
+        // rebuild its mask key to remove its pairwise masks.
+        dropped = peer.waitForLine(/^sending sealed/, 120_000).then(() => peer.kill("SIGKILL"));
+      }
     });
     const results = await Promise.all(processes.map((p) => p.finish(300_000)));
-    results.forEach((r, i) => {
+    await dropped;
+    const kept = config.dropout ? results.slice(0, -1) : results;
+    kept.forEach((r, i) => {
       if (r.code !== 0) throw new Error(`${processes[i]!.name} failed:\n${processes[i]!.log()}`);
     });
-    const h = JSON.parse(results[0]!.stdout);
-    const peers = results.slice(1).map((r) => JSON.parse(r.stdout));
+    const h = JSON.parse(kept[0]!.stdout);
+    if (config.dropout && h.contributors.length !== config.peers - 1) {
+      throw new Error(`the dropout was not left out: ${h.contributors.join(", ")}`);
+    }
+    const peers = kept.slice(1).map((r) => JSON.parse(r.stdout));
     const peerSent = peers.reduce((a, p) => a + p.bytesSent, 0);
     return {
       startToResultMs: h.startToResultMs,
@@ -202,10 +219,14 @@ async function randomnessMs(elements: number): Promise<number> {
   return performance.now() - started;
 }
 
+/**
+ * The fewest PRG elements a round needs: one expansion per pair of peers
+ * (either end's; both ends expand it in practice), and in threshold rounds a
+ * self mask per peer, expanded again by the hospital for every survivor.
+ */
 function neededRandomness(c: Config): number {
-  return c.threshold
-    ? c.peers * (c.threshold - 1) * c.dimension
-    : ((c.peers * (c.peers - 1)) / 2) * c.dimension;
+  const pairs = ((c.peers * (c.peers - 1)) / 2) * c.dimension;
+  return c.threshold ? pairs + 2 * c.peers * c.dimension : pairs;
 }
 
 function median(xs: number[]): number {
@@ -265,7 +286,11 @@ try {
     const vectorBytes = config.dimension * 8;
     const label = `N=${config.peers}, D=${
       config.dimension === 1 ? 1 : `2^${Math.log2(config.dimension)}`
-    }${config.threshold ? `, T=${config.threshold}` : ", additive"}`;
+    }${
+      config.threshold
+        ? `, T=${config.threshold}${config.dropout ? ", one dropout" : ""}`
+        : ", n-of-n"
+    }`;
     if (config.dimension === 1) scalarPeak.set(config.peers, m.peakPeerRss);
     // Against the bare runtime, and (for vectors) against a peer of the same
     // round size with D = 1 in this run: what the vector itself costs.

@@ -46,6 +46,9 @@ import {
 } from "../wire/frame.ts";
 import { type FailureContext, TransportError, transportError } from "./errors.ts";
 
+/** An empty payload: {@linkcode Connection.writeBatch} hands a link its frames as one "header". */
+const EMPTY = new Uint8Array(0);
+
 /** Limits of a {@linkcode Connection}. */
 export interface ConnectionOptions {
   /** Largest payload before {@linkcode Connection.raiseLimit}; default 16 KiB. */
@@ -265,6 +268,42 @@ export class Connection {
       }
       this.#stats.bytesOut += FRAME_HEADER_BYTES + payload.length;
       this.#stats.framesOut++;
+    });
+    this.#writes = job.catch(() => {});
+    return abortable(job, signal);
+  }
+
+  /**
+   * Sends `payloads` as consecutive frames in ONE socket write, after every
+   * frame written before them. For small frames that leave back to back
+   * (a message and its first chunk): written apart, the second would wait
+   * behind the first's delayed ACK wherever Nagle's algorithm cannot be
+   * turned off (Deno's TLS client), about 40 ms each time.
+   */
+  writeBatch(payloads: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
+    let frames: Uint8Array;
+    try {
+      const total = payloads.reduce((n, p) => n + FRAME_HEADER_BYTES + p.length, 0);
+      frames = new Uint8Array(total);
+      let offset = 0;
+      for (const payload of payloads) {
+        frames.set(encodeFrameHeader(payload.length, this.#frameLimit), offset);
+        frames.set(payload, offset + FRAME_HEADER_BYTES);
+        offset += FRAME_HEADER_BYTES + payload.length;
+      }
+      this.#throwIfUnusable(signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const job = this.#writes.then(async () => {
+      this.#throwIfUnusable(signal);
+      try {
+        await this.#link.write(frames, EMPTY);
+      } catch (error) {
+        throw this.#fail(this.#mapped(error, `send to ${this.peer}`));
+      }
+      this.#stats.bytesOut += frames.length;
+      this.#stats.framesOut += payloads.length;
     });
     this.#writes = job.catch(() => {});
     return abortable(job, signal);

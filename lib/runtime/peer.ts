@@ -22,6 +22,9 @@ import {
 } from "../wire/messages.ts";
 import { peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
 
+/** Frames up to this size are batched into one socket write. */
+const BATCH_BYTES = 16 * 1024;
+
 /** How long the last message of a round (ABORT) may take to leave. */
 const FLUSH_TIMEOUT_MS = 2_000;
 
@@ -91,8 +94,31 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     connection.close();
     void session.disconnected().then(watch);
   };
+  // Frames the core sends in one go leave together: small ones in one socket
+  // write (see Connection.writeBatch), large ones (vector chunks) alone.
+  let pending: Uint8Array[] = [];
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    let small: Uint8Array[] = [];
+    const sendSmall = () => {
+      if (small.length === 1) lastWrite = connection.write(small[0]!, stop.signal).catch(lost);
+      if (small.length > 1) lastWrite = connection.writeBatch(small, stop.signal).catch(lost);
+      small = [];
+    };
+    for (const payload of batch) {
+      if (payload.length > BATCH_BYTES) {
+        sendSmall();
+        lastWrite = connection.write(payload, stop.signal).catch(lost);
+      } else {
+        small.push(payload);
+      }
+    }
+    sendSmall();
+  };
   const write = (payload: Uint8Array) => {
-    lastWrite = connection.write(payload, stop.signal).catch(lost);
+    pending.push(payload);
+    if (pending.length === 1) queueMicrotask(flush);
   };
   let sent = 0;
   const outbox: Outbox = {
