@@ -57,6 +57,8 @@
  *       in [p2, p1) in a p2 segment is a violation)
  *   H15 sums added per segment, each modulo its own modulus;      → residues_test (every round);
  *       self and pairwise masks removed per segment                 unmasking: its two threshold rounds
+ *   H16 n-of-n: every invitee must join, else the round aborts    → nofn_test "before START, aborts"
+ *                                                                   (both), "guard H1", "guard H2"
  * Crypto and codec guards (lib/crypto/, lib/wire/):
  *   C1  public keys are points on P-256                           → crypto_test "off the curve"
  *   C2  sealing binds session, sender, recipient (AAD)            → crypto_test "sealed shares"
