@@ -18,7 +18,7 @@
  * @module
  */
 
-import { type Layout, parseQuery, type Query, vectorLayout } from "../query.ts";
+import { formatQuery, type Layout, parseQuery, type Query, vectorLayout } from "../query.ts";
 import type { Terms } from "../wire/messages.ts";
 
 /** The query and layout valid terms give. */
@@ -43,6 +43,10 @@ export function shapeOf(terms: Terms): RoundShape | string {
     });
   } catch (error) {
     return (error as Error).message;
+  }
+  if (formatQuery(query, terms.scale) !== terms.query) {
+    // One spelling per query: two spellings would be two different signed terms for one round.
+    return `query ${JSON.stringify(terms.query.slice(0, 40))} is not in canonical form`;
   }
   if (layout.dimension !== terms.dimension) {
     return `dimension ${terms.dimension} does not match the layout of ${terms.query} ` +

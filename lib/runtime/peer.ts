@@ -22,6 +22,16 @@ import {
 } from "../wire/messages.ts";
 import { peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
 
+/** Each phase's deadline when the hospital announced none (docs/protocol.md, Timers). */
+const DEFAULT_DEADLINES = {
+  joinMs: 30_000,
+  confirmMs: 30_000,
+  shareMs: 30_000,
+  inputMs: 30_000,
+  consistencyMs: 30_000,
+  unmaskMs: 30_000,
+};
+
 /** Frames up to this size are batched into one socket write. */
 const BATCH_BYTES = 16 * 1024;
 
@@ -158,8 +168,9 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
   const timer = new PhaseTimer(
     (phase) => {
       if (phase === "invite") return options.inviteTimeoutMs;
-      const deadlines = current.terms?.deadlines;
-      const ms = deadlines && phaseDeadline(deadlines, phase);
+      // Terms without deadlines still get one per phase: a peer never waits unbounded.
+      const deadlines = current.terms?.deadlines ?? DEFAULT_DEADLINES;
+      const ms = phaseDeadline(deadlines, phase);
       return ms === undefined ? undefined : peerGrace(ms);
     },
     (phase) => {

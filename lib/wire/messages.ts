@@ -134,8 +134,21 @@ const certificate = stringField(
   (s) => s.length <= 8192 && PEM_CERT.test(s),
   "one PEM certificate",
 );
+/** The longest reason an ABORT or REFUSE may carry. */
+export const MAX_REASON_CHARS = 1000;
+
+/**
+ * `reason` cut to {@linkcode MAX_REASON_CHARS}, so that a long internal
+ * error still reaches the other side as an abort rather than as a message
+ * its decoder refuses.
+ */
+export function fitReason(reason: string): string {
+  if (reason === "") return "no reason given";
+  return reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`;
+}
+
 const reason = stringField(
-  (s) => s.length >= 1 && s.length <= 1000,
+  (s) => s.length >= 1 && s.length <= MAX_REASON_CHARS,
   "a reason of 1–1000 characters",
 );
 const query = stringField(
@@ -412,7 +425,9 @@ const codecs = Object.fromEntries(
 ) as unknown as { [T in MessageType]: Field<Decoded<Schemas[T]>> };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading byte-order mark in the text, where the strict
+// parser refuses it: otherwise a BOM would be a second spelling of a message.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * The canonical bytes of `terms` that INVITE's signature and the START hash

@@ -33,7 +33,8 @@
  *   P21 DONE signature over (session, START hash, set, digest)    → "guard P21"
  *   P22 terms.dimension = the layout the peer computes from the   → "guard P22"
  *       terms (query, max, maxRows, participants); terms no
- *       layout can represent are refused
+ *       layout can represent are refused; the query in canonical
+ *       form
  *   P23 masks added per segment, each modulo its own modulus,     → residues_test "vector whose
  *       one stream per seed in vector order                         every total" (both), crypto_test
  *                                                                   "one stream"
@@ -327,6 +328,8 @@ Deno.test("guard P22: peers refuse terms whose dimension is not the layout they 
     const [change, pattern] of [
       [(t: Terms) => ({ ...t, dimension: 3 }), /dimension 3 does not match the layout/],
       [tooWide, /more than the limit/],
+      // One spelling per query: two spellings would be two different signed terms.
+      [(t: Terms) => ({ ...t, query: "histogram:00:10:5" }), /not in canonical form/],
     ] as const
   ) {
     const result = await runRound({

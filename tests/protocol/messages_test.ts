@@ -16,6 +16,8 @@ import {
   decodePayload,
   encodeChunk,
   encodeMessage,
+  fitReason,
+  MAX_REASON_CHARS,
   type Message,
   type Terms,
   termsBytes,
@@ -228,6 +230,18 @@ Deno.test("codec: strict JSON refuses trailing text and bad escapes, keeps white
   assert.throws(() => decodeMessage(json(s.replace("confirm", "con\\qfirm"))), /escape/);
   assert.throws(() => decodeMessage(Uint8Array.of(1, 0xff, 0xfe)), /UTF-8/);
   assert.throws(() => decodeMessage(json("[1]")), /object/);
+  // A byte-order mark would be a second spelling of the same message.
+  const bom = Uint8Array.of(1, 0xef, 0xbb, 0xbf, ...new TextEncoder().encode(s));
+  assert.throws(() => decodeMessage(bom), ProtocolError);
+});
+
+Deno.test("codec: an abort reason is cut to the limit, so a long one still arrives", () => {
+  const long = "x".repeat(5000);
+  const m: Message = { type: "abort", session, reason: fitReason(long) };
+  const decoded = decodeMessage(encodeMessage(m));
+  assert.equal(decoded.type, "abort");
+  assert.equal((decoded as { reason: string }).reason.length, MAX_REASON_CHARS);
+  assert.throws(() => decodeMessage(encodeMessage({ ...m, reason: long })), /reason/);
 });
 
 Deno.test("codec: terms have one canonical byte string", () => {

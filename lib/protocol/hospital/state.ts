@@ -24,6 +24,7 @@
 import { randomHex } from "../../encoding.ts";
 import type { InputCommitment, SignedBy } from "../evidence.ts";
 import type { Chunk, Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
+import { fitReason } from "../../wire/messages.ts";
 import { type Layout, QueryError } from "../../query.ts";
 import { shapeOf } from "../terms.ts";
 import { sessionBytes } from "../transcript.ts";
@@ -276,7 +277,9 @@ export class AbortedState extends DoneState {
 export function abortRound(ctx: HospitalContext, reason: string): HospitalState {
   const parties = ctx.roster.length > 0 ? ctx.roster.map((p) => p.name) : [...ctx.invitees.keys()];
   for (const name of parties) {
-    if (ctx.live(name)) ctx.send(name, { type: "abort", session: ctx.session, reason });
+    if (ctx.live(name)) {
+      ctx.send(name, { type: "abort", session: ctx.session, reason: fitReason(reason) });
+    }
   }
   ctx.log(`round aborted: ${reason}`);
   ctx.outcome = { kind: "aborted", reason };

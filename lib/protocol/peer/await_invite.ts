@@ -28,6 +28,7 @@ import { sign, verify } from "../../crypto/signing.ts";
 import { isSegmentedFieldVector } from "../../field.ts";
 import { elementBound, type Layout } from "../../query.ts";
 import type { Message } from "../../wire/messages.ts";
+import { fitReason } from "../../wire/messages.ts";
 import { shapeOf } from "../terms.ts";
 import { inviteFields, joinFields, sessionBytes } from "../transcript.ts";
 import { AdvertiseKeysState } from "./advertise_keys.ts";
@@ -135,7 +136,7 @@ export class AwaitInviteState extends PeerState {
   }
 
   #refuse(reason: string): PeerState {
-    this.ctx.send({ type: "refuse", session: this.ctx.session, reason });
+    this.ctx.send({ type: "refuse", session: this.ctx.session, reason: fitReason(reason) });
     return this.#fail(`refused the round: ${reason}`);
   }
 }

@@ -24,6 +24,7 @@ import type { SessionKeys } from "../../crypto/agreement.ts";
 import type { SharePair } from "../../crypto/seal.ts";
 import type { Layout } from "../../query.ts";
 import type { Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
+import { fitReason } from "../../wire/messages.ts";
 import type { Log, Outbox, PeerOutcome, VerifyParty } from "../types.ts";
 
 /** The phases of a peer session, in order. */
@@ -242,7 +243,7 @@ export class PeerAbortedState extends PeerDoneState {
 
 function finishAborted(ctx: PeerContext, reason: string, notify: boolean): PeerState {
   if (notify && ctx.session !== "") {
-    ctx.send({ type: "abort", session: ctx.session, reason });
+    ctx.send({ type: "abort", session: ctx.session, reason: fitReason(reason) });
   }
   ctx.log(`session aborted: ${reason}`);
   ctx.outcome = { kind: "aborted", reason };
