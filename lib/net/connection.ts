@@ -259,18 +259,7 @@ export class Connection {
     } catch (error) {
       return Promise.reject(error);
     }
-    const job = this.#writes.then(async () => {
-      this.#throwIfUnusable(signal);
-      try {
-        await this.#link.write(header, payload);
-      } catch (error) {
-        throw this.#fail(this.#mapped(error, `send to ${this.peer}`));
-      }
-      this.#stats.bytesOut += FRAME_HEADER_BYTES + payload.length;
-      this.#stats.framesOut++;
-    });
-    this.#writes = job.catch(() => {});
-    return abortable(job, signal);
+    return this.#enqueue(header, payload, 1, signal);
   }
 
   /**
@@ -295,15 +284,25 @@ export class Connection {
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.#enqueue(frames, EMPTY, payloads.length, signal);
+  }
+
+  /** Queues `head` then `tail` (together `frames` frames) behind every earlier write. */
+  #enqueue(
+    head: Uint8Array,
+    tail: Uint8Array,
+    frames: number,
+    signal: AbortSignal,
+  ): Promise<void> {
     const job = this.#writes.then(async () => {
       this.#throwIfUnusable(signal);
       try {
-        await this.#link.write(frames, EMPTY);
+        await this.#link.write(head, tail);
       } catch (error) {
         throw this.#fail(this.#mapped(error, `send to ${this.peer}`));
       }
-      this.#stats.bytesOut += frames.length;
-      this.#stats.framesOut += payloads.length;
+      this.#stats.bytesOut += head.length + tail.length;
+      this.#stats.framesOut += frames;
     });
     this.#writes = job.catch(() => {});
     return abortable(job, signal);

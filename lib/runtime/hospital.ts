@@ -28,10 +28,7 @@ import {
   encodeMessage,
   type Terms,
 } from "../wire/messages.ts";
-import { phaseDeadline, PhaseTimer } from "./phase_timer.ts";
-
-/** How long the last messages of a round (DONE, ABORT) may take to leave. */
-const FLUSH_TIMEOUT_MS = 2_000;
+import { flushWrites, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
 
 /** Options for {@linkcode runStarHospital}. */
 export interface StarHospitalOptions {
@@ -224,10 +221,7 @@ async function runRound(
     const startToResultMs = performance.now() - (startedAt ?? performance.now());
     timer.stop();
     // Let DONE or ABORT reach every party before the connections close.
-    await Promise.race([
-      Promise.allSettled(lastWrite.values()),
-      new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, FLUSH_TIMEOUT_MS))),
-    ]);
+    await flushWrites(lastWrite.values());
     if (outcome.kind === "aborted") throw new RoundAbortedError(outcome.reason);
     let bytesIn = 0;
     let bytesOut = 0;

@@ -20,7 +20,7 @@ import {
   encodeMessage,
   type Terms,
 } from "../wire/messages.ts";
-import { peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
+import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
 
 /** Each phase's deadline when the hospital announced none (docs/protocol.md, Timers). */
 const DEFAULT_DEADLINES = {
@@ -34,9 +34,6 @@ const DEFAULT_DEADLINES = {
 
 /** Frames up to this size are batched into one socket write. */
 const BATCH_BYTES = 16 * 1024;
-
-/** How long the last message of a round (ABORT) may take to leave. */
-const FLUSH_TIMEOUT_MS = 2_000;
 
 /** Options for {@linkcode runStarPeer}. */
 export interface StarPeerOptions {
@@ -187,10 +184,7 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     void readLoop(connection, current, watch, lost, stop.signal);
     const outcome = await current.finished;
     timer.stop();
-    await Promise.race([
-      lastWrite,
-      new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, FLUSH_TIMEOUT_MS))),
-    ]);
+    await flushWrites([lastWrite]);
     if (outcome.kind === "aborted") throw new RoundAbortedError(outcome.reason);
     const { bytesIn, bytesOut } = connection.stats;
     return { outcome, session: current.session, bytesIn, bytesOut };

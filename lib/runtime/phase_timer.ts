@@ -34,6 +34,22 @@ export function peerGrace(ms: number): number {
   return ms + Math.max(2_000, Math.ceil(ms / 2));
 }
 
+/** How long the last messages of a round (DONE, ABORT) may take to leave. */
+const FLUSH_TIMEOUT_MS = 2_000;
+
+/**
+ * Waits until `writes` have left, or {@linkcode FLUSH_TIMEOUT_MS} at most, so
+ * a round's last message reaches the other side before its connection closes.
+ */
+export async function flushWrites(writes: Iterable<Promise<void>>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.allSettled(writes),
+    new Promise((resolve) => timer = setTimeout(resolve, FLUSH_TIMEOUT_MS)),
+  ]);
+  clearTimeout(timer);
+}
+
 /** Restarts a deadline whenever the watched phase changes. */
 export class PhaseTimer {
   #phase: string | undefined;
