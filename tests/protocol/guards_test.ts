@@ -35,6 +35,8 @@
  *       terms (query, max, maxRows, participants); terms no
  *       layout can represent are refused; the query in canonical
  *       form
+ *   P24 n-of-n: the START roster holds exactly the N of the      → "guard P24"
+ *       signed terms (never a subset the hospital chose)
  *   P23 masks added per segment, each modulo its own modulus,     → residues_test "vector whose
  *       one stream per seed in vector order                         every total" (both), crypto_test
  *                                                                   "one stream"
@@ -342,6 +344,23 @@ Deno.test("guard P22: peers refuse terms whose dimension is not the layout they 
       assert.equal(sentBy(result.net.sent, name, "join").length, 0, name);
       assert.match(reason(result.peers.get(name)), pattern);
     }
+  }
+});
+
+Deno.test("guard P24: n-of-n peers refuse a START roster smaller than the N they were invited for", async () => {
+  // The hospital signed terms for 5 and shows a roster of 4: a sum over a
+  // subset it chose, which n-of-n never allows.
+  const result = await runRound({
+    peers: 4,
+    terms: { ...sumTerms("nofn"), participants: 5 },
+    inputs: sumInput,
+  });
+  for (const name of result.names) {
+    assert.equal(sentBy(result.net.sent, name, "confirm").length, 0, name);
+    assert.match(
+      reason(result.peers.get(name)),
+      /roster has 4 participants; its signed terms say 5/,
+    );
   }
 });
 

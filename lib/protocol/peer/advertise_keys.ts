@@ -37,6 +37,14 @@ export class AdvertiseKeysState extends PeerState {
     const roster = message.participants;
     const problem = rosterProblem(ctx.agreed, roster.length);
     if (problem) return abortSession(ctx, `Cannot run round: ${problem}`);
+    if (ctx.agreed.mode === "nofn" && roster.length !== ctx.agreed.participants) {
+      // n-of-n: the sum covers all N the hospital signed for, never a subset it chose to show.
+      return abortSession(
+        ctx,
+        `Cannot run round: an n-of-n round's roster has ${roster.length} participants; ` +
+          `its signed terms say ${ctx.agreed.participants}`,
+      );
+    }
     if (roster.length < ctx.floor) {
       return abortSession(
         ctx,
