@@ -6,6 +6,7 @@
  * came out mis-scaled. The two must agree on every input: the same value, or
  * both refuse.
  */
+import { mulberry32 } from "./helpers.ts";
 import assert from "node:assert/strict";
 import { DecimalError, formatScaled, MAX_DIGITS, MAX_SCALE, parseScaled } from "../lib/decimal.ts";
 
@@ -81,18 +82,6 @@ function assertAgrees(text: string, scale: number, context = ""): void {
       expected === undefined ? "a refusal" : expected
     }`,
   );
-}
-
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /** A random decimal in one of the accepted notations, zeros over-represented. */
@@ -245,7 +234,7 @@ Deno.test("seeded random decimals agree with the reference: same value or both r
   let accepted = 0;
   let refused = 0;
   for (const seed of [1, 2, 3, 0x5eed, 20260101]) {
-    const random = seeded(seed);
+    const random = mulberry32(seed);
     for (let i = 0; i < 6000; i++) {
       let text = randomDecimal(random);
       if (random() < 0.15) text = mangle(random, text);
@@ -260,7 +249,7 @@ Deno.test("seeded random decimals agree with the reference: same value or both r
 });
 
 Deno.test("formatScaled reads back to the same scaled value", () => {
-  const random = seeded(7);
+  const random = mulberry32(7);
   for (let i = 0; i < 2000; i++) {
     const scale = Math.floor(random() * (MAX_SCALE + 1));
     const value = BigInt(Math.floor((random() - 0.5) * 2 ** 53));

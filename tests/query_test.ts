@@ -3,6 +3,7 @@
  * computation over the union of all peers' data, for random data, decimals
  * and histogram edges; inputs are refused with the line that is wrong.
  */
+import { mulberry32 } from "./helpers.ts";
 import assert from "node:assert/strict";
 import { formatScaled, parseScaled } from "../lib/decimal.ts";
 import { addSegmentsInto, P, P_BIG } from "../lib/field.ts";
@@ -18,18 +19,6 @@ import {
   QueryError,
   vectorLayout,
 } from "../lib/query.ts";
-
-/** Seeded so a failure can be replayed; the product itself uses Web Crypto only. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const text = new TextEncoder();
 const linesOf = (values: string[]) =>

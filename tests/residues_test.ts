@@ -47,19 +47,7 @@ import {
   vectorLayout,
 } from "../lib/query.ts";
 import { parseReceipt, verifyStarReceipt } from "../lib/receipt.ts";
-import { CliProcess, makePki, removeDir, runRound } from "./helpers.ts";
-
-/** Seeded so a failure can be replayed; the product itself uses Web Crypto only. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { CliProcess, makePki, mulberry32, removeDir, runRound } from "./helpers.ts";
 
 /** A uniform whole number in [0, limit], limit < 2^53, from 64 seeded bits. */
 function uniformUpTo(random: () => number, limit: bigint): number {

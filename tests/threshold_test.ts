@@ -7,23 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { demoPeerNames } from "../lib/demo.ts";
-import { CliProcess, dumpLogs, makePki, removeDir, stopAll } from "./helpers.ts";
+import { CliProcess, dumpLogs, makePki, mulberry32, removeDir, stopAll } from "./helpers.ts";
 
 /**
  * A seeded PRNG (mulberry32) chooses the scenario, so a failure can be
  * replayed from the printed seed. Protocol randomness never comes from here:
  * the product uses Web Crypto only.
  */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = crypto.getRandomValues(new Uint32Array(1))[0]!;
 const TIMEOUT_S = 4;
