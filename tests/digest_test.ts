@@ -1,6 +1,6 @@
 /**
  * The digest that INPUT and DONE signatures cover: SHA-256 over the SHA-256s of
- * the vector's 65,536-element pieces, as the README specifies. The
+ * the vector's 65,536-element pieces, as docs/protocol.md (§8.4) specifies. The
  * expected values are computed here from that text, not from the code.
  */
 import assert from "node:assert/strict";
@@ -14,7 +14,7 @@ function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The README's definition, written out independently. */
+/** The definition in docs/protocol.md (§8.4), written out independently. */
 async function specDigest(values: number[]): Promise<string> {
   const bytes = new Uint8Array(values.length * 8);
   const view = new DataView(bytes.buffer);
