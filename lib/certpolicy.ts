@@ -16,6 +16,15 @@
  * @module
  */
 
+import { ECParameters } from "@peculiar/asn1-ecc";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  BasicConstraints,
+  type Certificate,
+  ExtendedKeyUsage,
+  KeyUsage,
+  type TBSCertificate,
+} from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
 import { AuthError } from "./errors.ts";
 
@@ -114,6 +123,75 @@ const USE_LABEL: Record<PartyUse, string> = {
   mesh: "a party that both listens and connects",
 };
 
+/** What the policy reads from a certificate's extensions and key, decoded once. */
+interface CertificateFacts {
+  /** Each extension's OID and criticality, in order (duplicates kept, so they can be refused). */
+  extensions: { id: string; critical: boolean }[];
+  /** Basic constraints' CA flag (false when the extension is absent). */
+  isCa: boolean;
+  /** Key usage flags (x509.KeyUsageFlags bits), or undefined without the extension. */
+  keyUsage: number | undefined;
+  /** Extended key usage OIDs, or undefined without the extension. */
+  extendedKeyUsage: string[] | undefined;
+  /** Whether the subject key is an EC key on P-256. */
+  p256: boolean;
+}
+
+const EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+const P256_CURVE = "1.2.840.10045.3.1.7";
+
+/**
+ * A parsed certificate whose policy facts are decoded straight from its ASN.1
+ * structure. Why not `X509Certificate.extensions`: that getter re-serializes
+ * every extension and builds a typed object for each (the subject
+ * alternative names included), which measured 0.45–0.6 ms a certificate here
+ * against 0.06 ms for reading the three extensions the policy needs; a peer
+ * checks every participant's certificate in every round.
+ */
+class PolicyCertificate extends x509.X509Certificate {
+  #facts: CertificateFacts | undefined;
+
+  get facts(): CertificateFacts {
+    return this.#facts ??= decodeFacts((this.asn as Certificate).tbsCertificate);
+  }
+}
+
+function decodeFacts(tbs: TBSCertificate): CertificateFacts {
+  const facts: CertificateFacts = {
+    extensions: [],
+    isCa: false,
+    keyUsage: undefined,
+    extendedKeyUsage: undefined,
+    p256: false,
+  };
+  // The first copy of an extension is the one read; a second copy is refused
+  // by extensionsReason before anything relies on either.
+  const seen = new Set<string>();
+  for (const extension of tbs.extensions ?? []) {
+    facts.extensions.push({ id: extension.extnID, critical: extension.critical });
+    if (seen.has(extension.extnID)) continue;
+    seen.add(extension.extnID);
+    const value = extension.extnValue.buffer;
+    if (extension.extnID === OID.basicConstraints) {
+      facts.isCa = AsnConvert.parse(value, BasicConstraints).cA;
+    } else if (extension.extnID === OID.keyUsage) {
+      facts.keyUsage = AsnConvert.parse(value, KeyUsage).toNumber();
+    } else if (extension.extnID === OID.extKeyUsage) {
+      facts.extendedKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
+    }
+  }
+  const key = tbs.subjectPublicKeyInfo.algorithm;
+  if (key.algorithm === EC_PUBLIC_KEY && key.parameters) {
+    facts.p256 = AsnConvert.parse(key.parameters, ECParameters).namedCurve === P256_CURVE;
+  }
+  return facts;
+}
+
+function factsOf(cert: x509.X509Certificate): CertificateFacts {
+  return (cert instanceof PolicyCertificate ? cert : parseCertificate(cert) as PolicyCertificate)
+    .facts;
+}
+
 /**
  * Parses a certificate given as one PEM block or as DER. A string holding
  * anything but exactly one CERTIFICATE block is refused, so every reader of
@@ -123,16 +201,23 @@ export function parseCertificate(
   input: CertificateInput,
   what = "certificate",
 ): x509.X509Certificate {
-  if (input instanceof x509.X509Certificate) return input;
+  if (input instanceof PolicyCertificate) return input;
   try {
-    if (typeof input === "string") {
+    let der: BufferSource;
+    if (input instanceof x509.X509Certificate) {
+      der = input.rawData;
+    } else if (typeof input === "string") {
       const blocks = x509.PemConverter.decodeWithHeaders(input);
       if (blocks.length !== 1 || blocks[0]!.type !== "CERTIFICATE") {
         throw new Error("not one block");
       }
-      return new x509.X509Certificate(blocks[0]!.rawData);
+      der = blocks[0]!.rawData;
+    } else {
+      der = input;
     }
-    return new x509.X509Certificate(input);
+    const cert = new PolicyCertificate(der);
+    void cert.facts; // decoded now, so a malformed extension is refused here as unparseable
+    return cert;
   } catch (cause) {
     const form = typeof input === "string"
       ? "one PEM X.509 certificate"
@@ -158,34 +243,31 @@ function windowReason(cert: x509.X509Certificate, now: number): Reason {
 
 function extensionsReason(cert: x509.X509Certificate): Reason {
   const seen = new Set<string>();
-  for (const extension of cert.extensions) {
+  for (const extension of factsOf(cert).extensions) {
     // A second copy could say something else than the one we read (RFC 5280 §4.2).
-    if (seen.has(extension.type)) return `it has extension ${extension.type} more than once`;
-    seen.add(extension.type);
-    if (extension.critical && !KNOWN_CRITICAL.has(extension.type)) {
-      return `it has an unknown critical extension ${extension.type}`;
+    if (seen.has(extension.id)) return `it has extension ${extension.id} more than once`;
+    seen.add(extension.id);
+    if (extension.critical && !KNOWN_CRITICAL.has(extension.id)) {
+      return `it has an unknown critical extension ${extension.id}`;
     }
   }
   return undefined;
 }
 
 function keyReason(cert: x509.X509Certificate): Reason {
-  const algorithm = cert.publicKey.algorithm as Partial<EcKeyAlgorithm>;
-  return algorithm.name === "ECDSA" && algorithm.namedCurve === "P-256"
-    ? undefined
-    : "its key is not ECDSA P-256";
+  return factsOf(cert).p256 ? undefined : "its key is not ECDSA P-256";
 }
 
 function keyUsageReason(cert: x509.X509Certificate, flag: x509.KeyUsageFlags): Reason {
-  const usage = cert.getExtension(x509.KeyUsagesExtension);
+  const usage = factsOf(cert).keyUsage;
   const name = x509.KeyUsageFlags[flag];
-  if (!usage) return `it has no key usage extension (${name} is required)`;
-  return (usage.usages & flag) === flag ? undefined : `its key usage does not include ${name}`;
+  if (usage === undefined) return `it has no key usage extension (${name} is required)`;
+  return (usage & flag) === flag ? undefined : `its key usage does not include ${name}`;
 }
 
 function caReason(ca: x509.X509Certificate, now: number): Reason {
   if (ca.issuer !== ca.subject) return "it is not self-issued (its issuer is not its subject)";
-  if (!ca.getExtension(x509.BasicConstraintsExtension)?.ca) {
+  if (!factsOf(ca).isCa) {
     return "it is not a CA (basic constraints do not set the CA flag)";
   }
   return windowReason(ca, now) ?? keyUsageReason(ca, x509.KeyUsageFlags.keyCertSign) ??
@@ -193,17 +275,17 @@ function caReason(ca: x509.X509Certificate, now: number): Reason {
 }
 
 function partyReason(cert: x509.X509Certificate, use: PartyUse, now: number): Reason {
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) {
+  if (factsOf(cert).isCa) {
     return "it is a CA certificate, not a party's";
   }
   const windowed = windowReason(cert, now);
   if (windowed) return windowed;
   const usage = keyUsageReason(cert, x509.KeyUsageFlags.digitalSignature);
   if (usage) return usage;
-  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const eku = factsOf(cert).extendedKeyUsage;
   const needed = REQUIRED_EKU[use].map((oid) => EKU_NAMES[oid]).join(" and ");
   if (!eku) return `it has no extended key usage (${USE_LABEL[use]} needs ${needed})`;
-  const has = new Set(eku.usages.map(String));
+  const has = new Set(eku);
   const missing = REQUIRED_EKU[use].filter((oid) => !has.has(oid)).map((oid) => EKU_NAMES[oid]);
   if (missing.length > 0) {
     return `its extended key usage lacks ${missing.join(" and ")} (${

@@ -578,6 +578,21 @@ Deno.test("the policy refuses input that is not exactly one certificate", async 
   );
 });
 
+Deno.test("a certificate whose key usage, EKU or basic constraints do not decode is refused at parse", async () => {
+  const ca = await makeCa();
+  const NULL = new Uint8Array([5, 0]); // an ASN.1 NULL where a BIT STRING / SEQUENCE belongs
+  for (const oid of [OID_KU, OID_EKU, OID_BC]) {
+    const leaf = await makeLeaf(ca, "alice", {
+      extensions: (list) => replace(list, oid, new x509.Extension(oid, false, NULL)),
+    });
+    assertRefused(
+      () => checkCertificatePolicy(leaf.pem, "mesh", { ca: ca.cert, name: "alice", now: NOW }),
+      /not one PEM X\.509 certificate/,
+      oid,
+    );
+  }
+});
+
 Deno.test("verifyPartyCertificate re-checks the windows on every call: the cache lets no expired certificate through", async () => {
   // A CA that expires before its leaf, so both expiries can be crossed in turn.
   const ca = await makeCa({ notAfter: NOW + 10 * DAY });
