@@ -34,17 +34,14 @@ import { dataFromValue, type PeerData, readInputFile } from "./input.ts";
 import { samplePeakRss, trackPeakRss } from "./memory.ts";
 import { terminalProgress } from "./progress.ts";
 import {
-  decodeResult,
   DEFAULT_MAX,
   DEFAULT_MAX_ROWS,
   encodeInput,
   InputError,
   parseQuery,
-  type Query,
   vectorLayout,
 } from "./query.ts";
-import { P_BIG } from "./field.ts";
-import { runStarHospital, type StarHospitalResult } from "./runtime/hospital.ts";
+import { runStarHospital } from "./runtime/hospital.ts";
 import { runStarPeer } from "./runtime/peer.ts";
 import { assertThresholdFloors, DEFAULT_TIMEOUT_SECONDS, roundTerms } from "./runtime/terms.ts";
 import type { Terms } from "./wire/messages.ts";
@@ -60,6 +57,7 @@ import {
 } from "./receipt.ts";
 import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./wire/messages.ts";
+import { formatStatistic, starReport } from "./service/report.ts";
 
 /** The program version, as deno.json states it. */
 export const VERSION: string = config.version;
@@ -81,10 +79,11 @@ Usage: sumshare <command> [options]
 
 Commands:
   run        the whole protocol on this machine, as separate processes (a demo)
-  hospital   wait for peers, run one round, print the sum
-  peer       join a round with a private value
+  hospital   wait for peers, run one round, print the sum (--serve: a standing service)
+  peer       join a round with a private value (--serve --config FILE: a standing agent)
   certs      make a consortium PKI: a CA and a key and certificate per party
   verify     check a round's receipt against the consortium CA
+  ask        ask a serving hospital one question, e.g. 'sumshare ask mean chol'
   help       this text; 'sumshare <command> --help' for a command's options
 
 Exit codes: 0 success, 1 the round or command failed (reason on stderr), 2 usage error.`;
@@ -111,6 +110,8 @@ Options:
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2);
                        protecting k honest inputs against c colluders needs T and K >= k + c
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --join-timeout SEC   how long to wait for the peers to connect (default: --timeout if
+                       given, else 600)
   --out FILE           write a verifiable receipt to FILE, readable by the owner only
                        (check it with 'sumshare verify'); refused before listening if
                        FILE cannot be written
@@ -140,7 +141,9 @@ Options:
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
-  --timeout SEC        how long each wait may take (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --join-timeout SEC   how long to wait for the hospital's invitation (default: --timeout
+                       if given, else 600)
   --json               print the outcome as one JSON object on stdout
   -h, --help           this text`;
 
@@ -205,6 +208,12 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
         return await hospitalCommand(rest, io);
       case "peer":
         return await peerCommand(rest, io);
+      case "ask": {
+        // Loaded only when used: the one-shot commands start as fast as before.
+        const { ASK_HELP, askCommand } = await import("./service/commands.ts");
+        if (wantsHelp(rest, ASK_HELP, io)) return 0;
+        return await askCommand(rest, io);
+      }
       case "certs":
         return await certsCommand(rest, io);
       case "run":
@@ -245,6 +254,22 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
   }
 }
 
+/** The generous default join window, when neither --join-timeout nor --timeout is given. */
+const DEFAULT_JOIN_TIMEOUT_SECONDS = 600;
+
+/**
+ * The join window: --join-timeout; without it --timeout as before (so a
+ * command line that bounded everything with --timeout still does), and
+ * otherwise {@linkcode DEFAULT_JOIN_TIMEOUT_SECONDS}, so sites need not all
+ * start within one phase's deadline.
+ */
+function joinTimeout(flags: ParsedFlags, phaseMs: number): number {
+  if (flags.values["join-timeout"] !== undefined) {
+    return timeoutFlag(flags, DEFAULT_JOIN_TIMEOUT_SECONDS, "join-timeout");
+  }
+  return flags.values["timeout"] !== undefined ? phaseMs : DEFAULT_JOIN_TIMEOUT_SECONDS * 1000;
+}
+
 function wantsHelp(args: string[], help: string, io: Console): boolean {
   if (!args.includes("--help") && !args.includes("-h")) return false;
   io.out(help);
@@ -252,6 +277,11 @@ function wantsHelp(args: string[], help: string, io: Console): boolean {
 }
 
 async function hospitalCommand(args: string[], io: Console): Promise<number> {
+  if (args.includes("--serve")) {
+    const { SERVE_HELP, serveCommand } = await import("./service/commands.ts");
+    if (wantsHelp(args, SERVE_HELP, io)) return 0;
+    return await serveCommand(args, io);
+  }
   if (wantsHelp(args, HOSPITAL_HELP, io)) return 0;
   const flags = parseFlags(args, {
     ...HELP_FLAG,
@@ -266,6 +296,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     threshold: { type: "string" },
     "min-contributors": { type: "string" },
     timeout: { type: "string" },
+    "join-timeout": { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
   });
@@ -299,6 +330,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     );
   }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
+  const joinTimeoutMs = joinTimeout(flags, timeoutMs);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
   let terms: ReturnType<typeof roundTerms>;
   try {
@@ -329,7 +361,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     listen,
     peers,
     terms,
-    joinTimeoutMs: timeoutMs,
+    joinTimeoutMs,
     log: io.err,
     onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
@@ -360,48 +392,6 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     io.err(`receipt written to ${out}`);
   }
   return 0;
-}
-
-/** One statistic for people: arrays shortened when long. */
-function formatStatistic(value: unknown): string {
-  if (Array.isArray(value) && value.length > 20) {
-    return `[${value.slice(0, 10).join(", ")}, … ${value.length - 10} more]`;
-  }
-  return Array.isArray(value) ? `[${value.join(", ")}]` : String(value);
-}
-
-/**
- * The hospital's result as JSON: the decoded statistics under `result` (and,
- * for a `sum` query, `sum` at the top as well), and the round's terms.
- */
-export function starReport(
-  round: StarHospitalResult,
-  terms: ReturnType<typeof roundTerms>,
-  query: Query,
-): Record<string, unknown> & { result: Record<string, unknown> } {
-  const layout = vectorLayout(query, {
-    max: terms.max,
-    maxRows: terms.maxRows,
-    participants: terms.participants,
-  });
-  const result = decodeResult(query, round.outcome.result, terms.scale, layout);
-  return {
-    ...(query.kind === "sum" ? { sum: result["sum"] } : {}),
-    result,
-    query: terms.query,
-    session: round.session,
-    participants: round.participants,
-    contributors: round.outcome.set,
-    mode: terms.mode === "nofn" ? "additive" : "threshold",
-    threshold: terms.mode === "nofn" ? round.participants.length : terms.threshold,
-    scale: terms.scale,
-    p: P_BIG.toString(),
-    max: terms.max.toString(),
-    maxRows: terms.maxRows,
-    startToResultMs: Math.round(round.startToResultMs * 10) / 10,
-    bytesReceived: round.bytesIn,
-    bytesSent: round.bytesOut,
-  };
 }
 
 /**
@@ -453,6 +443,11 @@ async function peerData(flags: ParsedFlags, scale: number): Promise<PeerData> {
 }
 
 async function peerCommand(args: string[], io: Console): Promise<number> {
+  if (args.includes("--serve")) {
+    const { AGENT_HELP, agentCommand } = await import("./agent/command.ts");
+    if (wantsHelp(args, AGENT_HELP, io)) return 0;
+    return await agentCommand(args, io);
+  }
   if (wantsHelp(args, PEER_HELP, io)) return 0;
   const flags = parseFlags(args, {
     ...HELP_FLAG,
@@ -465,6 +460,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     hospital: { type: "string" },
     "hospital-name": { type: "string" },
     timeout: { type: "string" },
+    "join-timeout": { type: "string" },
     json: { type: "boolean" },
   });
   const name = nameFlag(flags, "name");
@@ -482,7 +478,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     hospital,
     hospitalName,
     input: (terms) => encodePeerInput(data, scale, terms),
-    inviteTimeoutMs: timeoutMs,
+    inviteTimeoutMs: joinTimeout(flags, timeoutMs),
     log: io.err,
     ...(onProgress ? { onProgress } : {}),
   });

@@ -183,12 +183,12 @@ export function integerFlag(
 }
 
 /** A timeout in seconds (decimals allowed), returned in milliseconds. */
-export function timeoutFlag(flags: ParsedFlags, fallbackSeconds: number): number {
-  const text = flags.values["timeout"];
+export function timeoutFlag(flags: ParsedFlags, fallbackSeconds: number, name = "timeout"): number {
+  const text = flags.values[name];
   if (text === undefined) return fallbackSeconds * 1000;
   const seconds = typeof text === "string" && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
   if (!(seconds >= 0.1 && seconds <= 86_400)) {
-    throw new UsageError("Invalid --timeout: expected seconds from 0.1 to 86400");
+    throw new UsageError(`Invalid --${name}: expected seconds from 0.1 to 86400`);
   }
   return Math.round(seconds * 1000);
 }

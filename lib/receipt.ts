@@ -1,5 +1,5 @@
 /**
- * Receipts of the star protocol (v2), format `sumshare-receipt/4`: every
+ * Receipts of the star protocol (v2), format `sumshare-receipt/5`: every
  * signed statement of a completed round (lib/protocol/evidence.ts
  * `RoundEvidence`), the summed vector, the statistics decoded from it, and
  * the hospital's signature over all of it. `verifyStarReceipt` checks every
@@ -19,7 +19,8 @@
  *   alone.
  * - The digest each survivor committed to: an INPUT signature per member of
  *   the set over (session, START hash, length = dimension, digest of its
- *   masked vector).
+ *   masked vector, commitment to its self seed — all zeros in n-of-n —,
+ *   partner set), and each member's partner set holds the whole set.
  * - The set: in threshold rounds at least T members of the set signed
  *   CONSISTENCY over this exact set, and |set| ≥ max(T, minContributors);
  *   in n-of-n rounds the set is the whole roster.
@@ -28,15 +29,14 @@
  *   and field elements are the layout's, every total is at most |set| times
  *   its bound, and the statistics are the ones decoded from it.
  *
- * ## What it does not prove (yet)
+ * ## What it does not prove
  *
  * - That the result is the unmasked sum of the committed masked inputs: the
  *   receipt holds their digests, not the vectors, and nothing here ties the
- *   digests to the result. Issue 9 adds a random linear check for that (r
- *   from a hash of all committed digests, each survivor signing ⟨r, y⟩ in
- *   the consistency round, and the revealed masks); it fits as more signed
- *   fields per entry of `inputs` and `consistency` and one more check in
- *   {@linkcode verifyStarReceipt}.
+ *   digests to the result. Issue 9's random linear check (r from a hash of
+ *   the committed digests, each survivor signing ⟨r, y⟩) is not built yet;
+ *   docs/protocol.md §17 says why it binds a vector result only once r
+ *   also depends on the result, and what it would add.
  * - That any input was honest (a peer may commit to any values in range).
  * - That no honest peer was excluded (a hospital may leave a peer out of the
  *   roster or the set, within the floors the peers enforce).
@@ -50,10 +50,9 @@
  * over the v2 signing input with purpose "receipt" and one field, the
  * canonical JSON ({@linkcode canonicalJson}) of every other field.
  *
- * The strict reading (exact keys, every number and length bounded before
- * use, duplicate keys refused by {@linkcode parseReceipt}) and the file
- * helpers are this module's own copies of lib/receipt.ts's, so the module
- * can replace that one unchanged once the mesh protocol is gone.
+ * Reading is strict: exact keys, every number and length bounded before
+ * use, and {@linkcode parseReceipt} reads the text with the protocol's
+ * strict JSON reader (lib/wire/strict_json.ts), which refuses duplicate keys.
  *
  * @module
  */
@@ -64,11 +63,13 @@ import { FileError } from "./errors.ts";
 import { isSegmentedFieldVector, P_BIG } from "./field.ts";
 import { loadCaCertificate, verifyPartyCertificate } from "./identity.ts";
 import { isPartyName } from "./names.ts";
+import { parseStrictJson } from "./wire/strict_json.ts";
 import { decodeResult, decodeTotals, type Layout, type Query } from "./query.ts";
 import { vectorDigest } from "./crypto/digest.ts";
 import { bytesEqual, fromHex, lp } from "./crypto/bytes.ts";
 import { verify } from "./crypto/signing.ts";
 import type { RoundEvidence } from "./protocol/evidence.ts";
+import { bitmapMembers } from "./protocol/partners.ts";
 import { rosterProblem, shapeOf } from "./protocol/terms.ts";
 import {
   confirmFields,
@@ -77,6 +78,7 @@ import {
   inputFields,
   inviteFields,
   joinFields,
+  NO_SEED_COMMIT,
   startHash,
 } from "./protocol/transcript.ts";
 import {
@@ -89,7 +91,7 @@ import {
 } from "./wire/messages.ts";
 
 /** The receipt format this module writes and reads. */
-export const RECEIPT_FORMAT = "sumshare-receipt/4";
+export const RECEIPT_FORMAT = "sumshare-receipt/5";
 
 /** The round's terms as a receipt stores them (`max` as a decimal string). */
 export interface ReceiptTerms {
@@ -125,7 +127,14 @@ export interface Receipt {
   startHash: string;
   confirmations: ReceiptSignature[];
   /** One INPUT commitment per member of `set`, sorted by name. */
-  inputs: { name: string; length: number; digest: string; signature: string }[];
+  inputs: {
+    name: string;
+    length: number;
+    digest: string;
+    seedCommit: string;
+    partners: string;
+    signature: string;
+  }[];
   set: string[];
   /** CONSISTENCY signatures on `set` (empty in n-of-n rounds). */
   consistency: ReceiptSignature[];
@@ -253,6 +262,8 @@ export async function createStarReceipt(
       name: c.name,
       length: c.length,
       digest: c.digest,
+      seedCommit: c.seedCommit,
+      partners: c.partners,
       signature: toBase64(c.signature),
     })),
     set: [...evidence.set],
@@ -424,6 +435,15 @@ function signatureField(value: unknown, what: string): Uint8Array {
 /** 32 bytes as 64 lowercase hex digits. */
 function hashField(value: unknown, what: string): string {
   check(typeof value === "string" && /^[0-9a-f]{64}$/.test(value), `${what} is not 64 hex digits`);
+  return value;
+}
+
+/** A partner bitmap of 1 to 63 bytes, lowercase hex (its length is checked against the roster). */
+function bitmapField(value: unknown, what: string): string {
+  check(
+    typeof value === "string" && /^([0-9a-f]{2}){1,63}$/.test(value),
+    `${what} is not a bitmap in lowercase hex`,
+  );
   return value;
 }
 
@@ -617,11 +637,17 @@ export async function verifyStarReceipt(
   const set = sortedNames(receipt["set"], "set");
   const inputs = boundedList(receipt["inputs"], 1, MAX_PARTICIPANTS, "inputs").map((item, i) => {
     const where = `inputs[${i}]`;
-    const entry = exactKeys(item, ["name", "length", "digest", "signature"], where);
+    const entry = exactKeys(
+      item,
+      ["name", "length", "digest", "seedCommit", "partners", "signature"],
+      where,
+    );
     return {
       name: nameField(entry["name"], `${where}.name`),
       length: wholeNumber(entry["length"], `${where}.length`, 1, MAX_DIMENSION),
       digest: hashField(entry["digest"], `${where}.digest`),
+      seedCommit: hashField(entry["seedCommit"], `${where}.seedCommit`),
+      partners: bitmapField(entry["partners"], `${where}.partners`),
       signature: signatureField(entry["signature"], `${where}.signature`),
     };
   });
@@ -702,12 +728,19 @@ export async function verifyStarReceipt(
       `the input of ${c.name} has ${c.length} elements, not the dimension ${terms.dimension}`,
     );
     check(
-      await verify(
-        keys.get(c.name)!,
-        c.signature,
-        "input",
-        inputFields(session, startBytes, c.length, c.digest),
-      ),
+      !nofn || c.seedCommit === NO_SEED_COMMIT,
+      `the input of ${c.name} commits to a self seed in an n-of-n round`,
+    );
+    // What every member checked before signing the set: each member masked
+    // with all the others, so no member's input could be unmasked alone.
+    const partners = bitmapMembers(c.partners, names);
+    check(partners !== undefined, `the partner set of ${c.name} is not a bitmap of the roster`);
+    check(
+      set.every((n) => partners.includes(n)),
+      `${c.name} did not mask with every member of the set`,
+    );
+    check(
+      await verify(keys.get(c.name)!, c.signature, "input", inputFields(session, startBytes, c)),
       `the input commitment of ${c.name} does not match its signature`,
     );
   }
@@ -786,80 +819,32 @@ export async function verifyStarReceipt(
 // Reading and writing receipt files.
 
 /**
- * Parses a receipt file's text, refusing any object with the same key twice.
+ * Parses a receipt file's text with the protocol's strict JSON reader
+ * (lib/wire/strict_json.ts), refusing any object with the same key twice
+ * and nesting deeper than {@linkcode MAX_DEPTH} levels.
  *
  * `JSON.parse` keeps the last of two equal keys while other readers keep the
  * first, so a receipt with `"result"` twice could verify here and show a
  * forged result to another reader: a receipt must mean one thing to every
- * reader. `JSON.parse` checks the grammar first, so the scan only has to
- * tell keys from values, and it decodes each key with `JSON.parse` too, so
- * `"result"` and `"resul\u0074"` are the same key here exactly as they are
- * to the verifier. Throws {@linkcode InvalidReceiptError}.
+ * reader. Keys are compared after unescaping, so `"result"` and
+ * `"resul\u0074"` are the same key. Numbers are read as JSON numbers (a
+ * receipt's statistics are fractional); every number the verifier uses is
+ * bounded there. Throws {@linkcode InvalidReceiptError}.
  */
 export function parseReceipt(text: string): unknown {
-  let value: unknown;
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw new InvalidReceiptError("the file is not JSON");
-  }
-  assertUniqueKeys(text);
-  return value;
-}
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
-const COLON = 0x3a;
-
-/** Scans JSON text that `JSON.parse` accepted; refuses repeated keys and deep nesting. */
-function assertUniqueKeys(text: string): void {
-  // One entry per open container: an object's keys so far, or null for an array.
-  const open: (Set<string> | null)[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      open.push(c === OPEN_OBJECT ? new Set() : null);
-      check(open.length <= MAX_DEPTH, `the receipt nests deeper than ${MAX_DEPTH} levels`);
-    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
-      open.pop();
-    } else if (c === QUOTE) {
-      const end = endOfString(text, i);
-      const keys = open.at(-1);
-      // In an object, a string followed by a colon is a key; any other is a value.
-      if (keys && text.charCodeAt(skipSpace(text, end)) === COLON) {
-        const key = JSON.parse(text.slice(i, end)) as string;
-        check(
-          !keys.has(key),
-          `the key ${JSON.stringify(key.slice(0, 40))} appears twice in one object`,
-        );
-        keys.add(key);
-      }
-      i = end - 1;
+    return parseStrictJson(text, { numbers: "json", maxDepth: MAX_DEPTH });
+  } catch (cause) {
+    const detail = (cause as Error).message.replace(/^Invalid message: /, "");
+    const twice = /^duplicate key (.*) at offset (\d+)$/.exec(detail);
+    if (twice) {
+      throw new InvalidReceiptError(
+        `the key ${twice[1]} appears twice in one object (at offset ${twice[2]})`,
+        { cause },
+      );
     }
+    throw new InvalidReceiptError(`the file is not strict JSON: ${detail}`, { cause });
   }
-}
-
-/** The index just past the string literal that opens at `start`. */
-function endOfString(text: string, start: number): number {
-  for (let from = start + 1;;) {
-    const quote = text.indexOf('"', from);
-    check(quote !== -1, "the file is not JSON");
-    let backslashes = 0;
-    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
-    // An odd run of backslashes escapes this quote; an even one is escapes of its own.
-    if (backslashes % 2 === 0) return quote + 1;
-    from = quote + 1;
-  }
-}
-
-/** The index of the first character at or after `i` that is not JSON whitespace. */
-function skipSpace(text: string, i: number): number {
-  while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
-  return i;
 }
 
 /** A system error's message without the path Deno appends (the caller names it already). */

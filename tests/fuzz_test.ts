@@ -18,6 +18,10 @@
  *   deep-equal message, and re-encoding that is byte-stable;
  * - a chunk it accepts holds 1..CHUNK_ELEMENTS canonical field elements and
  *   re-encodes to exactly the payload it came from;
+ * - what it returns holds at most 8 bytes per payload byte, and payloads
+ *   as large as the frame limit in force (1 MiB + 64 after authentication)
+ *   are decoded or refused the same way (the frame decoder never hands it
+ *   more; its own fuzz checks that it never allocates past that limit);
  * - every message type and chunks are accepted sometimes (the mutators still
  *   reach the acceptance paths), and most mutants are refused.
  *
@@ -27,6 +31,7 @@
 import assert from "node:assert/strict";
 import { describeError, ProtocolError } from "../lib/errors.ts";
 import { P } from "../lib/field.ts";
+import { FRAME_LIMIT } from "../lib/wire/frame.ts";
 import { createConsortium } from "../lib/pki.ts";
 import {
   CHUNK_ELEMENTS,
@@ -219,7 +224,18 @@ function validMessage(r: Rng, type: (typeof TYPES)[number]): Message {
         shares: names(r, count(r)).map((n) => ({ from: n, sealed: r.bytes(SEALED_BYTES) })),
       };
     case "survivors":
-      return { type, session: s, set: names(r, count(r)) };
+      return {
+        type,
+        session: s,
+        set: names(r, count(r)),
+        inputs: names(r, count(r)).map((n) => ({
+          name: n,
+          digest: r.string(HEX, 64, 64),
+          seedCommit: r.string(HEX, 64, 64),
+          partners: r.string(HEX, 2, 2),
+          signature: signature(r),
+        })),
+      };
     case "unmask":
       return {
         type,
@@ -249,6 +265,8 @@ function validMessage(r: Rng, type: (typeof TYPES)[number]): Message {
         session: s,
         length: r.range(1, 1 << 24),
         digest: r.string(HEX, 64, 64),
+        seedCommit: r.string(HEX, 64, 64),
+        partners: r.string(HEX, 2, 2),
         signature: signature(r),
       };
     case "reveal":
@@ -496,6 +514,33 @@ function nextInput(
   return r.chance(0.8) ? Uint8Array.from([r.pick([1, 2]), ...body]) : body;
 }
 
+/**
+ * What a decoded value holds, in bytes: strings at two bytes a character
+ * (keys included), typed arrays their bytes, every other leaf eight. The
+ * decoder allocates in proportion to what it returns and to the payload it
+ * was given; this keeps the former in proportion to the latter.
+ */
+function footprint(value: unknown): number {
+  if (typeof value === "string") return 2 * value.length;
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + 8 + footprint(v), 0);
+  if (typeof value === "object" && value !== null) {
+    return Object.entries(value).reduce((n, [k, v]) => n + 8 + 2 * k.length + footprint(v), 0);
+  }
+  return 8;
+}
+
+/** The most a decoded payload may hold per payload byte (see {@linkcode footprint}). */
+const FOOTPRINT_PER_BYTE = 8;
+
+function checkFootprint(decoded: unknown, input: Uint8Array, what: string): void {
+  const held = footprint(decoded);
+  assert.ok(
+    held <= FOOTPRINT_PER_BYTE * input.length,
+    `${what}: decoded ${input.length} bytes into ${held}, more than ${FOOTPRINT_PER_BYTE} per byte`,
+  );
+}
+
 function show(input: Uint8Array): string {
   const head = input.subarray(0, 200);
   const text = decoder.decode(head);
@@ -531,6 +576,7 @@ Deno.test(`fuzz: decodePayload throws only ProtocolError over ${INPUTS} seeded i
       continue;
     }
     acceptedCount++;
+    checkFootprint(decoded, input, `input ${index}`);
     if (decoded.kind === "message") {
       accepted.add(decoded.message.type);
       const again = encodeMessage(decoded.message);
@@ -552,6 +598,60 @@ Deno.test(`fuzz: decodePayload throws only ProtocolError over ${INPUTS} seeded i
     "every message type and chunks were accepted sometimes",
   );
   assert.ok(acceptedCount < INPUTS / 2, "most mutants are refused");
+});
+
+/**
+ * Payloads as large as the frame limit after authentication (the largest a
+ * connection hands the decoder, lib/wire/frame.ts FRAME_LIMIT): full and
+ * overlong chunks, a chunk with its last element spoiled, 1 MiB of random
+ * bytes behind each kind byte, a JSON message padded with a huge field or
+ * nested deeply. Each is decoded or refused with a ProtocolError, and what
+ * is decoded is in proportion to the payload.
+ */
+Deno.test("payloads up to the frame limit: ProtocolError only, output in proportion", () => {
+  const r = new Rng(SEED ^ 0x1_0000);
+  const full = Float64Array.from({ length: CHUNK_ELEMENTS }, () => r.int(2 ** 30));
+  const chunk = encodeChunk(7, full);
+  assert.ok(chunk.length <= FRAME_LIMIT);
+  const spoiled = Uint8Array.from(chunk);
+  new DataView(spoiled.buffer).setFloat64(spoiled.length - 8, P, true);
+  const big = FRAME_LIMIT - 1;
+  const base = { v: 2, type: "confirm", session: "0".repeat(32), signature: "A".repeat(88) };
+  const inputs: [string, Uint8Array, boolean][] = [
+    ["a full chunk", chunk, true],
+    ["a chunk one element too long", Uint8Array.from([...chunk, ...new Uint8Array(8)]), false],
+    ["a full chunk with a last element of p", spoiled, false],
+    ["1 MiB of random bytes as a chunk", Uint8Array.from([2, ...r.bytes(big)]), false],
+    ["1 MiB of random bytes as a message", Uint8Array.from([1, ...r.bytes(big)]), false],
+    [
+      "a message with a 1 MiB field",
+      json(JSON.stringify({ ...base, x: "A".repeat(big - 200) })),
+      false,
+    ],
+    [
+      "a message with a 1 MiB signature",
+      json(JSON.stringify({ ...base, signature: "A".repeat(big - 200) })),
+      false,
+    ],
+    [
+      "a message nested 500,000 deep",
+      json(`{"v":2,"type":"confirm","x":${"[".repeat(500_000)}`),
+      false,
+    ],
+  ];
+  for (const [what, input, valid] of inputs) {
+    assert.ok(input.length <= FRAME_LIMIT, `${what}: within the frame limit`);
+    let decoded;
+    try {
+      decoded = decodePayload(input);
+    } catch (error) {
+      assert.ok(error instanceof ProtocolError, `${what}: threw ${describeError(error)}`);
+      assert.ok(!valid, `${what}: refused: ${describeError(error)}`);
+      continue;
+    }
+    assert.ok(valid, `${what}: accepted`);
+    checkFootprint(decoded, input, what);
+  }
 });
 
 /**

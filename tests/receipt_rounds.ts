@@ -342,6 +342,8 @@ export function evidenceOf(
         name: r.from,
         length: r.message.length,
         digest: r.message.digest,
+        seedCommit: r.message.seedCommit,
+        partners: r.message.partners,
         signature: r.message.signature,
       })),
     ),

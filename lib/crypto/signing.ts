@@ -12,8 +12,20 @@ import { type Bytes, lp } from "./bytes.ts";
 
 const ECDSA = { name: "ECDSA", hash: "SHA-256" } as const;
 
-/** The purposes v2 signs; each has its own fields (lib/protocol/transcript.ts). */
-export type Purpose = "invite" | "join" | "start" | "confirm" | "input" | "consistency" | "done";
+/**
+ * The purposes v2 signs or hashes; each has its own fields
+ * (lib/protocol/transcript.ts). "start" and "self-seed" are only hashed:
+ * the START transcript hash and a peer's commitment to its self seed.
+ */
+export type Purpose =
+  | "invite"
+  | "join"
+  | "start"
+  | "confirm"
+  | "input"
+  | "self-seed"
+  | "consistency"
+  | "done";
 
 /** The exact bytes a signature for `purpose` over `fields` covers. */
 export function signingInput(purpose: Purpose, fields: readonly Bytes[]): Uint8Array<ArrayBuffer> {

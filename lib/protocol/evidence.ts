@@ -7,7 +7,8 @@
  * Each signature is over the fields lib/protocol/transcript.ts defines:
  * INVITE (the hospital's, over session and terms), JOIN (each participant's,
  * over its session keys), CONFIRM (over startHash, which covers the terms and
- * the whole roster), INPUT (over its masked input's length and digest),
+ * the whole roster), INPUT (over its masked input's length and digest,
+ * its commitment to its self seed and its partner set),
  * CONSISTENCY (threshold rounds: over the survivors set) and DONE (the
  * hospital's, over the set and the result's digest).
  *
@@ -28,6 +29,13 @@ export interface InputCommitment extends SignedBy {
   length: number;
   /** vectorDigest of the masked input, lowercase hex. */
   digest: string;
+  /**
+   * Its commitment to its self seed (lib/protocol/transcript.ts
+   * `seedCommitment`), lowercase hex; all zeros in n-of-n rounds.
+   */
+  seedCommit: string;
+  /** Whom it masked with, itself included: a roster bitmap, lowercase hex (lib/protocol/partners.ts). */
+  partners: string;
 }
 
 /** The signed statements of one completed round. */

@@ -11,6 +11,7 @@
 import * as x509 from "@peculiar/x509";
 import type { Bytes } from "../crypto/bytes.ts";
 import { fromHex } from "../crypto/bytes.ts";
+import { toHex } from "../encoding.ts";
 import { signingInput } from "../crypto/signing.ts";
 import { type Participant, type Terms, termsBytes } from "../wire/messages.ts";
 
@@ -61,14 +62,65 @@ export function confirmFields(session: string, hash: Uint8Array): Bytes[] {
   return [sessionBytes(session), hash];
 }
 
-/** INPUT: ("input", session, startHash, length as decimal, digest). */
+/** What a peer's INPUT signature covers besides the session and START hash. */
+export interface InputStatement {
+  /** The masked vector's length (the dimension). */
+  length: number;
+  /** vectorDigest of the masked vector, lowercase hex. */
+  digest: string;
+  /**
+   * The commitment to the peer's self seed ({@linkcode seedCommitment}),
+   * lowercase hex; {@linkcode NO_SEED_COMMIT} in n-of-n rounds, which have
+   * no self seed.
+   */
+  seedCommit: string;
+  /**
+   * The peers it masked with, itself included: a bitmap over START roster
+   * indices, lowercase hex (lib/protocol/partners.ts).
+   */
+  partners: string;
+}
+
+/**
+ * INPUT: ("input", session, startHash, length as decimal, digest,
+ * seedCommit, partners bitmap).
+ */
 export function inputFields(
   session: string,
   hash: Uint8Array,
-  length: number,
-  digest: string,
+  statement: InputStatement,
 ): Bytes[] {
-  return [sessionBytes(session), hash, String(length), fromHex(digest)];
+  return [
+    sessionBytes(session),
+    hash,
+    String(statement.length),
+    fromHex(statement.digest),
+    fromHex(statement.seedCommit),
+    fromHex(statement.partners),
+  ];
+}
+
+/**
+ * The seedCommit of a round without self seeds (n-of-n): 32 zero bytes.
+ * A commitment of a real seed is a SHA-256 output and is never this value
+ * except with probability 2^-256.
+ */
+export const NO_SEED_COMMIT = "0".repeat(64);
+
+/**
+ * A peer's commitment to its self seed b, lowercase hex: SHA-256 of the
+ * signing input ("self-seed", session, name, b). The seed is 32 fresh
+ * random bytes, so the hash hides it; SHA-256 binds it, so the hospital can
+ * tell a seed rebuilt from altered shares from the one the peer masked with
+ * — with exactly T revealers, no extra share can tell it.
+ */
+export async function seedCommitment(
+  session: string,
+  name: string,
+  seed: Uint8Array,
+): Promise<string> {
+  const input = signingInput("self-seed", [sessionBytes(session), name, seed]);
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", input)));
 }
 
 /** CONSISTENCY: ("consistency", session, startHash, set joined by ","). */

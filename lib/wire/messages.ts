@@ -130,6 +130,14 @@ const PEM_CERT =
 const partyName = stringField(isPartyName, "a party name");
 const session = stringField((s) => HEX32.test(s), "32 lowercase hex digits");
 const digest = stringField((s) => HEX64.test(s), "64 lowercase hex digits");
+/**
+ * A partner-set bitmap (lib/protocol/partners.ts): 1 to 63 bytes (⌈500/8⌉)
+ * in lowercase hex. Its length for the roster is the protocol state's check.
+ */
+const bitmap = stringField(
+  (s) => s.length >= 2 && s.length <= 126 && s.length % 2 === 0 && /^[0-9a-f]+$/.test(s),
+  "a bitmap of 1 to 63 bytes in lowercase hex",
+);
 const certificate = stringField(
   (s) => s.length <= 8192 && PEM_CERT.test(s),
   "one PEM certificate",
@@ -150,6 +158,11 @@ export function fitReason(reason: string): string {
 const reason = stringField(
   (s) => s.length >= 1 && s.length <= MAX_REASON_CHARS,
   "a reason of 1–1000 characters",
+);
+/** A variable an analyst names in a served round (docs/protocol.md §16). */
+const variableName = stringField(
+  (s) => /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(s),
+  "a variable name (a letter, then up to 63 letters, digits, '_' or '-')",
 );
 const query = stringField(
   (s) => s.length <= 200 && /^[a-z]+(:[0-9.+-]+)*$/.test(s),
@@ -379,7 +392,16 @@ const SCHEMAS = {
     confirmations: sortedList({ name: partyName, signature }, "name", 1),
   },
   shares: { session, shares: sortedList({ from: partyName, sealed }, "from", 1) },
-  survivors: { session, set: nameList(1) },
+  survivors: {
+    session,
+    set: nameList(1),
+    // Every member's signed INPUT statement, so each peer checks the partner sets itself.
+    inputs: sortedList(
+      { name: partyName, digest, seedCommit: digest, partners: bitmap, signature },
+      "name",
+      1,
+    ),
+  },
   unmask: {
     session,
     set: nameList(1),
@@ -387,16 +409,34 @@ const SCHEMAS = {
   },
   done: { session, resultDigest: digest, signature },
   abort: { session, reason },
+  // Hospital → peer agent, before a served round's INVITE (docs/protocol.md §16)
+  describe: { session, variable: variableName },
   // Peer → hospital
   join: { session, sealKey: publicKey, maskKey: publicKey, signature },
   refuse: { session, reason },
   confirm: { session, signature },
   sealed: { session, shares: sortedList({ to: partyName, sealed }, "to", 1) },
-  input: { session, length: integer(1, MAX_DIMENSION), digest, signature },
+  input: {
+    session,
+    length: integer(1, MAX_DIMENSION),
+    digest,
+    seedCommit: digest,
+    partners: bitmap,
+    signature,
+  },
   consistency: { session, signature },
   reveal: {
     session,
     shares: sortedList({ of: partyName, kind: literal(["self", "mask"] as const), share }, "of", 1),
+  },
+  // Peer agent → hospital, the answer to `describe` (docs/protocol.md §16)
+  description: {
+    session,
+    variable: variableName,
+    scale: integer(0, MAX_SCALE),
+    max: decimal(P_BIG, "an integer below p"),
+    maxRows: integer(1, 2 ** 31),
+    dimension: integer(0, MAX_DIMENSION),
   },
 } as const satisfies Record<string, Schema>;
 

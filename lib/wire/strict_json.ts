@@ -16,6 +16,21 @@ import { ProtocolError } from "../errors.ts";
 /** Deeper nesting than any v2 message needs; bounds the recursion. */
 const MAX_DEPTH = 8;
 
+/** How {@linkcode parseStrictJson} reads numbers and how deep it goes. */
+export interface StrictJsonOptions {
+  /**
+   * "integers" (the default, for protocol messages): only canonical
+   * unsigned integers up to 2^53 − 1. "json": any RFC 8259 number, read as
+   * `JSON.parse` reads it (receipts carry fractional statistics).
+   */
+  numbers?: "integers" | "json";
+  /** The deepest nesting accepted (default 8). */
+  maxDepth?: number;
+}
+
+/** An RFC 8259 number at the start of the text. */
+const JSON_NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/;
+
 const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 
 function fail(what: string, at: number): never {
@@ -23,7 +38,9 @@ function fail(what: string, at: number): never {
 }
 
 /** Parses `text` strictly; throws ProtocolError on anything not accepted. */
-export function parseStrictJson(text: string): unknown {
+export function parseStrictJson(text: string, options: StrictJsonOptions = {}): unknown {
+  const maxDepth = options.maxDepth ?? MAX_DEPTH;
+  const anyNumber = options.numbers === "json";
   let i = 0;
   const skip = () => {
     while (i < text.length && WHITESPACE.has(text.charCodeAt(i))) i++;
@@ -56,6 +73,12 @@ export function parseStrictJson(text: string): unknown {
   };
 
   const parseNumber = (): number => {
+    if (anyNumber) {
+      const any = JSON_NUMBER.exec(text.slice(i, i + 400));
+      if (!any) fail("bad number", i);
+      i += any[0].length;
+      return Number(any[0]);
+    }
     const m = /^(?:0|[1-9][0-9]*)(?![0-9.eE+-])/.exec(text.slice(i, i + 24));
     if (!m) fail("non-canonical number (only unsigned integers without fraction or exponent)", i);
     const value = Number(m[0]);
@@ -65,7 +88,7 @@ export function parseStrictJson(text: string): unknown {
   };
 
   const parseValue = (depth: number): unknown => {
-    if (depth > MAX_DEPTH) fail("nesting too deep", i);
+    if (depth > maxDepth) fail("nesting too deep", i);
     skip();
     const c = text[i];
     if (c === "{") {
@@ -129,7 +152,9 @@ export function parseStrictJson(text: string): unknown {
       }
     }
     if (c === '"') return parseString();
-    if (c !== undefined && c >= "0" && c <= "9") return parseNumber();
+    if (c !== undefined && ((c >= "0" && c <= "9") || (anyNumber && c === "-"))) {
+      return parseNumber();
+    }
     for (const [word, value] of [["true", true], ["false", false], ["null", null]] as const) {
       if (text.startsWith(word, i)) {
         i += word.length;

@@ -12,7 +12,14 @@
  */
 
 import assert from "node:assert/strict";
-import type { Message } from "../../lib/wire/messages.ts";
+import { importPublicKey, pairwiseSeed } from "../../lib/crypto/agreement.ts";
+import { fromHex } from "../../lib/crypto/bytes.ts";
+import { rebuildMaskKey } from "../../lib/crypto/mask_key.ts";
+import { applyMask, pairSign } from "../../lib/crypto/masks.ts";
+import { combineSecret, type SecretShare } from "../../lib/crypto/secret_sharing.ts";
+import { toHex } from "../../lib/encoding.ts";
+import { parseQuery, vectorLayout } from "../../lib/query.ts";
+import type { Message, MessageOf } from "../../lib/wire/messages.ts";
 import {
   HOSPITAL,
   type NetEvent,
@@ -21,6 +28,8 @@ import {
   sentBy,
   sumInput,
   sumTerms,
+  survivorsMessage,
+  withSet,
 } from "./harness.ts";
 
 const isTo = (e: NetEvent, to: string, type: string): e is NetEvent & { message: Message } =>
@@ -32,7 +41,7 @@ Deno.test("attack (a): fixing the contributor set {victim, colluder} fails on th
     peers: 4,
     terms: sumTerms("threshold", 3, 2),
     inputs: sumInput,
-    tamper: (e) => {
+    tamper: (e, net) => {
       // The network drops the other two peers' masked inputs ...
       if ((e.from === a || e.from === b) && "chunk" in e) return [];
       // ... and the hospital announces {victim, colluder} instead of aborting.
@@ -40,7 +49,7 @@ Deno.test("attack (a): fixing the contributor set {victim, colluder} fails on th
         return [{
           from: HOSPITAL,
           to: e.to,
-          message: { type: "survivors", session: e.message.session, set: [victim, colluder] },
+          message: survivorsMessage(net, [victim, colluder]),
         }];
       }
       return [e];
@@ -68,7 +77,7 @@ Deno.test("attack (b): different survivor sets for different peers reveal nothin
       const m = e.message;
       // Group B is told the victim dropped; everyone else sees the full set.
       if (m.type === "survivors" && groupB.includes(e.to)) {
-        return [{ ...e, message: { ...m, set: s2 } }];
+        return [{ ...e, message: withSet(m, s2) }];
       }
       // The honest core drops B for signing another set: keep B in the game.
       if (m.type === "abort" && groupB.includes(e.to)) return [];
@@ -116,7 +125,7 @@ Deno.test("attack: a different survivors set for every peer: nobody reveals", as
     tamper: (e, net) => {
       if (e.from === HOSPITAL && "message" in e) {
         const m = e.message;
-        if (m.type === "survivors") return [{ ...e, message: { ...m, set: setFor(e.to) } }];
+        if (m.type === "survivors") return [{ ...e, message: withSet(m, setFor(e.to)) }];
         if (m.type === "abort") return [];
         return [e];
       }
@@ -248,3 +257,165 @@ Deno.test("attack: a replayed session id is refused", async () => {
     assert.match(refuse?.reason ?? "", /seen before/);
   }
 });
+
+/**
+ * Records the ECDH key pairs the peers generate, by raw public key, so a
+ * test can play a colluding peer that hands its session keys to the
+ * hospital. Restored by the returned function.
+ */
+function recordSessionKeys(): { keys: Map<string, CryptoKey>; restore: () => void } {
+  const keys = new Map<string, CryptoKey>();
+  const subtle = crypto.subtle;
+  const original = subtle.generateKey.bind(subtle);
+  const wrapped = async (...args: Parameters<typeof original>) => {
+    const made = await original(...args);
+    if ("privateKey" in made && (made.privateKey.algorithm as { name: string }).name === "ECDH") {
+      const raw = new Uint8Array(await subtle.exportKey("raw", made.publicKey));
+      keys.set(toHex(raw), made.privateKey);
+    }
+    return made;
+  };
+  Object.defineProperty(subtle, "generateKey", { value: wrapped, configurable: true });
+  return {
+    keys,
+    restore: () =>
+      Object.defineProperty(subtle, "generateKey", { value: original, configurable: true }),
+  };
+}
+
+Deno.test("attack (c): selective relay plus a chosen set cannot unmask one survivor alone", async () => {
+  // N = 5, T = 3, c = 1 (an outside review's case). a is the colluder. The
+  // hospital withholds v's and c's shares from the victim d, so d masks only
+  // with a and b; it then calls b dropped and makes S = {a, c, d, v}. a, c
+  // and v hold d's shares, so S ⊆ their holders and T of them could sign:
+  // they would reveal d's self seed (d ∈ S) and b's mask secret (b ∉ S),
+  // and with a's own pairwise seed with d, d's masked input opens alone.
+  const [a, b, v, c, d] = [0, 1, 2, 3, 4].map(peerName) as [string, string, string, string, string];
+  const set = [a, c, d, v].sort();
+  const signers = [a, c, v].sort();
+  const recorder = recordSessionKeys();
+  let result: Awaited<ReturnType<typeof runRound>>;
+  let injected = false;
+  try {
+    result = await runRound({
+      peers: 5,
+      terms: sumTerms("threshold", 3, 2),
+      inputs: sumInput,
+      tamper: (e, net) => {
+        if (e.from === HOSPITAL && "message" in e) {
+          const m = e.message;
+          if (m.type === "shares" && e.to === d) {
+            return [{
+              ...e,
+              message: { ...m, shares: m.shares.filter((s) => s.from !== v && s.from !== c) },
+            }];
+          }
+          // Everyone stays in the game, whatever the honest core decides.
+          if (m.type === "abort") return [];
+          if (m.type === "survivors") {
+            if (injected) return [];
+            injected = true;
+            return [a, c, d, v].map((to) => ({
+              from: HOSPITAL,
+              to,
+              message: survivorsMessage(net, set),
+            }));
+          }
+          return [e];
+        }
+        if ("message" in e && e.message.type === "consistency" && signers.includes(e.from)) {
+          // Once every signer has signed S, UNMASK carries their signatures.
+          const all = signers.map((name) => sentBy(net.sent, name, "consistency")[0]);
+          if (all.some((m) => m === undefined)) return [e];
+          const signatures = signers.map((name, k) => ({
+            name,
+            signature: (all[k] as MessageOf<"consistency">).signature,
+          }));
+          return [
+            e,
+            ...signers.map((to) => ({
+              from: HOSPITAL,
+              to,
+              message: { type: "unmask", session: e.message.session, set, signatures } as Message,
+            })),
+          ];
+        }
+        return [e];
+      },
+    });
+  } finally {
+    recorder.restore();
+  }
+  assert.ok(injected, "the round never reached the survivors set");
+  const exposed = await exposeAlone(result, {
+    victim: d,
+    dropped: b,
+    colluder: a,
+    keys: recorder.keys,
+  });
+  assert.notEqual(exposed, sumInput(4)[0], "the victim's input was exposed alone");
+  for (const name of [c, v]) {
+    assert.equal(sentBy(result.net.sent, name, "reveal").length, 0, `${name} revealed`);
+    assert.equal(sentBy(result.net.sent, name, "consistency").length, 0, `${name} signed`);
+    const outcome = result.peers.get(name);
+    assert.match(
+      outcome?.kind === "aborted" ? outcome.reason : "",
+      /p004 did not mask with p002, a member of the survivors set/,
+    );
+  }
+});
+
+/**
+ * What a hospital and a colluder could compute of `victim`'s input from
+ * what the peers revealed: its masked vector minus its self mask (from the
+ * revealed self-seed shares), minus its pairwise mask with `dropped` (from
+ * the revealed mask-secret shares) and with `colluder` (whose session keys
+ * the colluder hands over). Undefined if fewer than T shares of either
+ * secret were revealed.
+ */
+async function exposeAlone(
+  result: Awaited<ReturnType<typeof runRound>>,
+  options: { victim: string; dropped: string; colluder: string; keys: Map<string, CryptoKey> },
+): Promise<number | undefined> {
+  const { victim, dropped, colluder, keys } = options;
+  const start = sentBy(result.net.sent, HOSPITAL, "start")[0] as Message & { type: "start" };
+  const entry = (name: string) => start.participants.find((p) => p.name === name)!;
+  const point = (name: string) => start.participants.findIndex((p) => p.name === name) + 1;
+  const selfShares: SecretShare[] = [];
+  const maskShares: SecretShare[] = [];
+  for (const name of result.names) {
+    for (const reveal of sentBy(result.net.sent, name, "reveal") as MessageOf<"reveal">[]) {
+      for (const s of reveal.shares) {
+        if (s.of === victim && s.kind === "self") {
+          selfShares.push({ x: point(name), words: s.share });
+        }
+        if (s.of === dropped && s.kind === "mask") {
+          maskShares.push({ x: point(name), words: s.share });
+        }
+      }
+    }
+  }
+  const t = result.terms.threshold;
+  if (selfShares.length < t || maskShares.length < t) return undefined;
+  const selfSeed = combineSecret(selfShares, t);
+  const droppedKey = await rebuildMaskKey(combineSecret(maskShares, t), entry(dropped).maskKey);
+  const victimPublic = await importPublicKey(entry(victim).maskKey);
+  const colluderKey = keys.get(toHex(entry(colluder).maskKey))!;
+  const session = fromHex(start.session);
+  const chunk = result.net.sent.find((e) => e.from === victim && "chunk" in e) as
+    | (NetEvent & { chunk: { data: Float64Array } })
+    | undefined;
+  if (!chunk) return undefined;
+  const y = Float64Array.from(chunk.chunk.data);
+  const { segments } = vectorLayout(parseQuery(result.terms.query, result.terms.scale), {
+    max: result.terms.max,
+    maxRows: result.terms.maxRows,
+    participants: result.terms.participants,
+  });
+  await applyMask(y, selfSeed, -1, segments);
+  for (const [other, key] of [[dropped, droppedKey], [colluder, colluderKey]] as const) {
+    const seed = await pairwiseSeed(key, victimPublic, session, other, victim);
+    await applyMask(y, seed, pairSign(victim, other) === 1 ? -1 : 1, segments);
+  }
+  return y[0];
+}

@@ -40,6 +40,9 @@
  *   P23 masks added per segment, each modulo its own modulus,     → residues_test "vector whose
  *       one stream per seed in vector order                         every total" (both), crypto_test
  *                                                                   "one stream"
+ *   P25 SURVIVORS carries exactly one signed INPUT statement per  → "guard P25" (both halves)
+ *       member of S, each verifying under that member's key
+ *   P26 every member's signed partner set holds all of S          → attacks_test "attack (c)"
  * Hospital guards (lib/protocol/hospital/):
  *   H1  join signature                                            → "guard H1"
  *   H2  join keys are P-256 points                                → "guard H2"
@@ -62,6 +65,12 @@
  *       self and pairwise masks removed per segment                 unmasking: its two threshold rounds
  *   H16 n-of-n: every invitee must join, else the round aborts    → nofn_test "before START, aborts"
  *                                                                   (both), "guard H1", "guard H2"
+ *   H17 a rebuilt self seed matches its owner's signed seedCommit → "guard H17"
+ *       (else abort naming the owner; exactly T revealers)
+ *   H18 n-of-n: seedCommit is all zeros                           → "guard H18"
+ *   H19 a sender's signed partner set is the holders (n-of-n:     → "guard H19"
+ *       everyone), so every dropped holder's mask is in every
+ *       survivor's input
  * Crypto and codec guards (lib/crypto/, lib/wire/):
  *   C1  public keys are points on P-256                           → crypto_test "off the curve"
  *   C2  sealing binds session, sender, recipient (AAD)            → crypto_test "sealed shares"
@@ -89,7 +98,7 @@ import {
   joinFields,
   startHash,
 } from "../../lib/protocol/transcript.ts";
-import { P, P2 } from "../../lib/field.ts";
+import { add, inv, mul, P, P2, sub } from "../../lib/field.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
 import { decodeTotals } from "../../lib/query.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
@@ -115,6 +124,7 @@ import {
   sumInput,
   sumTerms,
   testPki,
+  withSet,
 } from "./harness.ts";
 
 const pki = await testPki(10);
@@ -512,7 +522,7 @@ Deno.test("guard P17: an UNMASK for another set than the one signed is refused",
       // p000 is told p004 dropped; the others sign the full set and UNMASK carries it to p000 too.
       if (e.from !== HOSPITAL || !("message" in e)) return [e];
       if (e.message.type === "survivors" && e.to === p0) {
-        return [{ ...e, message: { ...e.message, set: shrunk } }];
+        return [{ ...e, message: withSet(e.message, shrunk) }];
       }
       if (e.message.type === "abort" && e.to === p0) return [];
       if (e.message.type === "unmask" && e.to === p1) return [e, { ...e, to: p0 }];
@@ -764,7 +774,7 @@ function aboveSegmentModulus(victim: string, index: number) {
     const signature = await sign(
       keyOf(victim),
       "input",
-      inputFields(start.session, hash, data.length, digest),
+      inputFields(start.session, hash, { ...held.message, length: data.length, digest }),
     );
     return [
       { ...held, message: { ...held.message, digest, signature } },
@@ -802,4 +812,102 @@ Deno.test("guard H14: a vector with an element at or above its segment's modulus
     reason(nofn.hospital),
     /p001: an element of its vector is not below its segment's modulus/,
   );
+});
+
+Deno.test("guard H17: a revealer that alters its self-seed share when exactly T reveal makes the round abort, never a wrong sum", async () => {
+  // N = 4, T = 3; p003 dies right after its masked input, so S is all four
+  // but only p000, p001, p002 sign and reveal: exactly T shares of each
+  // secret, so no extra share can expose the lie. p001 shifts its share of
+  // p002's self seed by 1/λ (λ its Lagrange weight at 0 among the points
+  // 1, 2, 3): the rebuilt word 0 grows by exactly 1 and stays below 2^32,
+  // so the shares look consistent and rebuild a wrong seed.
+  const lambda = mul(mul(sub(0, 1), sub(0, 3)), inv(mul(sub(2, 1), sub(2, 3))));
+  const delta = inv(lambda);
+  const result = await runRound({
+    peers: 4,
+    terms: sumTerms("threshold", 3, 2),
+    inputs: sumInput,
+    dies: [{ peer: peerName(3), when: (e) => "chunk" in e, delivered: true }],
+    tamper: edit(p1, "reveal", (m) => ({
+      ...m,
+      shares: m.shares.map((s) =>
+        s.of === p2
+          ? { ...s, share: Float64Array.from(s.share, (x, k) => (k === 0 ? add(x, delta) : x)) }
+          : s
+      ),
+    })),
+  });
+  const reveals = [p0, p1, p2].map((n) => sentBy(result.net.sent, n, "reveal").length);
+  assert.deepEqual(reveals, [1, 1, 1]);
+  assert.match(reason(result.hospital), /self seed of p002 .*does not match its commitment/);
+  for (const [name, outcome] of result.peers) {
+    assert.notEqual(outcome?.kind, "done", `${name} was told the round is done`);
+  }
+});
+
+/** The START hash of the round on `net`, from the INVITE and START the hospital sent. */
+async function startHashOn(net: { sent: NetEvent[] }): Promise<Uint8Array> {
+  const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
+  const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
+  return await startHash(start.session, terms, start.participants);
+}
+
+Deno.test("guard H18: an n-of-n input that commits to a self seed is a violation", async () => {
+  // n-of-n rounds have no self seed: seedCommit is all zeros, one spelling.
+  // p001 signs its INPUT with another value; the signature verifies.
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: async (e, net) => {
+      if (e.from !== p1 || !("message" in e) || e.message.type !== "input") return [e];
+      const m = e.message;
+      const seedCommit = "1".repeat(64);
+      const fields = inputFields(m.session, await startHashOn(net), { ...m, seedCommit });
+      const signature = await sign(keyOf(p1), "input", fields);
+      return [{ ...e, message: { ...m, seedCommit, signature } }];
+    },
+  });
+  assert.match(
+    reason(result.hospital),
+    /p001: its input commits to a self seed in an n-of-n round/,
+  );
+});
+
+Deno.test("guard P25: a survivors set must carry every member's signed input statement, verifying", async () => {
+  // One statement left out: p000 does not sign.
+  const missing = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "survivors", (m) => ({ ...m, inputs: m.inputs.slice(1) }), p0),
+  });
+  assert.equal(sentBy(missing.net.sent, p0, "consistency").length, 0);
+  assert.match(reason(missing.peers.get(p0)), /one signed input statement per member/);
+  // p001's statement shown with another digest than it signed.
+  const forged = await runRound({
+    ...threshold5,
+    tamper: edit(HOSPITAL, "survivors", (m) => ({
+      ...m,
+      inputs: m.inputs.map((s) => (s.name === p1 ? { ...s, digest: m.inputs[0]!.digest } : s)),
+    }), p0),
+  });
+  assert.equal(sentBy(forged.net.sent, p0, "consistency").length, 0);
+  assert.match(reason(forged.peers.get(p0)), /input statement of p001 does not verify/);
+});
+
+Deno.test("guard H19: an input whose signed partner set is not the holders drops its sender", async () => {
+  // p001 signs a partner set without p002 (it masked with everyone all the
+  // same): an honest hospital must not unmask with the holders' masks.
+  const result = await runRound({
+    ...threshold5,
+    tamper: async (e, net) => {
+      if (e.from !== p1 || !("message" in e) || e.message.type !== "input") return [e];
+      const m = e.message;
+      const partners = "1b"; // p000, p001, p003, p004: bits 0, 1, 3, 4
+      const fields = inputFields(m.session, await startHashOn(net), { ...m, partners });
+      const signature = await sign(keyOf(p1), "input", fields);
+      return [{ ...e, message: { ...m, partners, signature } }];
+    },
+  });
+  assert.match(reason(result.peers.get(p1)), /partner set is not the set of holders/);
+  assertDoneWithout(result, [p1]);
 });

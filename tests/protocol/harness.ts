@@ -24,6 +24,7 @@ import {
   encodeChunk,
   encodeMessage,
   type Message,
+  type MessageOf,
   type Terms,
 } from "../../lib/wire/messages.ts";
 import { encodeInput, type Layout, parseQuery, vectorLayout } from "../../lib/query.ts";
@@ -423,4 +424,28 @@ export function show(value: unknown): string {
     if (v instanceof Float64Array) return `Float64Array(${v.length})`;
     return v;
   }) ?? String(value);
+}
+
+/**
+ * A `survivors` message for `set` as a hospital would build it in the round
+ * on `net`: the session, the set, and each member's INPUT statement as that
+ * member sent it (members that sent none are left out).
+ */
+export function survivorsMessage(net: { sent: NetEvent[] }, set: readonly string[]): Message {
+  const { session } = sentBy(net.sent, HOSPITAL, "invite")[0]!;
+  const inputs = set.flatMap((name) =>
+    (sentBy(net.sent, name, "input") as MessageOf<"input">[]).slice(0, 1).map((m) => ({
+      name,
+      digest: m.digest,
+      seedCommit: m.seedCommit,
+      partners: m.partners,
+      signature: m.signature,
+    }))
+  );
+  return { type: "survivors", session, set: [...set], inputs };
+}
+
+/** `survivors` narrowed or changed to `set`, its statements kept for the members still in it. */
+export function withSet(message: MessageOf<"survivors">, set: readonly string[]): Message {
+  return { ...message, set: [...set], inputs: message.inputs.filter((s) => set.includes(s.name)) };
 }

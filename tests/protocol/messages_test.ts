@@ -87,7 +87,12 @@ async function samples(): Promise<Message[]> {
     },
     { type: "confirmations", session, confirmations: [{ name: "a", signature: sig }] },
     { type: "shares", session, shares: [{ from: "a", sealed: new Uint8Array(144) }] },
-    { type: "survivors", session, set: ["a", "b", "c"] },
+    {
+      type: "survivors",
+      session,
+      set: ["a", "b", "c"],
+      inputs: [{ name: "a", digest, seedCommit: digest, partners: "07", signature: sig }],
+    },
     { type: "unmask", session, set: ["a", "b"], signatures: [{ name: "a", signature: sig }] },
     { type: "done", session, resultDigest: digest, signature: sig },
     { type: "abort", session, reason: "why" },
@@ -95,7 +100,15 @@ async function samples(): Promise<Message[]> {
     { type: "refuse", session, reason: "no" },
     { type: "confirm", session, signature: sig },
     { type: "sealed", session, shares: [{ to: "b", sealed: new Uint8Array(144).fill(1) }] },
-    { type: "input", session, length: 3, digest, signature: sig },
+    {
+      type: "input",
+      session,
+      length: 3,
+      digest,
+      seedCommit: digest,
+      partners: "07",
+      signature: sig,
+    },
     { type: "consistency", session, signature: sig },
     {
       type: "reveal",
@@ -151,7 +164,15 @@ Deno.test("codec: duplicate keys are refused, also when JSON.parse would accept 
 });
 
 Deno.test("codec: non-canonical numbers, decimals, base64 and hex are refused", () => {
-  const input: Message = { type: "input", session, length: 3, digest, signature: sig };
+  const input: Message = {
+    type: "input",
+    session,
+    length: 3,
+    digest,
+    seedCommit: digest,
+    partners: "07",
+    signature: sig,
+  };
   for (const spelling of ["3.0", "3e0", "03", "-3", "0x3", "3 .0"]) {
     refuses(
       input,
@@ -179,7 +200,12 @@ Deno.test("codec: non-canonical numbers, decimals, base64 and hex are refused", 
 });
 
 Deno.test("codec: name lists must be sorted and without repeats", () => {
-  const m: Message = { type: "survivors", session, set: ["a", "b", "c"] };
+  const m: Message = {
+    type: "survivors",
+    session,
+    set: ["a", "b", "c"],
+    inputs: [{ name: "a", digest, seedCommit: digest, partners: "07", signature: sig }],
+  };
   refuses(m, (s) => s.replace('["a","b","c"]', '["b","a","c"]'), /sorted/);
   refuses(m, (s) => s.replace('["a","b","c"]', '["a","a","c"]'), /sorted/);
   refuses(m, (s) => s.replace('["a","b","c"]', '["a","B","c"]'), /party name/);

@@ -33,8 +33,10 @@ import {
   inputFields,
   inviteFields,
   joinFields,
+  seedCommitment,
 } from "../../lib/protocol/transcript.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
+import { bitmapMembers, partnerBitmap } from "../../lib/protocol/partners.ts";
 import { encodeFrame, FrameDecoder } from "../../lib/wire/frame.ts";
 import {
   decodeChunk,
@@ -171,6 +173,7 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
     "prg-seed",
     "residue-layout",
     "sealed-share",
+    "self-seed-commitment",
     "shamir",
     "terms-invite",
   ]);
@@ -451,8 +454,37 @@ Deno.test("spec vectors: input-signing-input — vector digest and the input sig
     toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", inner))),
     v.text("digest"),
   );
-  const fields = inputFields(v.text("session"), v.hex("start_hash"), vec.length, v.text("digest"));
+  assert.equal(v.text("seed_commit"), vector("self-seed-commitment").text("seed_commit"));
+  // The partner bitmap in words: bit i of byte ⌊i/8⌋ (least significant first) for roster index i.
+  const roster = v.list("roster");
+  const members = v.list("partner_names");
+  const bits = new Uint8Array(Math.ceil(roster.length / 8));
+  for (const name of members) bits[roster.indexOf(name) >> 3]! |= 1 << (roster.indexOf(name) & 7);
+  assert.equal(toHex(bits), v.text("partners"));
+  assert.equal(partnerBitmap(roster, members), v.text("partners"));
+  assert.deepEqual(bitmapMembers(v.text("partners"), roster), members);
+  const fields = inputFields(v.text("session"), v.hex("start_hash"), {
+    length: vec.length,
+    digest: v.text("digest"),
+    seedCommit: v.text("seed_commit"),
+    partners: v.text("partners"),
+  });
   assert.equal(toHex(signingInput("input", fields)), v.text("signing_input"));
+});
+
+Deno.test("spec vectors: self-seed-commitment — SHA-256 of the self-seed signing input", async () => {
+  const v = vector("self-seed-commitment");
+  const [session, name, seed] = [v.text("session"), v.text("name"), v.hex("seed")];
+  // The hashed bytes in words: lp("sumshare/2 self-seed") ‖ lp(session) ‖ lp(name) ‖ lp(b).
+  const spelled = lp("sumshare/2 self-seed", fromHex(session), name, seed);
+  assert.equal(toHex(spelled), v.text("hash_input"));
+  assert.equal(
+    toHex(signingInput("self-seed", [fromHex(session), name, seed])),
+    v.text("hash_input"),
+  );
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", spelled));
+  assert.equal(toHex(digest), v.text("seed_commit"));
+  assert.equal(await seedCommitment(session, name, seed), v.text("seed_commit"));
 });
 
 Deno.test("spec vectors: consistency-signing-input — the set joined by commas", () => {

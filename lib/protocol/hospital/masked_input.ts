@@ -8,7 +8,8 @@
  * n-of-n: when every participant's vector is in, the sum is the result
  * (pairwise masks cancel) and the round is done. Threshold: the senders of
  * complete vectors are the survivors S; if |S| ≥ T and ≥ the minimum
- * contributors, SURVIVORS goes to each of them and Consistency follows. A
+ * contributors, SURVIVORS goes to each of them, with every survivor's signed
+ * INPUT statement, and Consistency follows. A
  * sender lost after its vector was complete stays in S: its vector is in
  * the sum, and its self seed is rebuilt from the others' shares.
  *
@@ -16,6 +17,8 @@
  * | ----------------------------------------------- | --------------------- |
  * | input: length = dimension, signature verifies   | chunks expected       |
  * | input with another length or a bad signature    | violation             |
+ * | n-of-n input whose seedCommit is not all zeros  | violation             |
+ * | input whose partner set is not the expected set | violation             |
  * | a second input                                  | violation             |
  * | chunk without input, out of order, wrong length | violation             |
  * | last chunk, digest does not match               | violation             |
@@ -39,7 +42,8 @@ import { sign, verify } from "../../crypto/signing.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
 import { toHex } from "../../encoding.ts";
 import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
-import { doneFields, inputFields } from "../transcript.ts";
+import { partnerBitmap } from "../partners.ts";
+import { doneFields, inputFields, NO_SEED_COMMIT } from "../transcript.ts";
 import { ConsistencyState } from "./consistency.ts";
 import { abortRound, DoneState, type HospitalContext, HospitalState } from "./state.ts";
 
@@ -54,6 +58,8 @@ interface Incoming {
 export class MaskedInputState extends HospitalState {
   readonly phase = "input";
   #expected: readonly string[];
+  /** The partner bitmap every sender must sign: the peers expected here. */
+  #partners: string;
   #incoming = new Map<string, Incoming>();
   #complete = new Set<string>();
   #sum: Float64Array;
@@ -61,6 +67,7 @@ export class MaskedInputState extends HospitalState {
   constructor(ctx: HospitalContext, expected: readonly string[]) {
     super(ctx);
     this.#expected = expected;
+    this.#partners = partnerBitmap(ctx.roster.map((p) => p.name), expected);
     this.#sum = new Float64Array(ctx.layout.dimension);
   }
 
@@ -77,21 +84,27 @@ export class MaskedInputState extends HospitalState {
     if (message.length !== dimension) {
       return await this.lost(from, `its input has ${message.length} elements, not ${dimension}`);
     }
-    const fields = inputFields(
-      this.ctx.session,
-      this.ctx.startHash,
-      message.length,
-      message.digest,
-    );
+    // n-of-n rounds have no self seed: one spelling of "none".
+    if (!this.ctx.threshold && message.seedCommit !== NO_SEED_COMMIT) {
+      return await this.lost(from, "its input commits to a self seed in an n-of-n round");
+    }
+    // Every sender must have masked with exactly the peers the hospital
+    // expects inputs from (the holders H; n-of-n: everyone): the unmasking
+    // removes the pairwise masks of each dropped holder from every survivor.
+    if (message.partners !== this.#partners) {
+      return await this.lost(from, "its input's partner set is not the set of holders");
+    }
+    const statement = {
+      length: message.length,
+      digest: message.digest,
+      seedCommit: message.seedCommit,
+      partners: message.partners,
+    };
+    const fields = inputFields(this.ctx.session, this.ctx.startHash, statement);
     if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "input", fields))) {
       return await this.lost(from, "its input signature does not verify");
     }
-    this.ctx.signed.inputs.set(from, {
-      name: from,
-      length: message.length,
-      digest: message.digest,
-      signature: message.signature,
-    });
+    this.ctx.signed.inputs.set(from, { name: from, ...statement, signature: message.signature });
     this.#incoming.set(from, {
       digest: message.digest,
       vector: new Float64Array(dimension),
@@ -156,9 +169,15 @@ export class MaskedInputState extends HospitalState {
     if (survivors.length < floor) {
       return abortRound(ctx, `${survivors.length} masked inputs arrived; ${floor} are needed`);
     }
+    // Each survivor's signed statement goes with the set: a peer signs S
+    // only if every member's partner set holds all of S.
+    const inputs = survivors.map((name) => {
+      const { length: _length, ...entry } = ctx.signed.inputs.get(name)!;
+      return entry;
+    });
     for (const name of survivors) {
       if (ctx.live(name)) {
-        ctx.send(name, { type: "survivors", session: ctx.session, set: survivors });
+        ctx.send(name, { type: "survivors", session: ctx.session, set: survivors, inputs });
       }
     }
     return new ConsistencyState(ctx, this.#expected, survivors, this.#sum);

@@ -2,7 +2,8 @@
  * Hospital phase 5, Unmasking (fcp/secagg R3): collect each signer's REVEAL
  * — for every participant that shared keys (U2), its self-seed share if that
  * participant is in S, its mask-key share if not. With at least T reveals:
- * rebuild each survivor's self seed and remove PRG(b_j); rebuild each
+ * rebuild each survivor's self seed, check it against the commitment the
+ * survivor signed in INPUT, and remove PRG(b_j); rebuild each
  * dropped participant's mask key, check it against the maskKey it
  * advertised, and remove its pairwise masks from every survivor's input.
  * What remains is Σ_{j ∈ S} x_j. Every mask is removed segment by segment,
@@ -18,10 +19,17 @@
  * | timeout, or every signer answered                  | unmask, or abort  |
  * |                                                    | (< T reveals,     |
  * |                                                    | inconsistent      |
- * |                                                    | shares, wrong key)|
+ * |                                                    | shares, wrong key,|
+ * |                                                    | a self seed off   |
+ * |                                                    | its commitment)   |
  *
  * All reveals are used: shares beyond T must lie on the same polynomial, so
- * one lying revealer among more than T is caught rather than summed.
+ * one lying revealer among more than T is caught rather than summed. With
+ * exactly T, the commitments catch it: a self seed is checked against its
+ * owner's signed seedCommit, a mask key against its advertised public key.
+ * Either failure aborts; the hospital does not try to find the liar (with
+ * exactly T shares it cannot), so a lying revealer can stop a round but
+ * never change its sum.
  *
  * @module
  */
@@ -31,6 +39,7 @@ import { rebuildMaskKey } from "../../crypto/mask_key.ts";
 import { applyMask, pairSign } from "../../crypto/masks.ts";
 import { combineSecret, type SecretShare } from "../../crypto/secret_sharing.ts";
 import type { Message } from "../../wire/messages.ts";
+import { seedCommitment } from "../transcript.ts";
 import { finish } from "./masked_input.ts";
 import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 
@@ -98,6 +107,18 @@ export class UnmaskingState extends HospitalState {
         return abortRound(ctx, `the revealed shares of ${owner} are inconsistent`);
       }
       if (this.#survivors.includes(owner)) {
+        // Any T shares interpolate to some seed: with exactly T revealers, a
+        // single altered share rebuilds a wrong one and the shares still
+        // agree. Only the owner's signed commitment can tell, and removing
+        // the wrong PRG(b) would give a wrong sum.
+        const committed = ctx.signed.inputs.get(owner)!.seedCommit;
+        if ((await seedCommitment(ctx.session, owner, secret)) !== committed) {
+          return abortRound(
+            ctx,
+            `the self seed of ${owner} rebuilt from the shares of ${revealers.join(", ")} ` +
+              "does not match its commitment",
+          );
+        }
         await applyMask(sum, secret, -1, ctx.layout.segments);
         continue;
       }

@@ -7,11 +7,17 @@
  * hospital claims to hold. The peer checks S itself before signing it:
  * S ⊆ the holders it masked with, this peer ∈ S, |S| ≥ T, and |S| ≥ its
  * floor (the stricter of its own and the terms' minimum contributors) — so a
- * hospital cannot shrink the sum to a victim and its colluders.
+ * hospital cannot shrink the sum to a victim and its colluders — and every
+ * member's signed INPUT statement, carried in SURVIVORS, verifies and names
+ * a partner set holding all of S — so no member of S masked without some
+ * other member, and none can be unmasked alone.
  *
  * | message                                      | decision                |
  * | -------------------------------------------- | ----------------------- |
  * | SURVIVORS breaking a rule above              | aborted                 |
+ * | SURVIVORS with a member's statement missing, | aborted, naming the     |
+ * |   not verifying, or a partner set without    | member                  |
+ * |   some member of S                           |                         |
  * | SURVIVORS otherwise                          | sign (session, START    |
  * |                                              | hash, S): consistency   |
  * | DONE (n-of-n) with a valid signature         | done                    |
@@ -26,14 +32,22 @@ import { applyMask, pairSign } from "../../crypto/masks.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import { toHex } from "../../encoding.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
-import { CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
-import { consistencyFields, doneFields, inputFields } from "../transcript.ts";
+import { CHUNK_ELEMENTS, type Message, type MessageOf } from "../../wire/messages.ts";
+import { bitmapMembers, partnerBitmap } from "../partners.ts";
+import {
+  consistencyFields,
+  doneFields,
+  inputFields,
+  NO_SEED_COMMIT,
+  seedCommitment,
+} from "../transcript.ts";
 import { ConsistencyState } from "./consistency.ts";
 import { abortSession, type PeerContext, PeerDoneState, PeerState } from "./state.ts";
 
 /**
  * Masks the input with the self seed (threshold) and with every other
- * participant in `neighbours`, sends INPUT and the chunks, and returns the
+ * participant in `neighbours`, sends INPUT (length, digest and the
+ * commitment to the self seed, signed) and the chunks, and returns the
  * state waiting for what follows.
  */
 export async function sendMaskedInput(
@@ -55,12 +69,22 @@ export async function sendMaskedInput(
     await applyMask(y, seed, pairSign(ctx.name, other), segments);
   }
   const digest = await vectorDigest(y);
+  // The hospital checks the self seed it rebuilds against this commitment:
+  // with exactly T revealers nothing else could expose an altered share.
+  const seedCommit = selfSeed
+    ? await seedCommitment(ctx.session, ctx.name, selfSeed)
+    : NO_SEED_COMMIT;
+  // Whom it masked with, itself included: every revealer checks that this
+  // set holds the whole survivors set before it signs that set.
+  const roster = ctx.roster.map((p) => p.name);
+  const partners = partnerBitmap(roster, new Set([ctx.name, ...neighbours]));
+  const statement = { length: y.length, digest, seedCommit, partners };
   const signature = await sign(
     ctx.signingKey,
     "input",
-    inputFields(ctx.session, ctx.startHash, y.length, digest),
+    inputFields(ctx.session, ctx.startHash, statement),
   );
-  ctx.send({ type: "input", session: ctx.session, length: y.length, digest, signature });
+  ctx.send({ type: "input", session: ctx.session, ...statement, signature });
   for (let index = 0; index * CHUNK_ELEMENTS < y.length; index++) {
     const data = y.subarray(index * CHUNK_ELEMENTS, (index + 1) * CHUNK_ELEMENTS);
     ctx.outbox.sendChunk(ctx.hospitalName, { index, data });
@@ -91,6 +115,43 @@ export async function acceptDone(
   };
   ctx.log(`session done over ${set.length} participants`);
   return new PeerDoneState(ctx);
+}
+
+/**
+ * Why this peer must not sign SURVIVORS' set S, judged on the members'
+ * signed INPUT statements it carries, or undefined if it may: exactly one
+ * statement per member of S, each signed by that member over this session
+ * and START hash with length = dimension, each partner set a bitmap for the
+ * roster that holds every member of S. Otherwise the pairwise masks between
+ * two members need not cancel, and a member whose masks with the rest of S
+ * were never added would unmask alone from what S's revealers hand over.
+ */
+async function statementProblem(
+  ctx: PeerContext,
+  message: MessageOf<"survivors">,
+): Promise<string | undefined> {
+  const set = message.set;
+  const names = message.inputs.map((s) => s.name);
+  if (names.length !== set.length || names.some((n, i) => n !== set[i])) {
+    return "the survivors set does not carry one signed input statement per member";
+  }
+  const roster = ctx.roster.map((p) => p.name);
+  const length = ctx.agreedLayout.dimension;
+  const verdicts = await Promise.all(message.inputs.map(async (entry) => {
+    const partners = bitmapMembers(entry.partners, roster);
+    const missing = partners && set.find((n) => !partners.includes(n));
+    if (partners === undefined) return `the partner set of ${entry.name} is not a roster bitmap`;
+    if (missing !== undefined) {
+      return `${entry.name} did not mask with ${missing}, a member of the survivors set`;
+    }
+    const fields = inputFields(ctx.session, ctx.startHash, { ...entry, length });
+    const key = ctx.verifyKeys.get(entry.name)!;
+    if (!(await verify(key, entry.signature, "input", fields))) {
+      return `the input statement of ${entry.name} does not verify`;
+    }
+    return undefined;
+  }));
+  return verdicts.find((v) => v !== undefined);
 }
 
 /** Waiting for SURVIVORS (threshold) or DONE (n-of-n). */
@@ -127,6 +188,8 @@ export class MaskedInputState extends PeerState {
         `the survivors set has ${set.length} members, below this peer's floor of ${ctx.floor}`,
       );
     }
+    const problem = await statementProblem(ctx, message);
+    if (problem !== undefined) return abortSession(ctx, problem);
     ctx.survivors = [...set];
     const signature = await sign(
       ctx.signingKey,

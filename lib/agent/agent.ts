@@ -1,0 +1,397 @@
+/**
+ * A peer agent: stays connected to the serving hospital (reconnecting with
+ * capped, jittered backoff when it is not up or restarts) and answers every
+ * round its policy allows, one fresh PeerSession per round over the same
+ * connection. The sans-I/O core decides the protocol; this layer adds what
+ * only the agent knows: which variable a round is about (`describe`, before
+ * INVITE), the data read afresh for each round, the policy (lib/agent/
+ * policy.ts) checked at INVITE, at START (n-of-n: the contributor set is
+ * the roster) and at SURVIVORS (threshold), the persistent state, and the
+ * audit log.
+ *
+ * @module
+ */
+
+import { abortable, abortReason } from "../deadline.ts";
+import { describeError } from "../errors.ts";
+import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import { formatHostPort, type HostPort } from "../names.ts";
+import { connect } from "../net/client.ts";
+import type { Connection } from "../net/connection.ts";
+import { PeerSession } from "../protocol/peer/session.ts";
+import type { Outbox, VerifyParty } from "../protocol/types.ts";
+import { encodeInput, parseQuery } from "../query.ts";
+import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
+import {
+  decodePayload,
+  encodeChunk,
+  encodeMessage,
+  type Message,
+  type Terms,
+} from "../wire/messages.ts";
+import { appendAudit, type AuditEntry } from "./audit.ts";
+import type { AgentConfig, Variable } from "./config.ts";
+import { readVariable, type VariableData } from "./data.ts";
+import { checkContributors, checkTerms, PolicyRefusal, REFUSED_BY_POLICY } from "./policy.ts";
+import type { AgentState } from "./state.ts";
+
+/** Options for {@linkcode runAgent}. */
+export interface AgentOptions {
+  config: AgentConfig;
+  identity: Identity;
+  state: AgentState;
+  hospital: HostPort;
+  log: (line: string) => void;
+  /** Stops the agent. */
+  signal: AbortSignal;
+  /** First and largest delay between connection attempts; default 250 ms and 5 s. */
+  retryMs?: { first: number; max: number };
+}
+
+/** A delay in [d/2, d] for d = min(max, first·2^attempt), the jitter from Web Crypto. */
+export function backoffDelay(attempt: number, first: number, max: number): number {
+  const d = Math.min(max, first * 2 ** Math.min(attempt, 30));
+  const random = crypto.getRandomValues(new Uint32Array(1))[0]! / 2 ** 32;
+  return Math.round(d / 2 + random * d / 2);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** Runs until `options.signal` aborts. */
+export async function runAgent(options: AgentOptions): Promise<void> {
+  const { log, signal } = options;
+  const { first, max } = options.retryMs ?? { first: 250, max: 5_000 };
+  const address = formatHostPort(options.hospital);
+  let attempt = 0;
+  while (!signal.aborted) {
+    let conn: Connection;
+    try {
+      conn = await connect({
+        hostname: options.hospital.hostname,
+        port: options.hospital.port,
+        ca: options.identity.caPem,
+        cert: options.identity.certPem,
+        key: options.identity.keyPem,
+        peer: `the hospital at ${address}`,
+      }, signal);
+    } catch (error) {
+      if (signal.aborted) break;
+      const delay = backoffDelay(attempt++, first, max);
+      log(`cannot reach the hospital: ${describeError(error)}; retrying in ${delay} ms`);
+      await sleep(delay, signal);
+      continue;
+    }
+    attempt = 0;
+    log(`connected to the hospital at ${address}; waiting for rounds`);
+    try {
+      await new AgentConnection(conn, options).serve();
+    } finally {
+      conn.close();
+    }
+    if (signal.aborted) break;
+    const delay = backoffDelay(attempt++, first, max);
+    log(`lost the hospital; reconnecting in ${delay} ms`);
+    await sleep(delay, signal);
+  }
+}
+
+/** Frames up to this size are batched into one socket write (see lib/runtime/peer.ts). */
+const BATCH_BYTES = 16 * 1024;
+
+/** One round as this agent takes part in it. */
+interface AgentRound {
+  session: string;
+  variable: Variable | undefined;
+  core: PeerSession;
+  timer: PhaseTimer;
+  terms?: Terms;
+  data?: VariableData;
+  /** Set when the runtime refused the round itself (START, SURVIVORS). */
+  ended?: AuditEntry;
+  /** The rule behind a refusal at INVITE. */
+  refusal?: string;
+  /** The round finished and was logged. */
+  closed: Promise<void>;
+}
+
+/** One standing connection to the hospital: many rounds, one at a time. */
+class AgentConnection {
+  #conn: Connection;
+  #options: AgentOptions;
+  #stop = new AbortController();
+  #lastWrite: Promise<void> = Promise.resolve();
+  #pending: Uint8Array[] = [];
+  /** The variable the hospital named for each session (only the latest few are kept). */
+  #described = new Map<string, Variable>();
+  #round: AgentRound | undefined;
+
+  constructor(conn: Connection, options: AgentOptions) {
+    this.#conn = conn;
+    this.#options = options;
+  }
+
+  async serve(): Promise<void> {
+    const onAbort = () => this.#stop.abort(abortReason(this.#options.signal));
+    this.#options.signal.addEventListener("abort", onAbort, { once: true });
+    let first = true;
+    try {
+      for (;;) {
+        const payload = await this.#conn.readFrame(this.#stop.signal);
+        const decoded = decodePayload(payload);
+        if (first) {
+          this.#conn.raiseLimit();
+          first = false;
+        }
+        const round = this.#round;
+        if (decoded.kind === "chunk") {
+          if (round && !round.core.outcome && !round.ended) await round.core.chunk();
+          continue;
+        }
+        await this.#dispatch(decoded.message);
+      }
+    } catch (error) {
+      if (!this.#stop.signal.aborted) this.#options.log(describeError(error));
+      const round = this.#round;
+      if (round && !round.core.outcome && !round.ended) await round.core.disconnected();
+      if (round) await abortable(round.closed, AbortSignal.timeout(5_000)).catch(() => {});
+    } finally {
+      this.#stop.abort(new Error("the connection ended"));
+      this.#options.signal.removeEventListener("abort", onAbort);
+      await flushWrites([this.#lastWrite]);
+    }
+  }
+
+  async #dispatch(message: Message): Promise<void> {
+    const { log, config } = this.#options;
+    if (message.type === "describe") {
+      const variable = config.variables.get(message.variable);
+      if (variable === undefined) {
+        log(`round ${message.session}: no variable ${JSON.stringify(message.variable)} here`);
+        this.#send({ type: "refuse", session: message.session, reason: REFUSED_BY_POLICY });
+        return;
+      }
+      this.#described.set(message.session, variable);
+      while (this.#described.size > 8) {
+        this.#described.delete(this.#described.keys().next().value!);
+      }
+      this.#send({
+        type: "description",
+        session: message.session,
+        variable: variable.name,
+        scale: variable.scale,
+        max: variable.max,
+        maxRows: variable.maxRows,
+        dimension: variable.dimension,
+      });
+      return;
+    }
+    const round = this.#round;
+    if (message.type === "invite") {
+      if (round && !round.core.outcome && !round.ended) {
+        log(`round ${round.session} abandoned: the hospital started another`);
+        await round.core.disconnected();
+      }
+      this.#round = this.#newRound(message.session);
+      await this.#feed(this.#round, message);
+      return;
+    }
+    if (!round || message.session !== round.session || round.ended || round.core.outcome) {
+      log(`ignored ${message.type}: not for a round in progress`);
+      return;
+    }
+    if (message.type === "start" || message.type === "survivors") {
+      const { terms, data, variable } = round;
+      const decides = terms !== undefined &&
+        (message.type === "start") === (terms.mode === "nofn");
+      if (decides && data && variable) {
+        const set = message.type === "start"
+          ? message.participants.map((p) => p.name)
+          : message.set;
+        try {
+          await checkContributors(variable, data.version, set, this.#options.state);
+        } catch (error) {
+          if (!(error instanceof PolicyRefusal)) throw error;
+          this.#refuseNow(round, error.rule);
+          return;
+        }
+      } else if (message.type === "start" && variable) {
+        // Threshold: the set is known at SURVIVORS; the roster must still meet the floor.
+        if (message.participants.length < variable.policy.minContributors) {
+          this.#refuseNow(round, `a roster of ${message.participants.length}, below the floor`);
+          return;
+        }
+      }
+    }
+    await this.#feed(round, message);
+  }
+
+  /** Ends `round` here: the hospital hears only "refused by policy". */
+  #refuseNow(round: AgentRound, rule: string): void {
+    this.#send({ type: "abort", session: round.session, reason: REFUSED_BY_POLICY });
+    round.timer.stop();
+    this.#options.log(`round ${round.session} refused by policy: ${rule}`);
+    round.ended = {
+      session: round.session,
+      variable: round.variable?.name,
+      query: round.terms?.query,
+      outcome: "refused",
+      reason: rule,
+    };
+    void this.#close(round, round.ended);
+  }
+
+  async #feed(round: AgentRound, message: Message): Promise<void> {
+    await round.core.message(message);
+    round.timer.update(round.core.phase);
+  }
+
+  #newRound(session: string): AgentRound {
+    const { config, identity, state, log } = this.#options;
+    const variable = this.#described.get(session);
+    const outbox: Outbox = {
+      send: (_to, message) => this.#send(message),
+      sendChunk: (_to, chunk) => this.#write(encodeChunk(chunk.index, chunk.data)),
+    };
+    const verifyParty: VerifyParty = async (certPem, name, role) =>
+      (await verifyPartyCertificate(certPem, identity.ca, name, { use: role })).publicKey;
+    // deno-lint-ignore prefer-const
+    let round: AgentRound;
+    const core = new PeerSession({
+      name: identity.name,
+      hospitalName: config.hospitalName,
+      signingKey: identity.privateKey,
+      outbox,
+      verifyParty,
+      claimSession: (id) => state.claimSession(id),
+      input: async (terms, layout) => {
+        round.terms = terms;
+        if (variable === undefined) {
+          round.refusal = "the hospital named no variable for this round";
+          throw new PolicyRefusal(round.refusal);
+        }
+        try {
+          checkTerms(variable, terms, state, Date.now());
+          if (terms.scale < variable.scale) {
+            throw new PolicyRefusal(`the round's scale ${terms.scale} is below the variable's`);
+          }
+        } catch (error) {
+          if (error instanceof PolicyRefusal) round.refusal = error.rule;
+          throw error;
+        }
+        let data: VariableData;
+        try {
+          data = await readVariable(variable, terms.scale);
+          const query = parseQuery(terms.query, terms.scale);
+          const x = encodeInput(query, data, { scale: terms.scale, layout });
+          round.data = data;
+          if (data.skipped > 0) log(`${variable.name}: ${data.skipped} missing cells skipped`);
+          await state.recordJoined(Date.now());
+          return x;
+        } catch (error) {
+          if (error instanceof PolicyRefusal) throw error;
+          // Where, never what: the message names the file, line and column.
+          round.refusal = `cannot use ${variable.name}: ${describeError(error)}`;
+          log(round.refusal);
+          throw new Error(`this site cannot use its data for ${variable.name} (see its log)`);
+        }
+      },
+      minContributors: variable?.policy.minContributors ?? 2,
+      log: (line) => log(`round ${session}: ${line}`),
+    });
+    const timer = new PhaseTimer(
+      (phase) => {
+        const ms = round.core.terms?.deadlines === undefined
+          ? undefined
+          : phaseDeadline(round.core.terms.deadlines, phase);
+        return ms === undefined ? undefined : peerGrace(ms);
+      },
+      (phase) => {
+        log(`round ${session}: no word from the hospital in the ${phase} phase`);
+        void round.core.timeout().then(() => timer.update(round.core.phase));
+      },
+    );
+    round = { session, variable, core, timer, closed: Promise.resolve() };
+    round.closed = core.finished.then(async (outcome) => {
+      timer.stop();
+      if (round.ended) return;
+      const entry: AuditEntry = outcome.kind === "done"
+        ? {
+          session,
+          variable: variable?.name,
+          query: round.terms?.query,
+          outcome: "done",
+          contributors: outcome.set,
+          resultDigest: outcome.resultDigest,
+        }
+        : {
+          session,
+          variable: variable?.name,
+          query: round.terms?.query,
+          outcome: round.refusal === undefined ? "aborted" : "refused",
+          reason: round.refusal ?? outcome.reason,
+        };
+      if (outcome.kind === "done") {
+        log(`round ${session} done: ${variable?.name} over ${outcome.set.join(", ")}`);
+      } else {
+        log(`round ${session} ${entry.outcome}: ${entry.reason}`);
+      }
+      await this.#close(round, entry);
+    });
+    return round;
+  }
+
+  async #close(round: AgentRound, entry: AuditEntry): Promise<void> {
+    try {
+      await appendAudit(this.#options.config.auditPath, entry);
+    } catch (error) {
+      this.#options.log(describeError(error));
+    }
+    if (this.#round === round) this.#round = undefined;
+  }
+
+  #send(message: Message): void {
+    this.#options.log(`sending ${message.type}`);
+    this.#write(encodeMessage(message));
+  }
+
+  #write(payload: Uint8Array): void {
+    this.#pending.push(payload);
+    if (this.#pending.length === 1) queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    const batch = this.#pending;
+    this.#pending = [];
+    const conn = this.#conn;
+    const signal = this.#stop.signal;
+    const lost = (error: unknown) => {
+      if (!signal.aborted) this.#options.log(describeError(error));
+      conn.close();
+    };
+    let small: Uint8Array[] = [];
+    const sendSmall = () => {
+      if (small.length === 1) this.#lastWrite = conn.write(small[0]!, signal).catch(lost);
+      if (small.length > 1) this.#lastWrite = conn.writeBatch(small, signal).catch(lost);
+      small = [];
+    };
+    for (const payload of batch) {
+      if (payload.length > BATCH_BYTES) {
+        sendSmall();
+        this.#lastWrite = conn.write(payload, signal).catch(lost);
+      } else {
+        small.push(payload);
+      }
+    }
+    sendSmall();
+  }
+}

@@ -1,0 +1,496 @@
+/**
+ * The hospital as a service: it listens with mutual TLS, keeps every
+ * authenticated peer agent connected, and runs one round per question, one
+ * at a time, over the agents connected then that hold the variable. Each
+ * round is a fresh HospitalRound (fresh session, fresh keys) driven over the
+ * standing connections; a failed round is reported to the asker and the
+ * service goes on. Before INVITE the service asks each agent, with
+ * `describe`, whether it holds the variable and at which declared range
+ * (docs/protocol.md §16), and builds the terms from the answers.
+ *
+ * @module
+ */
+
+import * as x509 from "@peculiar/x509";
+import { parseCertificate } from "../certpolicy.ts";
+import { abortable, deadlineSignal } from "../deadline.ts";
+import { randomHex } from "../encoding.ts";
+import { AuthError, describeError, RoundAbortedError } from "../errors.ts";
+import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import type { HostPort } from "../names.ts";
+import type { Connection } from "../net/connection.ts";
+import { listen, type Server } from "../net/server.ts";
+import { HospitalRound } from "../protocol/hospital/round.ts";
+import type { Outbox, VerifyParty } from "../protocol/types.ts";
+import { parseQuery, type Query } from "../query.ts";
+import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
+import type { StarHospitalResult } from "../runtime/hospital.ts";
+import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
+import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
+import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
+import {
+  CHUNK_ELEMENTS,
+  decodePayload,
+  encodeChunk,
+  encodeMessage,
+  type Message,
+  type MessageOf,
+  type Payload,
+  type Terms,
+} from "../wire/messages.ts";
+import { starReport } from "./report.ts";
+
+/** A round that could not be run or did not finish; the message says why. */
+export class RoundFailedError extends Error {
+  override name = "RoundFailedError";
+}
+
+/** One question, as `sumshare ask` sends it. */
+export interface AskRequest {
+  variable: string;
+  /** The query spec without the variable: `sum`, `histogram:0:400:20`, `vector`. */
+  query: string;
+  /** Wait until this many agents holding the variable are connected. */
+  peers?: number | undefined;
+  threshold?: number | undefined;
+  minContributors?: number | undefined;
+  /** How long to wait for `peers` agents. */
+  timeoutMs: number;
+}
+
+/** Options for {@linkcode HospitalService.start}. */
+export interface ServiceOptions {
+  identity: Identity;
+  listen: HostPort;
+  /** Each phase's deadline. */
+  phaseTimeoutMs: number;
+  /** Where each completed round's receipt goes (0600 files); none if absent. */
+  receiptsDir?: string | undefined;
+  log: (line: string) => void;
+}
+
+interface Peer {
+  name: string;
+  conn: Connection;
+  certPem: string;
+  raised: boolean;
+}
+
+/** What the service routes a connection's frames to while a question is being answered. */
+interface Current {
+  session: string;
+  /** Agents asked to describe the variable, and their answers. */
+  describing?: Map<string, (answer: MessageOf<"description"> | undefined) => void> | undefined;
+  round?: HospitalRound;
+  /** The connection of each invitee when it was invited. */
+  links?: Map<string, Peer>;
+  /** What each refusing or aborting agent said. */
+  said: Map<string, string>;
+  watch?: () => void;
+}
+
+/** The serving hospital; see the module documentation. */
+export class HospitalService {
+  #options: ServiceOptions;
+  #server: Server;
+  #peers = new Map<string, Peer>();
+  #certificates = new Map<string, string>();
+  #stop = new AbortController();
+  #queue: Promise<unknown> = Promise.resolve();
+  #current: Current | undefined;
+  #changed: (() => void)[] = [];
+
+  private constructor(options: ServiceOptions, server: Server) {
+    this.#options = options;
+    this.#server = server;
+  }
+
+  /** Listens and starts accepting agents. */
+  static async start(options: ServiceOptions): Promise<HospitalService> {
+    const { identity } = options;
+    const certificates = new Map<string, string>();
+    const server = await listen({
+      hostname: options.listen.hostname,
+      port: options.listen.port,
+      ca: identity.caPem,
+      cert: identity.certPem,
+      key: identity.keyPem,
+      authorize: async (der) => {
+        const pem = x509.PemConverter.encode(Uint8Array.from(der), "CERTIFICATE") + "\n";
+        const names = parseCertificate(pem).subjectName.getField("CN");
+        if (names.length !== 1) {
+          throw new AuthError("Invalid certificate: it must have exactly one CN");
+        }
+        const name = names[0]!;
+        if (name === identity.name) {
+          throw new AuthError(`Refused: ${JSON.stringify(name)} is the hospital's own name`);
+        }
+        await verifyPartyCertificate(pem, identity.ca, name, { use: "peer" });
+        certificates.set(name, pem);
+        return name;
+      },
+      onRefused: (error, remote) =>
+        options.log(`refused a connection from ${remote}: ${error.message}`),
+    });
+    const service = new HospitalService(options, server);
+    service.#certificates = certificates;
+    void service.#acceptLoop();
+    return service;
+  }
+
+  /** The address the listener is bound to. */
+  get address(): HostPort {
+    return { hostname: this.#server.hostname, port: this.#server.port };
+  }
+
+  /** The names of the connected agents, sorted. */
+  get connected(): string[] {
+    return [...this.#peers.keys()].sort();
+  }
+
+  /** Stops listening and closes every connection. */
+  close(): void {
+    this.#stop.abort(new RoundAbortedError("the hospital stopped"));
+    this.#server.close();
+    for (const peer of this.#peers.values()) peer.conn.close();
+  }
+
+  /** Answers one question; questions are answered one at a time, in order. */
+  ask(request: AskRequest): Promise<Record<string, unknown>> {
+    const run = this.#queue.then(() => this.#answer(request));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const { log } = this.#options;
+    while (!this.#stop.signal.aborted) {
+      let conn: Connection;
+      try {
+        conn = await this.#server.accept(this.#stop.signal);
+      } catch (error) {
+        if (this.#stop.signal.aborted) return;
+        log(`accept failed: ${describeError(error)}`);
+        continue;
+      }
+      const name = conn.party!;
+      const peer: Peer = { name, conn, certPem: this.#certificates.get(name)!, raised: false };
+      const earlier = this.#peers.get(name);
+      if (earlier) {
+        log(`${name} connected again; its earlier connection is closed`);
+        earlier.conn.close();
+      }
+      this.#peers.set(name, peer);
+      log(`${name} connected (${this.#peers.size} connected)`);
+      this.#notify();
+      void this.#readLoop(peer);
+    }
+  }
+
+  #notify(): void {
+    for (const wake of this.#changed.splice(0)) wake();
+  }
+
+  async #readLoop(peer: Peer): Promise<void> {
+    try {
+      for (;;) {
+        const payload = await peer.conn.readFrame(this.#stop.signal);
+        const decoded = decodePayload(payload);
+        if (!peer.raised) {
+          peer.conn.raiseLimit();
+          peer.raised = true;
+          const dimension = this.#current?.round?.terms.dimension;
+          if (dimension !== undefined) peer.conn.setMaxBufferedBytes(unreadCap(dimension));
+        }
+        await this.#route(peer, decoded);
+      }
+    } catch (error) {
+      if (this.#stop.signal.aborted) return;
+      this.#options.log(`${peer.name}: ${describeError(error)}`);
+      peer.conn.close();
+      if (this.#peers.get(peer.name) === peer) {
+        this.#peers.delete(peer.name);
+        this.#notify();
+      }
+      const current = this.#current;
+      current?.describing?.get(peer.name)?.(undefined);
+      if (current?.round && current.links?.get(peer.name) === peer && !current.round.outcome) {
+        await current.round.disconnected(peer.name);
+        current.watch?.();
+      }
+    }
+  }
+
+  async #route(peer: Peer, decoded: Payload): Promise<void> {
+    const current = this.#current;
+    const inRound = current?.round !== undefined && current.links?.get(peer.name) === peer;
+    if (decoded.kind === "chunk") {
+      if (inRound) {
+        await current!.round!.chunk(peer.name, decoded.chunk);
+        current!.watch?.();
+      }
+      return;
+    }
+    const message = decoded.message;
+    if (current && message.session === current.session) {
+      if (message.type === "refuse" || message.type === "abort") {
+        current.said.set(peer.name, message.reason);
+      }
+      const answer = current.describing?.get(peer.name);
+      if (answer && (message.type === "description" || message.type === "refuse")) {
+        answer(message.type === "description" ? message : undefined);
+        return;
+      }
+      if (inRound && message.type !== "description") {
+        await current.round!.message(peer.name, message);
+        current.watch?.();
+        return;
+      }
+    }
+    this.#options.log(`ignored ${message.type} from ${peer.name}: not for a round in progress`);
+  }
+
+  /** Waits until `count` agents are connected, within `ms`. */
+  async #waitForPeers(count: number, ms: number): Promise<void> {
+    const deadline = deadlineSignal(ms, `waiting for ${count} peers`, this.#stop.signal);
+    while (this.#peers.size < count) {
+      const changed = new Promise<void>((resolve) => this.#changed.push(resolve));
+      try {
+        await abortable(changed, deadline);
+      } catch (cause) {
+        throw new RoundFailedError(
+          `${describeError(cause)}: ${this.#peers.size} of ${count} connected`,
+          { cause },
+        );
+      }
+    }
+  }
+
+  async #answer(request: AskRequest): Promise<Record<string, unknown>> {
+    const { log } = this.#options;
+    if (request.peers !== undefined) await this.#waitForPeers(request.peers, request.timeoutMs);
+    const session = randomHex(16);
+    const current: Current = { session, said: new Map() };
+    this.#current = current;
+    try {
+      const offers = await this.#describe(current, request.variable);
+      const holders = [...offers.keys()].sort();
+      const need = request.peers ?? 2;
+      if (holders.length < need) {
+        throw new RoundFailedError(
+          `Cannot run round: ${holders.length} connected peer(s) answer for ${
+            JSON.stringify(request.variable)
+          }${holders.length ? ` (${holders.join(", ")})` : ""}; ${need} needed${saying(current)}`,
+        );
+      }
+      const { terms, query } = this.#terms(request, [...offers.values()]);
+      log(
+        `round ${session}: ${request.variable} ${terms.query} over ${holders.join(", ")}`,
+      );
+      const result = await this.#runRound(current, holders, terms);
+      const report = { variable: request.variable, ...starReport(result, terms, query) };
+      if (this.#options.receiptsDir !== undefined) {
+        const path = `${this.#options.receiptsDir}/${session}.json`;
+        try {
+          const receipt = await createStarReceipt(
+            result.outcome.evidence,
+            result.outcome.result,
+            this.#options.identity.privateKey,
+          );
+          await writeReceiptFile(path, receipt);
+          log(`round ${session}: receipt written to ${path}`);
+          return { ...report, receipt: path };
+        } catch (error) {
+          // The result is not lost for want of a receipt: the asker gets both facts.
+          log(`round ${session}: no receipt: ${describeError(error)}`);
+          return { ...report, receiptError: describeError(error) };
+        }
+      }
+      return report;
+    } catch (error) {
+      log(`round ${session} failed: ${describeError(error)}`);
+      if (error instanceof RoundFailedError) throw error;
+      throw new RoundFailedError(describeError(error), { cause: error });
+    } finally {
+      this.#current = undefined;
+    }
+  }
+
+  /** Asks every connected agent whether it holds `variable`; its declared ranges by name. */
+  async #describe(
+    current: Current,
+    variable: string,
+  ): Promise<Map<string, MessageOf<"description">>> {
+    const offers = new Map<string, MessageOf<"description">>();
+    const waits: Promise<void>[] = [];
+    current.describing = new Map();
+    for (const peer of this.#peers.values()) {
+      waits.push(
+        new Promise<void>((resolve) => {
+          current.describing!.set(peer.name, (answer) => {
+            current.describing!.delete(peer.name);
+            if (answer && answer.variable === variable) offers.set(peer.name, answer);
+            resolve();
+          });
+        }),
+      );
+      void peer.conn.write(
+        encodeMessage({ type: "describe", session: current.session, variable }),
+        this.#stop.signal,
+      ).catch(() => current.describing?.get(peer.name)?.(undefined));
+    }
+    const deadline = deadlineSignal(this.#options.phaseTimeoutMs, "", this.#stop.signal);
+    await abortable(Promise.all(waits), deadline).catch(() => {});
+    current.describing = undefined;
+    return offers;
+  }
+
+  /** The round's terms from the holders' declared ranges: the widest scale, range and rows. */
+  #terms(
+    request: AskRequest,
+    offers: MessageOf<"description">[],
+  ): { terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> }; query: Query } {
+    const scale = Math.max(...offers.map((o) => o.scale));
+    const max = offers.reduce((m, o) => {
+      const scaled = o.max * 10n ** BigInt(scale - o.scale);
+      return scaled > m ? scaled : m;
+    }, 0n);
+    const maxRows = Math.max(...offers.map((o) => o.maxRows));
+    let spec = request.query;
+    if (spec === "vector") {
+      const dimensions = new Set(offers.map((o) => o.dimension));
+      const [d] = dimensions;
+      if (dimensions.size !== 1 || !d) {
+        throw new RoundFailedError(
+          `Cannot run round: ${request.variable} is not a vector of one length at every peer`,
+        );
+      }
+      spec = `vector:${d}`;
+    }
+    try {
+      const query = parseQuery(spec, scale);
+      const peers = offers.length;
+      if (request.threshold !== undefined) {
+        assertThresholdFloors(peers, request.threshold, request.minContributors ?? 2);
+      }
+      const terms = roundTerms({
+        query,
+        scale,
+        max,
+        maxRows,
+        peers,
+        threshold: request.threshold,
+        minContributors: request.minContributors ?? 2,
+        phaseTimeoutMs: this.#options.phaseTimeoutMs,
+      });
+      return { terms, query };
+    } catch (cause) {
+      throw new RoundFailedError(`Cannot run round: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** Drives one HospitalRound over the holders' standing connections. */
+  async #runRound(
+    current: Current,
+    holders: string[],
+    terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> },
+  ): Promise<StarHospitalResult> {
+    const { identity, log } = this.#options;
+    const links = new Map<string, Peer>();
+    for (const name of holders) {
+      const peer = this.#peers.get(name);
+      if (peer) links.set(name, peer);
+    }
+    const lastWrite = new Map<string, Promise<void>>();
+    const write = (to: string, payload: Uint8Array) => {
+      const peer = links.get(to);
+      if (!peer) return;
+      const done = peer.conn.write(payload, this.#stop.signal).catch((error) => {
+        log(`${to}: ${describeError(error)}`);
+        peer.conn.close();
+      });
+      lastWrite.set(to, done);
+    };
+    const outbox: Outbox = {
+      send: (to, message: Message) => write(to, encodeMessage(message)),
+      sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
+    };
+    const verifyParty: VerifyParty = async (certPem, name, role) =>
+      (await verifyPartyCertificate(certPem, identity.ca, name, { use: role })).publicKey;
+    const round = new HospitalRound({
+      name: identity.name,
+      certPem: identity.certPem,
+      signingKey: identity.privateKey,
+      terms,
+      invitees: [...links.values()].map((p) => ({ name: p.name, certPem: p.certPem })),
+      outbox,
+      verifyParty,
+      log: (line) => log(`round ${current.session}: ${line}`),
+      session: current.session,
+    });
+    for (const peer of links.values()) {
+      if (peer.raised) peer.conn.setMaxBufferedBytes(unreadCap(terms.dimension));
+    }
+    let startedAt: number | undefined;
+    const timer = new PhaseTimer(
+      (phase) => phaseDeadline(terms.deadlines, phase),
+      (phase) => {
+        log(`round ${current.session}: the ${phase} phase's deadline passed`);
+        void round.timeout().then(watch);
+      },
+    );
+    function watch(): void {
+      if (startedAt === undefined && round.phase === "confirm") startedAt = performance.now();
+      timer.update(round.phase);
+    }
+    current.links = links;
+    current.round = round;
+    current.watch = watch;
+    try {
+      await round.start();
+      watch();
+      // An invitee that left before INVITE went out is lost at once.
+      for (const [name, peer] of links) {
+        if (this.#peers.get(name) !== peer) await round.disconnected(name);
+      }
+      watch();
+      const outcome = await abortable(round.finished, this.#stop.signal);
+      timer.stop();
+      await flushWrites(lastWrite.values());
+      if (outcome.kind === "aborted") {
+        throw new RoundFailedError(`round aborted: ${outcome.reason}${saying(current)}`);
+      }
+      let bytesIn = 0;
+      let bytesOut = 0;
+      for (const peer of links.values()) {
+        bytesIn += peer.conn.stats.bytesIn;
+        bytesOut += peer.conn.stats.bytesOut;
+      }
+      return {
+        outcome,
+        session: round.session,
+        participants: round.participants,
+        startToResultMs: performance.now() - (startedAt ?? performance.now()),
+        bytesIn,
+        bytesOut,
+      };
+    } finally {
+      timer.stop();
+    }
+  }
+}
+
+/** What refusing or aborting agents said, for the asker. */
+function saying(current: Current): string {
+  if (current.said.size === 0) return "";
+  const parts = [...current.said].sort(([a], [b]) => a < b ? -1 : 1).map(([name, reason]) =>
+    `${name}: ${reason.slice(0, 200)}`
+  );
+  return ` (${parts.join("; ")})`;
+}
+
+/** Unread bytes a peer may have in flight: its whole masked input and a few frames more. */
+function unreadCap(dimension: number): number {
+  return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
+    (FRAME_HEADER_BYTES + FRAME_LIMIT);
+}

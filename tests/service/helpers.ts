@@ -1,0 +1,196 @@
+/**
+ * Helpers for the service tests: a serving hospital and peer agents as real
+ * CLI processes over real mutual TLS, with certificates from the project's
+ * own PKI code, configs written as a data owner would, and `ask` through the
+ * Unix control socket. Every wait is on a line a process printed, with a
+ * timeout; logs are printed only when a test fails.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { CliProcess } from "../helpers.ts";
+
+/** Each phase's timeout for the service under test, in seconds. */
+export const PHASE_S = 8;
+
+/** One site: its name, its CSV column's name and its rows (text cells, "NA" for missing). */
+export interface Site {
+  name: string;
+  column: string;
+  cells: string[];
+  /** Extra TOML lines for [data.chol]. */
+  variable?: string;
+  /** Extra TOML lines for [policy]. */
+  policy?: string;
+  /** More TOML at the end (more [data.VAR] tables). */
+  more?: string;
+  scale?: number;
+}
+
+/** Writes a site's CSV (with a second column, as a clinic's table has) and its agent config. */
+export async function writeSite(
+  dir: string,
+  pki: string,
+  site: Site,
+  port: number,
+): Promise<string> {
+  const rows = site.cells.map((cell, i) => `${i + 1},${cell}`);
+  await writeCsv(dir, site, rows);
+  const config = join(dir, `${site.name}.toml`);
+  await Deno.writeTextFile(
+    config,
+    `name = "${site.name}"
+hospital = "127.0.0.1:${port}"
+hospital_name = "hospital"
+certs = "${pki}"
+
+[data.chol]
+file = "${site.name}.csv"
+column = "${site.column}"
+scale = ${site.scale ?? 1}
+max = 400
+${site.variable ?? ""}
+
+[policy]
+allow = ["count", "sum", "mean", "variance", "histogram"]
+min_contributors = 2
+max_histogram_bins = 20
+${site.policy ?? ""}
+${site.more ?? ""}
+`,
+  );
+  return config;
+}
+
+/** Rewrites a site's CSV with new cells (the next round reads it afresh). */
+export async function writeCsv(dir: string, site: Site, rows?: string[]): Promise<void> {
+  const lines = rows ?? site.cells.map((cell, i) => `${i + 1},${cell}`);
+  await Deno.writeTextFile(
+    join(dir, `${site.name}.csv`),
+    `id,${site.column}\n${lines.join("\n")}\n`,
+  );
+}
+
+/** Starts the serving hospital; resolves once it listens, with its address. */
+export async function startService(
+  processes: CliProcess[],
+  pki: string,
+  control: string,
+  listen = "127.0.0.1:0",
+  extra: string[] = [],
+): Promise<{ hospital: CliProcess; port: number }> {
+  const hospital = new CliProcess("hospital", [
+    "hospital",
+    "--serve",
+    "--listen",
+    listen,
+    "--control",
+    control,
+    "--certs",
+    pki,
+    "--timeout",
+    String(PHASE_S),
+    ...extra,
+  ]);
+  processes.push(hospital);
+  const address = (await hospital.waitForLine(/listening on (\S+)$/, 30_000))[1]!;
+  await hospital.waitForLine(/control socket /, 10_000);
+  return { hospital, port: Number(address.split(":").pop()) };
+}
+
+/** Starts an agent for `config`. */
+export function startAgent(processes: CliProcess[], name: string, config: string): CliProcess {
+  const agent = new CliProcess(name, ["peer", "--serve", "--config", config]);
+  processes.push(agent);
+  return agent;
+}
+
+/** Runs `sumshare ask --json` and returns its exit code and parsed stdout. */
+export async function ask(
+  processes: CliProcess[],
+  control: string,
+  args: string[],
+  ms = 60_000,
+): Promise<{ code: number; json: Record<string, unknown>; stderr: string }> {
+  const process = new CliProcess("ask", ["ask", "--control", control, "--json", ...args]);
+  processes.push(process);
+  const end = await process.finish(ms);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(end.stdout);
+  } catch {
+    throw new Error(`ask printed no JSON (exit ${end.code}): ${end.stdout}\n${end.stderr}`);
+  }
+  return { code: end.code, json, stderr: end.stderr };
+}
+
+/** The result object of a successful ask. */
+export function resultOf(answer: { code: number; json: Record<string, unknown> }) {
+  assert.equal(answer.code, 0, `ask failed: ${JSON.stringify(answer.json)}`);
+  return answer.json as {
+    result: Record<string, unknown>;
+    contributors: string[];
+    participants: string[];
+    session: string;
+    receipt?: string;
+  };
+}
+
+/** Exact plain statistics of scaled-by-10 values, computed as the decoder does. */
+export function plain(values: bigint[], bins: { low: bigint; high: bigint; count: number }) {
+  const sum = values.reduce((a, b) => a + b, 0n);
+  const squares = values.reduce((a, b) => a + b * b, 0n);
+  const count = BigInt(values.length);
+  const histogram = new Array<number>(bins.count).fill(0);
+  for (const v of values) {
+    const bin = v === bins.high
+      ? bins.count - 1
+      : Number(((v - bins.low) * BigInt(bins.count)) / (bins.high - bins.low));
+    histogram[bin]!++;
+  }
+  return {
+    count: values.length,
+    sum: Number(sum) / 10,
+    mean: Number(sum) / Number(count) / 10,
+    variance: Number(count * squares - sum * sum) / Number(count * count) / 100,
+    histogram,
+  };
+}
+
+/** A port free on 127.0.0.1 just now (for a hospital that must come back on the same one). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** The JSON lines of an agent's audit log. */
+export async function auditOf(dir: string, name: string): Promise<Record<string, unknown>[]> {
+  const text = await Deno.readTextFile(join(dir, `${name}.audit.log`));
+  return text.trim().split("\n").map((line) => JSON.parse(line));
+}
+
+/** Waits (up to `ms`) until an agent's audit log has `count` entries with `outcome`. */
+export async function waitForAudit(
+  dir: string,
+  name: string,
+  outcome: string,
+  count: number,
+  ms = 10_000,
+): Promise<Record<string, unknown>[]> {
+  const started = performance.now();
+  for (;;) {
+    const entries = await auditOf(dir, name).catch(() => []);
+    const matching = entries.filter((e) => e["outcome"] === outcome);
+    if (matching.length >= count) return matching;
+    if (performance.now() - started > ms) {
+      throw new Error(
+        `${name}'s audit log has ${matching.length} ${outcome} entries, not ${count}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
