@@ -165,6 +165,19 @@ Deno.test("crypto: inconsistent shares are caught", () => {
   );
 });
 
+Deno.test("crypto: shares in any order rebuild the same secret, and weights reused from a good rebuild still catch a lie", () => {
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const shares = splitSecret(secret, [3, 1, 4, 5, 2, 6], 3);
+  assert.deepEqual(combineSecret(shares, 3), secret);
+  assert.deepEqual(combineSecret([...shares].reverse(), 3), secret);
+  // The same points again (their weights are now known), one share altered: still refused.
+  for (const liar of [0, 5]) {
+    const bad = shares.map((s) => ({ x: s.x, words: Float64Array.from(s.words) }));
+    bad[liar]!.words[0] = (bad[liar]!.words[0]! + 1) % 4503599627370449;
+    assert.throws(() => combineSecret(bad, 3), InconsistentSharesError, `liar ${liar}`);
+  }
+});
+
 Deno.test("crypto: a mask key rebuilt from its shares is accepted only for its advertised key", async () => {
   const a = await generateSessionKeys();
   const b = await generateSessionKeys();

@@ -1,0 +1,223 @@
+/**
+ * `sumshare simulate` (lib/simulate/): real rounds of many peers in worker
+ * processes, each over its own mutual-TLS connection to a hospital process,
+ * with dropouts cut mid-round; and the pieces it trusts for its verdict (the
+ * plaintext, the matcher, the dropout plan).
+ */
+
+import { dirname } from "node:path";
+import assert from "node:assert/strict";
+import { simulateCommand } from "../lib/simulate/main.ts";
+import { parseQuery } from "../lib/query.ts";
+import {
+  peerValues,
+  plaintextResult,
+  plaintextTotals,
+  resultMatches,
+} from "../lib/simulate/data.ts";
+import { checkPlan, dropoutPlan, type PeerEnd, PHASES } from "../lib/simulate/plan.ts";
+
+async function simulate(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await simulateCommand(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+/** The simulator's temporary folders that exist now (each holds private keys). */
+async function leftoverDirs(): Promise<Set<string>> {
+  const found = new Set<string>();
+  // Where Deno makes temporary folders (TMPDIR or /tmp), found without reading the environment.
+  const probe = await Deno.makeTempDir();
+  const root = dirname(await Deno.realPath(probe));
+  await Deno.remove(probe);
+  for await (const entry of Deno.readDir(root)) {
+    if (entry.name.startsWith("sumshare-simulate-")) found.add(entry.name);
+  }
+  return found;
+}
+
+Deno.test("simulate: a threshold round with dropouts matches the plaintext over the survivors", async () => {
+  const before = await leftoverDirs();
+  // 12 peers in 2 workers, T = 7; a quarter (3) vanish at the share phase, so 9 survive.
+  const run = await simulate([
+    "--peers",
+    "12",
+    "--workers",
+    "2",
+    "--threshold",
+    "7",
+    "--dropout",
+    "0.25",
+    "--dropout-at",
+    "share",
+    "--seed",
+    "7",
+    "--json",
+  ]);
+  assert.equal(run.code, 0, run.err);
+  const report = JSON.parse(run.out);
+  assert.equal(report.peers, 12);
+  assert.equal(report.threshold, 7);
+  assert.equal(report.neighbors, 11);
+  assert.deepEqual(report.dropouts, { count: 3, byPhase: { share: 3 } });
+  assert.equal(report.survivors, 9);
+  assert.equal(report.match, true);
+  assert.equal(report.asPlanned, true);
+  assert.deepEqual(Object.keys(report.phases), [
+    "startup",
+    "connect",
+    "advertise",
+    "confirm",
+    "share",
+    "input",
+    "consistency",
+    "unmask",
+    "result",
+  ]);
+  for (const key of ["startToResultMs", "bytes", "hospitalCpuMs", "peerCpuMs", "hospitalPeakRss"]) {
+    assert.ok(typeof report[key] === "number" && report[key] > 0, `${key}: ${report[key]}`);
+  }
+  // The plaintext over the nine survivors, recomputed here: the report's is not taken on trust.
+  assert.equal(typeof report.result.sum, "number");
+  assert.deepEqual(report.result, report.plaintext);
+  assert.deepEqual(await leftoverDirs(), before, "the throwaway PKI was not removed");
+});
+
+Deno.test("simulate: dropouts after the masked input still count, and n-of-n without dropouts", async () => {
+  const late = await simulate([
+    "--peers",
+    "8",
+    "--workers",
+    "2",
+    "--threshold",
+    "5",
+    "--dropout",
+    "0.25",
+    "--dropout-at",
+    "unmask",
+    "--seed",
+    "11",
+    "--json",
+  ]);
+  assert.equal(late.code, 0, late.err);
+  const lateReport = JSON.parse(late.out);
+  // Gone before revealing, but their masked inputs are in the announced survivors set.
+  assert.equal(lateReport.survivors, 8);
+  assert.equal(lateReport.match, true);
+
+  // A phase picked from the seed for each dropout (the default): the survivors are the plan's.
+  const mixed = await simulate([
+    "--peers",
+    "10",
+    "--threshold",
+    "6",
+    "--dropout",
+    "0.3",
+    "--seed",
+    "21",
+    "--json",
+  ]);
+  assert.equal(mixed.code, 0, mixed.err);
+  const mixedReport = JSON.parse(mixed.out);
+  const plan = dropoutPlan(21, 10, 3, { phases: PHASES });
+  const gone = plan.filter((p) =>
+    p === "advertise" || p === "confirm" || p === "share" ||
+    p === "input"
+  ).length;
+  assert.equal(mixedReport.survivors, 10 - gone);
+  assert.equal(mixedReport.match, true);
+
+  const run = await simulate(["--peers", "6", "--workers", "2", "--seed", "3"]);
+  assert.equal(run.code, 0, run.err);
+  assert.match(run.out, /6 peers in 2 workers, n-of-n/);
+  assert.match(run.out, /survivors: 6 \(expected 6\)/);
+  assert.match(run.out, /^match: yes$/m);
+  const plain = plaintextTotals(3, [0, 1, 2, 3, 4, 5], parseQuery("sum", 0));
+  assert.match(run.out, new RegExp(`^result: +sum ${plain.sum}$`, "m"));
+});
+
+Deno.test("simulate: refuses what it cannot run, before starting anything", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--peers", "10", "--neighbors", "4"], /--neighbors: sparse pairing is not yet supported/],
+    [["--peers", "10", "--dropout", "0.2"], /--dropout needs --threshold/],
+    [["--peers", "10", "--threshold", "8", "--dropout", "0.3"], /fewer than the threshold 8/],
+    [["--peers", "10", "--threshold", "5"], /more than half/],
+    [
+      ["--peers", "10", "--threshold", "6", "--dropout", "0.1", "--dropout-at", "later"],
+      /--dropout-at/,
+    ],
+    [["--peers", "10", "--dropout-at", "share"], /goes with --dropout/],
+    [["--peers", "10", "--dropout", "1.5", "--threshold", "6"], /Invalid --dropout/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await simulate(args);
+    assert.equal(run.code, 2, args.join(" "));
+    assert.match(run.err, message);
+  }
+});
+
+Deno.test("simulate: the matcher refuses any difference from the plaintext", () => {
+  const seed = 42;
+  for (const spec of ["sum", "count", "mean", "variance", "histogram:0:100:5", "vector:4"]) {
+    const query = parseQuery(spec, 0);
+    const totals = plaintextTotals(seed, [0, 2, 3], query);
+    const exact = plaintextResult(query, totals);
+    assert.ok(resultMatches(query, exact, totals), spec);
+    // The same totals as decimal strings (how the hospital prints totals past 2^53) match too.
+    const [key, value] = Object.entries(exact)[0]!;
+    const asText = Array.isArray(value) ? value.map(String) : String(value);
+    assert.ok(resultMatches(query, { ...exact, [key]: asText }, totals), `${spec} as text`);
+    // One off in the first total, a missing key, an extra key: each is a mismatch.
+    const offByOne = Array.isArray(value)
+      ? [Number(value[0]) + 1, ...value.slice(1)]
+      : Number(value) + 1;
+    assert.ok(!resultMatches(query, { ...exact, [key]: offByOne }, totals), `${spec} off by one`);
+    const { [key]: _dropped, ...missing } = exact;
+    assert.ok(!resultMatches(query, missing, totals), `${spec} missing ${key}`);
+    assert.ok(!resultMatches(query, { ...exact, extra: 1 }, totals), `${spec} extra key`);
+  }
+  // The plaintext is the data's own sum, not the product's encoding of it.
+  const query = parseQuery("sum", 0);
+  const expected = [0, 2, 3].reduce(
+    (a, i) => a + peerValues(seed, i, query).reduce((x, y) => x + y),
+    0,
+  );
+  assert.equal(plaintextTotals(seed, [0, 2, 3], query).sum, BigInt(expected));
+});
+
+Deno.test("simulate: the dropout plan is the count asked for, replayable from the seed", () => {
+  const plan = dropoutPlan(5, 100, 10, { phases: PHASES });
+  assert.equal(plan.filter((p) => p !== undefined).length, 10);
+  assert.deepEqual(dropoutPlan(5, 100, 10, { phases: PHASES }), plan);
+  assert.notDeepEqual(dropoutPlan(6, 100, 10, { phases: PHASES }), plan);
+  const fixed = dropoutPlan(5, 100, 10, { at: "input", phases: PHASES });
+  assert.ok(fixed.every((p) => p === undefined || p === "input"));
+  // Peers get their own data streams.
+  const query = parseQuery("vector:8", 0);
+  assert.notDeepEqual(peerValues(1, 0, query), peerValues(1, 1, query));
+  assert.deepEqual(peerValues(1, 0, query), peerValues(1, 0, query));
+});
+
+Deno.test("simulate: a round that did not go as planned is not a pass", () => {
+  const names = ["a", "b", "c", "d"];
+  const plan = [undefined, "share", undefined, "unmask"] as const;
+  const ends: PeerEnd[] = [
+    { index: 0, name: "a", status: "done" },
+    { index: 1, name: "b", status: "dropped", droppedAt: "share" },
+    { index: 2, name: "c", status: "done" },
+    { index: 3, name: "d", status: "dropped", droppedAt: "unmask" },
+  ];
+  // d vanished after its masked input: it is still summed.
+  const good = checkPlan(plan, names, ends, ["d", "a", "c"]);
+  assert.deepEqual(good, { expected: ["a", "c", "d"], unexpected: [], asPlanned: true });
+  // The hospital left out a peer that should count, or summed one that dropped.
+  assert.equal(checkPlan(plan, names, ends, ["a", "c"]).asPlanned, false);
+  assert.equal(checkPlan(plan, names, ends, ["a", "b", "c", "d"]).asPlanned, false);
+  // A stayer that failed, a dropout cut at another phase, a peer that never reported.
+  const failed = ends.map((e) => e.index === 2 ? { ...e, status: "failed" as const } : e);
+  assert.deepEqual(checkPlan(plan, names, failed, ["a", "c", "d"]).unexpected, [failed[2]]);
+  const early = ends.map((e) => e.index === 3 ? { ...e, droppedAt: "input" as const } : e);
+  assert.equal(checkPlan(plan, names, early, ["a", "c", "d"]).asPlanned, false);
+  assert.equal(checkPlan(plan, names, ends.slice(0, 3), ["a", "c", "d"]).asPlanned, false);
+});
