@@ -22,7 +22,6 @@ import {
   CREDENTIAL_FLAGS,
   credentialPaths,
   integerFlag,
-  joinTimeoutFlag,
   listFlag,
   nameFlag,
   type ParsedFlags,
@@ -58,13 +57,7 @@ import {
 } from "./receipt.ts";
 import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./wire/messages.ts";
-import { starReport } from "./service/report.ts";
-import {
-  checkResultTarget,
-  formatStatistic,
-  presentReport,
-  writeResultFile,
-} from "./service/present.ts";
+import { formatStatistic, starReport } from "./service/report.ts";
 
 /** The program version, as deno.json states it. */
 export const VERSION: string = config.version;
@@ -73,27 +66,12 @@ export const VERSION: string = config.version;
 export interface Console {
   out(line: string): void;
   err(line: string): void;
-  /** stdout is a terminal: long vectors are previewed, histograms drawn. */
-  terminal?: boolean;
-  /** Log lines get a timestamp (stderr is a terminal, or a service's log). */
-  stamp?: boolean;
 }
 
 const SYSTEM_CONSOLE: Console = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
-  terminal: Deno.stdout.isTerminal(),
-  stamp: Deno.stderr.isTerminal(),
 };
-
-/**
- * The log of a one-shot command. Lines are stamped on a terminal; piped logs
- * stay unstamped for now, since scripts and tests read them line by line
- * (the serving hospital and the agents always stamp theirs).
- */
-function logOf(io: Console): (line: string) => void {
-  return io.stamp ? (line) => io.err(`${new Date().toISOString()} ${line}`) : io.err;
-}
 
 const MAIN_HELP = `sumshare ${VERSION}: the sum of private values, without revealing any one of them
 
@@ -138,12 +116,7 @@ Options:
   --out FILE           write a verifiable receipt to FILE, readable by the owner only
                        (check it with 'sumshare verify'); refused before listening if
                        FILE cannot be written
-  --result FILE        also write the whole result to FILE: CSV (.csv: one row per vector
-                       element, histogram bin or statistic) or JSON (.json: the report);
-                       on a terminal a vector of more than 20 values is only previewed,
-                       and without --result its values go to ./sumshare-result-SESSION.csv
-  --json               print the result as one JSON object on stdout (a failure as
-                       {"error": {"kind", "message"}})
+  --json               print the result as one JSON object on stdout
   -h, --help           this text
 
 Exit codes: 0 the result is printed (and the receipt written); 1 the round failed,
@@ -152,7 +125,6 @@ stderr); 2 usage error, or --out cannot be written.`;
 
 const PEER_HELP =
   `Usage: sumshare peer --name NAME (--value V | --input FILE) --hospital HOST:PORT [options]
-       sumshare peer --config FILE [--variable VAR] [options]
 
 Joins the hospital's round with private data, over one mutual-TLS connection to
 the hospital (a peer never listens). The data leave this process only masked,
@@ -173,12 +145,6 @@ Options:
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the hospital's invitation (default: --timeout
                        if given, else 600)
-  --config FILE        take the name, hospital, credentials and data from an agent config
-                       (as for 'peer --serve'): one round, under the config's policy, logged
-                       in its audit log; --name, --hospital, --hospital-name and the
-                       credential flags override the config; the hospital may start later
-  --variable VAR       with --config: the [data.VAR] this round is about (a one-shot
-                       hospital's --query names no variable); default: the config's only one
   --json               print the outcome as one JSON object on stdout
   -h, --help           this text`;
 
@@ -273,19 +239,6 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
         throw new UsageError(`Unknown command ${JSON.stringify(command)}`);
     }
   } catch (error) {
-    if ((command === "hospital" || command === "peer") && rest.includes("--json")) {
-      // Scripts that asked for JSON get the failure as JSON too; stderr still says it.
-      io.out(JSON.stringify({
-        error: {
-          kind: error instanceof UsageError
-            ? "usage"
-            : error instanceof RoundAbortedError
-            ? "round"
-            : "error",
-          message: describeError(error),
-        },
-      }));
-    }
     if (error instanceof UsageError) {
       io.err(`sumshare: ${error.message}`);
       io.err(`Try 'sumshare ${command && !command.startsWith("-") ? command + " " : ""}--help'.`);
@@ -306,8 +259,20 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
   }
 }
 
+/** The generous default join window, when neither --join-timeout nor --timeout is given. */
+const DEFAULT_JOIN_TIMEOUT_SECONDS = 600;
+
+/**
+ * The join window: --join-timeout; without it --timeout as before (so a
+ * command line that bounded everything with --timeout still does), and
+ * otherwise {@linkcode DEFAULT_JOIN_TIMEOUT_SECONDS}, so sites need not all
+ * start within one phase's deadline.
+ */
 function joinTimeout(flags: ParsedFlags, phaseMs: number): number {
-  return joinTimeoutFlag(flags, phaseMs);
+  if (flags.values["join-timeout"] !== undefined) {
+    return timeoutFlag(flags, DEFAULT_JOIN_TIMEOUT_SECONDS, "join-timeout");
+  }
+  return flags.values["timeout"] !== undefined ? phaseMs : DEFAULT_JOIN_TIMEOUT_SECONDS * 1000;
 }
 
 function wantsHelp(args: string[], help: string, io: Console): boolean {
@@ -338,7 +303,6 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     timeout: { type: "string" },
     "join-timeout": { type: "string" },
     out: { type: "string" },
-    result: { type: "string" },
     json: { type: "boolean" },
   });
   const name = nameFlag(flags, "name", "hospital");
@@ -395,10 +359,6 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
-  const resultFile = typeof flags.values["result"] === "string"
-    ? flags.values["result"]
-    : undefined;
-  if (resultFile !== undefined) await checkResultTarget(resultFile);
   const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
   const hospitalProgress = terminalProgress();
   const round = await runStarHospital({
@@ -407,17 +367,19 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     peers,
     terms,
     joinTimeoutMs,
-    log: logOf(io),
-    onListening: (address) => logOf(io)(`listening on ${formatHostPort(address)}`),
+    log: io.err,
+    onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
   });
   const report = starReport(round, terms, query);
   // The result first: whatever happens to the receipt, it is not lost.
   if (flags.values["json"]) {
     io.out(JSON.stringify(report));
-    if (resultFile !== undefined) await writeResultFile(resultFile, report);
   } else {
-    await presentReport(report, io, { resultFile });
+    for (const [key, value] of Object.entries(report.result)) {
+      io.out(`${key}: ${formatStatistic(value)}`);
+    }
+    io.err(`session ${round.session}, contributors: ${round.outcome.set.join(", ")}`);
   }
   if (out !== undefined) {
     const receipt = await createStarReceipt(
@@ -492,10 +454,6 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     return await agentCommand(args, io);
   }
   if (wantsHelp(args, PEER_HELP, io)) return 0;
-  if (args.some((a) => a === "--config" || a.startsWith("--config="))) {
-    const { oneShotCommand } = await import("./agent/command.ts");
-    return await oneShotCommand(args, io);
-  }
   const flags = parseFlags(args, {
     ...HELP_FLAG,
     ...CREDENTIAL_FLAGS,
@@ -526,7 +484,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     hospitalName,
     input: (terms) => encodePeerInput(data, scale, terms),
     inviteTimeoutMs: joinTimeout(flags, timeoutMs),
-    log: logOf(io),
+    log: io.err,
     ...(onProgress ? { onProgress } : {}),
   });
   const result = {
