@@ -610,6 +610,8 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
           mode: verdict.receipt.mode,
           threshold: verdict.receipt.threshold,
           contributors: verdict.receipt.contributors,
+          linearCheck: verdict.receipt.linearCheck,
+          unattested: verdict.receipt.unattested,
         }
         : verdict,
     ));
@@ -621,7 +623,10 @@ async function verifyCommand(args: string[], io: Console): Promise<number> {
       }), ` +
         `session ${r.session}, ${
           r.mode === "nofn" ? "n-of-n" : `threshold ${r.threshold}`
-        } of ${r.participants.length} participants, signed by ${r.hospital}`,
+        } of ${r.participants.length} participants, signed by ${r.hospital}; ` +
+        (r.linearCheck === "proven"
+          ? "the result is proven to be the sum of the committed inputs"
+          : `the result is not proven (no attestation from ${r.unattested.join(", ")})`),
     );
   } else {
     io.out(`NOT VALID: ${verdict.reason}`);

@@ -1,5 +1,5 @@
 /**
- * Receipts of the star protocol (v2), format `sumshare-receipt/5`: every
+ * Receipts of the star protocol (v2), format `sumshare-receipt/6`: every
  * signed statement of a completed round (lib/protocol/evidence.ts
  * `RoundEvidence`), the summed vector, the statistics decoded from it, and
  * the hospital's signature over all of it. `verifyStarReceipt` checks every
@@ -28,15 +28,22 @@
  *   (session, START hash, set, digest of the result), the result's length
  *   and field elements are the layout's, every total is at most |set| times
  *   its bound, and the statistics are the ones decoded from it.
+ * - When every member of the set attested: that the result is the unmasked
+ *   sum of the masked vectors the members sent, by a random linear check
+ *   (docs/protocol.md §8.7). The challenge r is drawn from a hash of DONE's
+ *   fields, so it did not exist before the hospital signed the result; each
+ *   member signed a_m = ⟨r, y_m⟩ per segment afterwards. The verifier
+ *   removes the same masks the hospital removed — each member's self seed
+ *   (checked against its seedCommit) and each dropped holder's pairwise
+ *   masks (from its mask scalar, checked against its maskKey) — and checks
+ *   ⟨r, result + masks⟩ ≡ Σ a_m per segment. A result off by e ≠ 0 passes
+ *   only if ⟨r, e⟩ ≡ 0 in every segment: probability about 2^-52 per
+ *   choice of result. When some member did not attest the check cannot be
+ *   made: the receipt is valid and says the result is not proven, naming
+ *   them; everything else above still holds.
  *
  * ## What it does not prove
  *
- * - That the result is the unmasked sum of the committed masked inputs: the
- *   receipt holds their digests, not the vectors, and nothing here ties the
- *   digests to the result. Issue 9's random linear check (r from a hash of
- *   the committed digests, each survivor signing ⟨r, y⟩) is not built yet;
- *   docs/protocol.md §17 says why it binds a vector result only once r
- *   also depends on the result, and what it would add.
  * - That any input was honest (a peer may commit to any values in range).
  * - That no honest peer was excluded (a hospital may leave a peer out of the
  *   roster or the set, within the floors the peers enforce).
@@ -60,7 +67,7 @@
 import { MAX_SCALE } from "./decimal.ts";
 import { fromCanonicalBase64, toBase64, toHex } from "./encoding.ts";
 import { FileError } from "./errors.ts";
-import { isSegmentedFieldVector, P_BIG } from "./field.ts";
+import { isSegmentedFieldVector, P, P_BIG } from "./field.ts";
 import { loadCaCertificate, verifyPartyCertificate } from "./identity.ts";
 import { isPartyName } from "./names.ts";
 import { parseStrictJson } from "./wire/strict_json.ts";
@@ -68,17 +75,24 @@ import { decodeResult, decodeTotals, type Layout, type Query } from "./query.ts"
 import { vectorDigest } from "./crypto/digest.ts";
 import { bytesEqual, fromHex, lp } from "./crypto/bytes.ts";
 import { verify } from "./crypto/signing.ts";
+import { importPublicKey, pairwiseSeed } from "./crypto/agreement.ts";
+import { challengeProducts } from "./crypto/linear_check.ts";
+import { rebuildMaskKey } from "./crypto/mask_key.ts";
+import { applyMask, pairSign } from "./crypto/masks.ts";
 import type { RoundEvidence } from "./protocol/evidence.ts";
 import { bitmapMembers } from "./protocol/partners.ts";
 import { rosterProblem, shapeOf } from "./protocol/terms.ts";
 import {
+  attestFields,
   confirmFields,
   consistencyFields,
   doneFields,
   inputFields,
   inviteFields,
   joinFields,
+  linearCheckSeed,
   NO_SEED_COMMIT,
+  seedCommitment,
   startHash,
 } from "./protocol/transcript.ts";
 import {
@@ -91,7 +105,7 @@ import {
 } from "./wire/messages.ts";
 
 /** The receipt format this module writes and reads. */
-export const RECEIPT_FORMAT = "sumshare-receipt/5";
+export const RECEIPT_FORMAT = "sumshare-receipt/6";
 
 /** The round's terms as a receipt stores them (`max` as a decimal string). */
 export interface ReceiptTerms {
@@ -146,6 +160,12 @@ export interface Receipt {
   doneSignature: string;
   /** The statistics decoded from the sum. */
   result: Record<string, unknown>;
+  /** ATTEST of members of `set`, sorted by name: ⟨r, y⟩ per segment, signed after DONE. */
+  attestations: { name: string; values: number[]; signature: string }[];
+  /** Threshold: each member of `set`'s rebuilt self seed, base64, sorted (n-of-n: empty). */
+  selfSeeds: { name: string; seed: string }[];
+  /** Threshold: each dropped holder's rebuilt mask scalar, base64, sorted (often empty). */
+  maskSecrets: { name: string; secret: string }[];
   /** The hospital's signature over the canonical JSON of every other field. */
   signature: string;
 }
@@ -181,6 +201,14 @@ export interface VerifiedStarReceipt {
   resultDigest: string;
   /** The hospital's name. */
   hospital: string;
+  /**
+   * "proven": every member of the set attested and the linear check holds;
+   * "not proven": some did not attest (`unattested`), so it cannot be made.
+   * A check that fails makes the receipt invalid instead.
+   */
+  linearCheck: "proven" | "not proven";
+  /** Members of the set without an attestation in the receipt, sorted. */
+  unattested: string[];
 }
 
 /** JSON with object keys sorted at every level: the bytes the hospital signs. */
@@ -274,6 +302,19 @@ export async function createStarReceipt(
     result: JSON.parse(
       JSON.stringify(decoded(query, result, evidence.terms.scale, layout)),
     ) as Record<string, unknown>,
+    attestations: byName(evidence.attestations).map((a) => ({
+      name: a.name,
+      values: [...a.values],
+      signature: toBase64(a.signature),
+    })),
+    selfSeeds: byName(evidence.selfSeeds).map((b) => ({
+      name: b.name,
+      seed: toBase64(b.secret),
+    })),
+    maskSecrets: byName(evidence.maskSecrets).map((d) => ({
+      name: d.name,
+      secret: toBase64(d.secret),
+    })),
   };
   const signature = new Uint8Array(
     await crypto.subtle.sign(ECDSA, signingKey, receiptSigningInput(body)),
@@ -328,6 +369,9 @@ const RECEIPT_KEYS = [
   "resultDigest",
   "doneSignature",
   "result",
+  "attestations",
+  "selfSeeds",
+  "maskSecrets",
   "signature",
 ];
 
@@ -655,6 +699,9 @@ export async function verifyStarReceipt(
   const consistency = signatures(receipt["consistency"], 0, "consistency");
   const resultDigest = hashField(receipt["resultDigest"], "resultDigest");
   const doneSignature = signatureField(receipt["doneSignature"], "doneSignature");
+  const attestations = readAttestations(receipt["attestations"]);
+  const selfSeeds = readSecrets(receipt["selfSeeds"], "selfSeeds", "seed");
+  const maskSecrets = readSecrets(receipt["maskSecrets"], "maskSecrets", "secret");
 
   // The terms: runnable as every peer checked them, and the hospital's.
   const { query, layout } = roundShape(terms);
@@ -797,6 +844,23 @@ export async function verifyStarReceipt(
     canonicalJson(statistics) === canonicalJson(receipt["result"]),
     "the result does not match the statistics decoded from the sum",
   );
+
+  const unattested = await checkLinear({
+    session,
+    startBytes,
+    set,
+    resultDigest,
+    sum,
+    layout,
+    nofn,
+    keys,
+    roster,
+    inputs,
+    partnersOf: (name) => bitmapMembers(inputs.find((c) => c.name === name)!.partners, names)!,
+    attestations,
+    selfSeeds,
+    maskSecrets,
+  });
   return {
     sum,
     result: statistics,
@@ -812,7 +876,157 @@ export async function verifyStarReceipt(
     startHash: hash,
     resultDigest,
     hospital: hospitalName,
+    linearCheck: unattested.length === 0 ? "proven" : "not proven",
+    unattested,
   };
+}
+
+/** The most values an attestation holds, as the wire allows. */
+const MAX_ATTESTED_VALUES = 16;
+
+function readAttestations(
+  value: unknown,
+): { name: string; values: number[]; signature: Uint8Array }[] {
+  const list = boundedList(value, 0, MAX_PARTICIPANTS, "attestations").map((item, i) => {
+    const where = `attestations[${i}]`;
+    const entry = exactKeys(item, ["name", "values", "signature"], where);
+    const values = boundedList(entry["values"], 1, MAX_ATTESTED_VALUES, `${where}.values`).map((
+      v,
+      k,
+    ) => wholeNumber(v, `${where}.values[${k}]`, 0, P - 1));
+    return {
+      name: nameField(entry["name"], `${where}.name`),
+      values,
+      signature: signatureField(entry["signature"], `${where}.signature`),
+    };
+  });
+  assertSorted(list.map((a) => a.name), "attestations");
+  return list;
+}
+
+/** A list of {name, [field]: 32 bytes base64}, sorted by name. */
+function readSecrets(
+  value: unknown,
+  what: string,
+  field: string,
+): { name: string; secret: Uint8Array }[] {
+  const list = boundedList(value, 0, MAX_PARTICIPANTS, what).map((item, i) => {
+    const entry = exactKeys(item, ["name", field], `${what}[${i}]`);
+    return {
+      name: nameField(entry["name"], `${what}[${i}].name`),
+      secret: bytesField(entry[field], 32, `${what}[${i}].${field}`),
+    };
+  });
+  assertSorted(list.map((s) => s.name), what);
+  return list;
+}
+
+interface LinearCheckInput {
+  session: string;
+  startBytes: Uint8Array;
+  set: string[];
+  resultDigest: string;
+  sum: Float64Array;
+  layout: Layout;
+  nofn: boolean;
+  keys: Map<string, CryptoKey>;
+  roster: Participant[];
+  inputs: { name: string; seedCommit: string }[];
+  /** The partner set a member of the set signed in its INPUT. */
+  partnersOf(name: string): string[];
+  attestations: { name: string; values: number[]; signature: Uint8Array }[];
+  selfSeeds: { name: string; secret: Uint8Array }[];
+  maskSecrets: { name: string; secret: Uint8Array }[];
+}
+
+/**
+ * Checks the attestations and the rebuilt secrets, and — when every member
+ * of the set attested — that ⟨r, result + masks⟩ ≡ Σ a_m in every segment,
+ * where masks = Σ_{m ∈ set} PRG(b_m) + Σ_{m ∈ set, h dropped partner of m}
+ * sign(m, h)·PRG(s_mh), exactly what the members added and the hospital
+ * removed (docs/protocol.md §9.8, §9.9), so result + masks = Σ y_m for an
+ * honest result. Returns the members without an attestation.
+ */
+async function checkLinear(c: LinearCheckInput): Promise<string[]> {
+  const { segments } = c.layout;
+  for (const { name, values, signature } of c.attestations) {
+    check(c.set.includes(name), `the attestation of ${name} is not from the set`);
+    check(
+      values.length === segments.length && values.every((v, i) => v < segments[i]!.modulus),
+      `the attestation of ${name} is not one value per segment, each below its modulus`,
+    );
+    check(
+      await verify(
+        c.keys.get(name)!,
+        signature,
+        "attest",
+        attestFields(c.session, c.startBytes, c.resultDigest, values),
+      ),
+      `the attestation of ${name} does not match its signature`,
+    );
+  }
+  // The secrets the hospital removed masks with: each checked as it checked them.
+  const dropped = c.nofn ? [] : [
+    ...new Set(c.set.flatMap((m) => c.partnersOf(m).filter((h) => !c.set.includes(h)))),
+  ].sort();
+  const seedNames = c.nofn ? [] : c.set;
+  check(
+    c.selfSeeds.length === seedNames.length &&
+      c.selfSeeds.every((b, i) => b.name === seedNames[i]),
+    c.nofn
+      ? "an n-of-n round has no self seeds"
+      : "the self seeds are not one per member of the set",
+  );
+  check(
+    c.maskSecrets.length === dropped.length &&
+      c.maskSecrets.every((d, i) => d.name === dropped[i]),
+    "the mask secrets are not one per holder that dropped out",
+  );
+  const sessionBytes = fromHex(c.session);
+  for (const { name, secret } of c.selfSeeds) {
+    const committed = c.inputs.find((i) => i.name === name)!.seedCommit;
+    check(
+      (await seedCommitment(c.session, name, secret)) === committed,
+      `the self seed of ${name} does not match its commitment`,
+    );
+  }
+  const maskKeys = new Map<string, CryptoKey>();
+  for (const { name, secret } of c.maskSecrets) {
+    const advertised = c.roster.find((p) => p.name === name)!.maskKey;
+    const key = await rebuildMaskKey(secret, advertised).catch(() => undefined);
+    check(key !== undefined, `the mask secret of ${name} does not match its mask key`);
+    maskKeys.set(name, key);
+  }
+
+  const attested = new Set(c.attestations.map((a) => a.name));
+  const unattested = c.set.filter((n) => !attested.has(n));
+  if (unattested.length > 0) return unattested;
+
+  // Σ y_m = result + what the hospital removed.
+  const total = Float64Array.from(c.sum);
+  for (const { secret } of c.selfSeeds) await applyMask(total, secret, 1, segments);
+  for (const [h, key] of maskKeys) {
+    for (const m of c.set) {
+      if (!c.partnersOf(m).includes(h)) continue;
+      const other = await importPublicKey(c.roster.find((p) => p.name === m)!.maskKey);
+      const seed = await pairwiseSeed(key, other, sessionBytes, h, m);
+      await applyMask(total, seed, pairSign(m, h), segments);
+    }
+  }
+  const seed = await linearCheckSeed(c.session, c.startBytes, c.set, c.resultDigest);
+  const left = await challengeProducts(seed, total, segments);
+  segments.forEach(({ modulus }, k) => {
+    let right = 0;
+    for (const a of c.attestations) {
+      right += a.values[k]!;
+      if (right >= modulus) right -= modulus;
+    }
+    check(
+      left[k] === right,
+      `the result is not the unmasked sum of the attested inputs (the linear check fails in segment ${k})`,
+    );
+  });
+  return [];
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import * as x509 from "@peculiar/x509";
 import { createConsortium, ECDSA_P256 } from "../lib/pki.ts";
 import { loadCaCertificate, verifyPartyCertificate } from "../lib/identity.ts";
 import { fromHex } from "../lib/crypto/bytes.ts";
+import { combineSecret } from "../lib/crypto/secret_sharing.ts";
 import { HospitalRound } from "../lib/protocol/hospital/round.ts";
 import { PeerSession } from "../lib/protocol/peer/session.ts";
 import type { RoundEvidence } from "../lib/protocol/evidence.ts";
@@ -137,6 +138,8 @@ export interface ReceiptRoundOptions {
   inputs: (i: number, layout: Layout) => Float64Array;
   /** A peer that dies right after its last chunk left (it stays in the set). */
   diesAfterInput?: string;
+  /** A peer that leaves right after DONE, before its attestation goes out. */
+  diesAfterDone?: string;
   /** A peer that dies instead of sending its masked input (threshold: it leaves the set). */
   diesBeforeInput?: string;
   /**
@@ -163,6 +166,8 @@ export interface ReceiptRound {
   pki: ReceiptPki;
   /** The hospital's credentials as the round used them. */
   hospital: Party;
+  /** Each complete masked vector the hospital received, by sender. */
+  masked: Map<string, Float64Array>;
 }
 
 /** Encodes and strictly decodes, as a real connection's frame codec would. */
@@ -192,9 +197,15 @@ export async function runReceiptRound(options: ReceiptRoundOptions): Promise<Rec
   const dead = new Set<string>();
   const received: { from: string; message: Message }[] = [];
   const sent: { to: string; message: Message }[] = [];
+  const masked = new Map<string, Float64Array>();
   const outbox = (from: string): Outbox => ({
     send(to, message) {
       if (dead.has(from)) return;
+      if (from === options.diesAfterDone && message.type === "attest") {
+        dead.add(from);
+        queue.push({ disconnect: from });
+        return;
+      }
       if (from === options.diesBeforeInput && message.type === "input") {
         dead.add(from);
         queue.push({ disconnect: from });
@@ -267,8 +278,11 @@ export async function runReceiptRound(options: ReceiptRoundOptions): Promise<Rec
     if (dead.has(event.to)) continue;
     const decoded = overTheWire(event);
     if (event.to === HOSPITAL) {
-      if ("data" in decoded) await hospital.chunk(event.from, decoded);
-      else {
+      if ("data" in decoded) {
+        if (!masked.has(event.from)) masked.set(event.from, new Float64Array(terms.dimension));
+        masked.get(event.from)!.set(decoded.data, decoded.index * CHUNK_ELEMENTS);
+        await hospital.chunk(event.from, decoded);
+      } else {
         received.push({ from: event.from, message: decoded });
         await hospital.message(event.from, decoded);
       }
@@ -292,6 +306,7 @@ export async function runReceiptRound(options: ReceiptRoundOptions): Promise<Rec
     terms,
     pki,
     hospital: hospitalParty,
+    masked,
   };
 }
 
@@ -356,5 +371,37 @@ export function evidenceOf(
     ),
     resultDigest: done.resultDigest,
     doneSignature: done.signature,
+    attestations: byName(
+      from("attest").filter((r) => set.includes(r.from)).map((r) => ({
+        name: r.from,
+        values: r.message.values,
+        signature: r.message.signature,
+      })),
+    ),
+    ...rebuiltFrom(from("reveal"), start.participants.map((p) => p.name), set, invite.terms),
+  };
+}
+
+/** The secrets the revealed shares rebuild: self seeds of the set, mask scalars of the rest. */
+function rebuiltFrom(
+  reveals: readonly { from: string; message: MessageOf<"reveal"> }[],
+  roster: readonly string[],
+  set: readonly string[],
+  terms: Terms,
+): Pick<RoundEvidence, "selfSeeds" | "maskSecrets"> {
+  const owners = reveals[0]?.message.shares.map((s) => s.of) ?? [];
+  const rebuilt = owners.map((name) => ({
+    name,
+    secret: combineSecret(
+      reveals.map((r) => ({
+        x: roster.indexOf(r.from) + 1,
+        words: r.message.shares.find((s) => s.of === name)!.share,
+      })),
+      terms.threshold,
+    ),
+  }));
+  return {
+    selfSeeds: rebuilt.filter((r) => set.includes(r.name)),
+    maskSecrets: rebuilt.filter((r) => !set.includes(r.name)),
   };
 }

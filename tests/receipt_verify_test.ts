@@ -1,5 +1,5 @@
 /**
- * v2 receipts (sumshare-receipt/5): real rounds of the sans-I/O core in
+ * v2 receipts (sumshare-receipt/6): real rounds of the sans-I/O core in
  * memory with real certificates give receipts that verify; each change of a
  * field, re-signed by the hospital so that the receipt's outer signature
  * still holds, is caught by the inner check it names; duplicate keys, huge
@@ -11,8 +11,17 @@ import { lp } from "../lib/crypto/bytes.ts";
 import { sign } from "../lib/crypto/signing.ts";
 import { fromCanonicalBase64, toBase64, toHex } from "../lib/encoding.ts";
 import { P, P2 } from "../lib/field.ts";
-import { doneFields, inputFields, inviteFields, startHash } from "../lib/protocol/transcript.ts";
-import { encodeInput, parseQuery } from "../lib/query.ts";
+import {
+  attestFields,
+  doneFields,
+  inputFields,
+  inviteFields,
+  linearCheckSeed,
+  startHash,
+} from "../lib/protocol/transcript.ts";
+import { challengeProducts } from "../lib/crypto/linear_check.ts";
+import { shapeOf } from "../lib/protocol/terms.ts";
+import { decodeResult, encodeInput, type Layout, parseQuery } from "../lib/query.ts";
 import {
   canonicalJson,
   checkReceiptTarget,
@@ -732,13 +741,34 @@ Deno.test("a residue receipt refuses an element that is below p1 but not below i
 });
 
 Deno.test("every single-field change of a good receipt, re-signed, is refused", async () => {
-  for (const round of [await nofnRound(), await thresholdRound(), await residueRound()]) {
+  const rounds = [await nofnRound(), await thresholdRound(), await residueRound()];
+  // A dropped holder: its mask secret is in the receipt, and each change to it must fail too.
+  rounds.push(await dropoutRound());
+  for (const round of rounds) {
     const good = JSON.parse(JSON.stringify(await receiptOf(round)));
     let count = 0;
     for (const [what, mutate] of mutations(good)) {
       // The outer signature is remade for every change; its own checks are tested above.
       if (what.startsWith(`["signature"]`) || what === " without signature") continue;
       const forged = await resigned(mutate(good), round.hospital.signingKey);
+      if (/^\["attestations"\] without item \d+$/.test(what)) {
+        // The hospital may always leave an attestation out: the receipt is
+        // still valid, but no longer proves the result, and says whose is missing.
+        const index = Number(/\d+$/.exec(what)![0]);
+        const verified = await verifyStarReceipt(forged, round.pki.caPem);
+        assert.equal(verified.linearCheck, "not proven", what);
+        assert.ok(verified.unattested.includes(good.attestations[index].name), what);
+        count++;
+        continue;
+      }
+      const confirmation = /^\["confirmations"\] without item (\d+)$/.exec(what);
+      if (confirmation && !good.set.includes(good.confirmations[Number(confirmation[1])].name)) {
+        // A confirmation from a roster member outside the set (the dropout's) is
+        // not one the checks need: leaving it out still verifies.
+        await verifyStarReceipt(forged, round.pki.caPem);
+        count++;
+        continue;
+      }
       await assert.rejects(
         verifyStarReceipt(forged, round.pki.caPem),
         InvalidReceiptError,
@@ -936,4 +966,178 @@ Deno.test("parseReceipt reads JSON numbers as JSON does, and only JSON", () => {
     assert.throws(() => JSON.parse(bad));
     assert.throws(() => parseReceipt(bad), InvalidReceiptError, bad);
   }
+});
+
+// ---------------------------------------------------------------------------
+// The linear check: the result is the unmasked sum of the attested inputs.
+
+/** 4 peers, T = 3; p003 never sends its masked input, so it drops out and its mask is removed. */
+function dropoutRound(query = "sum", inputs = (i: number) => Float64Array.of(value(i))) {
+  return runReceiptRound({
+    peers: 4,
+    terms: { ...sumTerms("threshold", 3), query, deadlines: DEADLINES },
+    inputs: (i) => inputs(i),
+    diesBeforeInput: peerName(3),
+  });
+}
+
+function layoutOf(round: ReceiptRound): Layout {
+  const shape = shapeOf(round.terms);
+  if (typeof shape === "string") throw new Error(shape);
+  return shape.layout;
+}
+
+/**
+ * `good` with its result changed by `change` as a dishonest hospital would
+ * publish it: DONE re-signed over the changed result, and every member that
+ * attested in `good` attesting again, honestly (⟨r, y⟩ of the masked vector
+ * it really sent, for the r the new DONE fixes), as an honest survivor
+ * answers whatever result DONE names. Re-signed by the hospital.
+ */
+async function published(
+  round: ReceiptRound,
+  good: Receipt,
+  change: (sum: Float64Array) => void,
+): Promise<Loose> {
+  const layout = layoutOf(round);
+  const sum = new Float64Array(fromCanonicalBase64(good.sum)!.buffer);
+  change(sum);
+  const copy = structuredClone(good) as Loose;
+  const resultDigest = await vectorDigest(sum);
+  const hash = fromHex(good.startHash);
+  copy.sum = toBase64(new Uint8Array(sum.buffer));
+  copy.resultDigest = resultDigest;
+  copy.doneSignature = toBase64(
+    await sign(
+      round.hospital.signingKey,
+      "done",
+      doneFields(good.session, hash, good.set, resultDigest),
+    ),
+  );
+  copy.result = JSON.parse(JSON.stringify(
+    decodeResult(parseQuery(round.terms.query, round.terms.scale), sum, round.terms.scale, layout),
+  ));
+  const seed = await linearCheckSeed(good.session, hash, good.set, resultDigest);
+  copy.attestations = await Promise.all(good.attestations.map(async ({ name }) => {
+    const values = await challengeProducts(seed, round.masked.get(name)!, layout.segments);
+    const key = round.pki.peers.find((p) => p.name === name)!.signingKey;
+    const signature = await sign(
+      key,
+      "attest",
+      attestFields(good.session, hash, resultDigest, values),
+    );
+    return { name, values, signature: toBase64(signature) };
+  }));
+  return await resigned(copy, round.hospital.signingKey);
+}
+
+const LINEAR = /^the result is not the unmasked sum of the attested inputs/;
+
+Deno.test("a receipt proves its result when every member attested", async () => {
+  const ca = (await receiptPki()).caPem;
+  for (const round of [await nofnRound(), await residueRound(), await dropoutRound()]) {
+    const receipt = await receiptOf(round);
+    assert.equal(receipt.attestations.length, receipt.set.length);
+    const verified = await verifyStarReceipt(JSON.parse(JSON.stringify(receipt)), ca);
+    assert.equal(verified.linearCheck, "proven", round.terms.query);
+    assert.deepEqual(verified.unattested, []);
+  }
+  const dropout = await receiptOf(await dropoutRound());
+  assert.deepEqual(dropout.set, [0, 1, 2].map(peerName));
+  assert.deepEqual(dropout.selfSeeds.map((b) => b.name), dropout.set);
+  assert.deepEqual(dropout.maskSecrets.map((d) => d.name), [peerName(3)]);
+});
+
+Deno.test("a survivor that leaves right after DONE leaves the result not proven, named", async () => {
+  const ca = (await receiptPki()).caPem;
+  const round = await runReceiptRound({
+    peers: 3,
+    terms: sumTerms("nofn", 0),
+    inputs: (i) => Float64Array.of(value(i)),
+    diesAfterDone: peerName(1),
+  });
+  const receipt = await receiptOf(round);
+  const verified = await verifyStarReceipt(JSON.parse(JSON.stringify(receipt)), ca);
+  assert.equal(verified.linearCheck, "not proven");
+  assert.deepEqual(verified.unattested, [peerName(1)]);
+  assert.deepEqual(verified.result, { sum: value(0) + value(1) + value(2) });
+  // The same holds for a threshold survivor that left before DONE.
+  const threshold = await verifyStarReceipt(
+    JSON.parse(JSON.stringify(await receiptOf(await thresholdRound()))),
+    ca,
+  );
+  assert.equal(threshold.linearCheck, "not proven");
+  assert.deepEqual(threshold.unattested, [peerName(3)]);
+});
+
+Deno.test("a result off by one in one element fails the linear check, though DONE and every attestation are signed", async () => {
+  const ca = (await receiptPki()).caPem;
+  const vectorInputs = (i: number) => Float64Array.from({ length: 4 }, (_, k) => 10 * i + k);
+  const rounds: [string, ReceiptRound][] = [
+    ["n-of-n scalar", await nofnRound()],
+    ["threshold scalar with a dropout", await dropoutRound()],
+    ["threshold vector with a dropout", await dropoutRound("vector:4", vectorInputs)],
+    ["n-of-n residues", await residueRound()],
+  ];
+  for (const [what, round] of rounds) {
+    const good = await receiptOf(round);
+    // Control: the same re-publication of the true result is proven.
+    const same = await verifyStarReceipt(await published(round, good, () => {}), ca);
+    assert.equal(same.linearCheck, "proven", what);
+    const last = layoutOf(round).dimension - 1;
+    for (const index of new Set([0, last])) {
+      const forged = await published(round, good, (sum) => {
+        sum[index] = sum[index]! + 1;
+      });
+      await rejects(forged, ca, LINEAR, `${what}, element ${index} + 1`);
+    }
+  }
+});
+
+Deno.test("attestations, self seeds and mask secrets are each checked", async () => {
+  const round = await dropoutRound();
+  const good = await receiptOf(round);
+  await expectChanges(round, good, [
+    [
+      "an attestation value changed (nobody re-signed it)",
+      (r) => r.attestations[0].values[0] = (r.attestations[0].values[0] + 1) % P,
+      /^the attestation of p000 does not match its signature$/,
+    ],
+    [
+      "an attestation value at its segment's modulus",
+      (r) => r.attestations[0].values[0] = P,
+      /^attestations\[0\]\.values\[0\] is not a whole number/,
+    ],
+    [
+      "an attestation from outside the set",
+      (r) => r.attestations.push({ ...r.attestations[0], name: peerName(3) }),
+      /^the attestation of p003 is not from the set$/,
+    ],
+    [
+      "a self seed that does not match its commitment",
+      (r) => r.selfSeeds[1].seed = flipped(r.selfSeeds[1].seed),
+      /^the self seed of p001 does not match its commitment$/,
+    ],
+    [
+      "a self seed missing",
+      (r) => r.selfSeeds.pop(),
+      /^the self seeds are not one per member of the set$/,
+    ],
+    [
+      "a dropped peer's mask secret that does not match its mask key",
+      (r) => r.maskSecrets[0].secret = flipped(r.maskSecrets[0].secret),
+      /^the mask secret of p003 does not match its mask key$/,
+    ],
+    [
+      "a dropped peer's mask secret missing",
+      (r) => r.maskSecrets = [],
+      /^the mask secrets are not one per holder that dropped out$/,
+    ],
+  ]);
+  const nofn = await nofnRound();
+  await expectChanges(nofn, await receiptOf(nofn), [[
+    "an n-of-n receipt with a self seed",
+    (r) => r.selfSeeds = [{ name: peerName(0), seed: good.selfSeeds[0]!.seed }],
+    /^an n-of-n round has no self seeds$/,
+  ]]);
 });

@@ -14,8 +14,9 @@ const ECDSA = { name: "ECDSA", hash: "SHA-256" } as const;
 
 /**
  * The purposes v2 signs or hashes; each has its own fields
- * (lib/protocol/transcript.ts). "start" and "self-seed" are only hashed:
- * the START transcript hash and a peer's commitment to its self seed.
+ * (lib/protocol/transcript.ts). "start", "self-seed" and "linear-check"
+ * are only hashed: the START transcript hash, a peer's commitment to its
+ * self seed, and the seed of the receipt's linear-check challenge.
  */
 export type Purpose =
   | "invite"
@@ -25,7 +26,9 @@ export type Purpose =
   | "input"
   | "self-seed"
   | "consistency"
-  | "done";
+  | "done"
+  | "linear-check"
+  | "attest";
 
 /** The exact bytes a signature for `purpose` over `fields` covers. */
 export function signingInput(purpose: Purpose, fields: readonly Bytes[]): Uint8Array<ArrayBuffer> {

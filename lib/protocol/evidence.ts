@@ -9,8 +9,13 @@
  * over its session keys), CONFIRM (over startHash, which covers the terms and
  * the whole roster), INPUT (over its masked input's length and digest,
  * its commitment to its self seed and its partner set),
- * CONSISTENCY (threshold rounds: over the survivors set) and DONE (the
- * hospital's, over the set and the result's digest).
+ * CONSISTENCY (threshold rounds: over the survivors set), DONE (the
+ * hospital's, over the set and the result's digest) and ATTEST (each
+ * survivor's, after DONE: ⟨r, y⟩ of its masked vector per segment for the
+ * challenge r that DONE fixes). With them go the secrets the hospital
+ * rebuilt and checked (threshold rounds): each survivor's self seed and
+ * each dropped holder's mask scalar, so a verifier can remove the same
+ * masks and recheck the result against the attestations.
  *
  * @module
  */
@@ -38,6 +43,18 @@ export interface InputCommitment extends SignedBy {
   partners: string;
 }
 
+/** A survivor's ATTEST: ⟨r, y⟩ per segment, signed after DONE. */
+export interface Attestation extends SignedBy {
+  /** One value per segment of the layout, in vector order, each below its segment's modulus. */
+  values: number[];
+}
+
+/** A secret the hospital rebuilt from revealed shares and checked (32 bytes). */
+export interface RebuiltSecret {
+  name: string;
+  secret: Uint8Array;
+}
+
 /** The signed statements of one completed round. */
 export interface RoundEvidence {
   session: string;
@@ -62,4 +79,17 @@ export interface RoundEvidence {
   resultDigest: string;
   /** The hospital's DONE signature over (session, startHash, set, resultDigest). */
   doneSignature: Uint8Array;
+  /** ATTEST statements of members of `set` that verified, sorted by name. */
+  attestations: Attestation[];
+  /**
+   * Threshold rounds: each member of `set`'s self seed b, rebuilt and checked
+   * against its seedCommit, sorted by name (empty in n-of-n rounds).
+   */
+  selfSeeds: RebuiltSecret[];
+  /**
+   * Threshold rounds: each holder outside `set` (shared keys, no complete
+   * input)'s mask scalar d, rebuilt and checked against its maskKey, sorted
+   * by name.
+   */
+  maskSecrets: RebuiltSecret[];
 }

@@ -141,3 +141,32 @@ export function doneFields(
 ): Bytes[] {
   return [sessionBytes(session), hash, set.join(","), fromHex(resultDigest)];
 }
+
+/**
+ * The seed of the linear-check challenge r = PRG(seed) (lib/crypto/
+ * linear_check.ts): SHA-256 of the signing input ("linear-check", session,
+ * startHash, set joined by ",", resultDigest) — DONE's fields, so r is
+ * fixed only once the hospital has signed its result for this set. 32 bytes.
+ */
+export async function linearCheckSeed(
+  session: string,
+  hash: Uint8Array,
+  set: readonly string[],
+  resultDigest: string,
+): Promise<Uint8Array> {
+  const input = signingInput("linear-check", doneFields(session, hash, set, resultDigest));
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+}
+
+/**
+ * ATTEST: ("attest", session, startHash, resultDigest, then each value as
+ * decimal, one field per segment of the layout in vector order).
+ */
+export function attestFields(
+  session: string,
+  hash: Uint8Array,
+  resultDigest: string,
+  values: readonly number[],
+): Bytes[] {
+  return [sessionBytes(session), hash, fromHex(resultDigest), ...values.map(String)];
+}

@@ -207,8 +207,14 @@ async function runRound(
     },
   );
   let startedAt: number | undefined;
+  // The result is known once DONE is out (the attest phase that follows only collects what a
+  // receipt can prove), so START→result stops there.
+  let resultAt: number | undefined;
   function watch(): void {
     if (startedAt === undefined && current.phase === "confirm") startedAt = performance.now();
+    if (resultAt === undefined && (current.phase === "attest" || current.phase === "done")) {
+      resultAt = performance.now();
+    }
     timer.update(current.phase);
   }
   try {
@@ -218,7 +224,7 @@ async function runRound(
       void readLoop(name, conn, current, terms.dimension, options.onProgress, watch, lost, stop);
     }
     const outcome = await current.finished;
-    const startToResultMs = performance.now() - (startedAt ?? performance.now());
+    const startToResultMs = (resultAt ?? performance.now()) - (startedAt ?? performance.now());
     timer.stop();
     // Let DONE or ABORT reach every party before the connections close.
     await flushWrites(lastWrite.values());

@@ -18,6 +18,9 @@ const PHASE_DEADLINE: Record<string, keyof Deadlines> = {
   input: "inputMs",
   consistency: "consistencyMs",
   unmask: "unmaskMs",
+  // After DONE the hospital waits for the survivors' attestations as long
+  // as for their reveals (docs/protocol.md §12); the peers send them at once.
+  attest: "unmaskMs",
 };
 
 /** The announced deadline of `phase`, or undefined for a phase without one (done, aborted). */

@@ -255,6 +255,21 @@ const share: Field<Float64Array> = {
   encode: (value) => shareBytes.encode(writeElements(value)),
 };
 
+/** The most segments a layout has (variance: 3 components × 3 residues). */
+export const MAX_SEGMENTS = 16;
+
+/** ATTEST's values: 1 to MAX_SEGMENTS whole numbers below p1 (the largest modulus). */
+const segmentValues: Field<number[]> = {
+  decode(value, path) {
+    if (!Array.isArray(value) || value.length < 1 || value.length > MAX_SEGMENTS) {
+      fail(path, `must be a list of 1 to ${MAX_SEGMENTS} whole numbers`);
+    }
+    const element = integer(0, P - 1);
+    return value.map((v, i) => element.decode(v, `${path}[${i}]`));
+  },
+  encode: (value) => [...value],
+};
+
 /** Party names, strictly ascending (bytewise = code-unit order for these names). */
 function nameList(min: number): Field<string[]> {
   return {
@@ -425,6 +440,8 @@ const SCHEMAS = {
     signature,
   },
   consistency: { session, signature },
+  // After DONE, each survivor's ⟨r, y⟩ per segment (docs/protocol.md §8.7)
+  attest: { session, values: segmentValues, signature },
   reveal: {
     session,
     shares: sortedList({ of: partyName, kind: literal(["self", "mask"] as const), share }, "of", 1),

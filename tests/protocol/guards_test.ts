@@ -71,6 +71,26 @@
  *   H19 a sender's signed partner set is the holders (n-of-n:     → "guard H19"
  *       everyone), so every dropped holder's mask is in every
  *       survivor's input
+ *   H20 an attestation is kept only if its signature verifies;   → "guard H20"
+ *       nothing is sent after DONE (no abort)
+ *   H21 an attestation has one value per segment, each below its  → "guard H21"
+ *       segment's modulus
+ *   H22 only the first attestation of a live member of the set    → "guard H22" (deleting the
+ *       counts                                                      member test alone stays green:
+ *                                                                   after DONE every non-member is
+ *                                                                   also dropped, which the base
+ *                                                                   class ignores)
+ * Receipt guards (lib/receipt.ts), in tests/receipt_verify_test.ts:
+ *   R1  each attestation's signature, from a member of the set,   → "attestations, self seeds and
+ *       one value per segment below its modulus                     mask secrets are each checked",
+ *                                                                   "every single-field change"
+ *   R2  each self seed matches its owner's seedCommit; one per    → "... each checked"
+ *       member (threshold), none in n-of-n
+ *   R3  each dropped holder's mask secret gives its maskKey; one  → "... each checked"
+ *       per holder in some partner set outside the set
+ *   R4  ⟨r, result + masks⟩ ≡ Σ a_m per segment                   → "a result off by one in one
+ *                                                                   element fails the linear check"
+ *   R5  "proven" only when every member attested                  → "leaves right after DONE"
  * Crypto and codec guards (lib/crypto/, lib/wire/):
  *   C1  public keys are points on P-256                           → crypto_test "off the curve"
  *   C2  sealing binds session, sender, recipient (AAD)            → crypto_test "sealed shares"
@@ -92,12 +112,15 @@ import * as x509 from "@peculiar/x509";
 import { createConsortium, ECDSA_P256 } from "../../lib/pki.ts";
 import { sign } from "../../lib/crypto/signing.ts";
 import {
+  attestFields,
   consistencyFields,
   inputFields,
   inviteFields,
   joinFields,
+  linearCheckSeed,
   startHash,
 } from "../../lib/protocol/transcript.ts";
+import { challengeProducts } from "../../lib/crypto/linear_check.ts";
 import { add, inv, mul, P, P2, sub } from "../../lib/field.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
 import { decodeTotals } from "../../lib/query.ts";
@@ -112,6 +135,7 @@ import {
 import {
   completeTerms,
   HOSPITAL,
+  type Net,
   type NetEvent,
   peerName,
   plainSum,
@@ -910,4 +934,126 @@ Deno.test("guard H19: an input whose signed partner set is not the holders drops
   });
   assert.match(reason(result.peers.get(p1)), /partner set is not the set of holders/);
   assertDoneWithout(result, [p1]);
+});
+
+// ---- attestations after DONE (lib/protocol/hospital/attest.ts) ----
+
+/** The attestations the hospital kept, by name. */
+function attested(result: Awaited<ReturnType<typeof runRound>>): Map<string, number[]> {
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
+  if (result.hospital.kind !== "done") return new Map();
+  return new Map(result.hospital.evidence.attestations.map((a) => [a.name, a.values]));
+}
+
+/** Whatever the hospital sent after its first DONE: nothing, ever (§11.2). */
+function sentAfterDone(result: Awaited<ReturnType<typeof runRound>>): NetEvent[] {
+  const first = result.trace.findIndex((e) =>
+    e.from === HOSPITAL && "message" in e && e.message.type === "done"
+  );
+  return result.trace.slice(first).filter((e) =>
+    e.from === HOSPITAL && !("message" in e && e.message.type === "done")
+  );
+}
+
+Deno.test("every survivor attests ⟨r, y⟩ after DONE, and the hospital keeps each", async () => {
+  for (const terms of [sumTerms("nofn"), sumTerms("threshold", 3, 2)]) {
+    const result = await runRound({ peers: 5, terms, inputs: sumInput });
+    const kept = attested(result);
+    assert.deepEqual([...kept.keys()], names5);
+    if (result.hospital.kind !== "done") continue;
+    const { session, set, resultDigest } = result.hospital.evidence;
+    const seed = await linearCheckSeed(
+      session,
+      result.hospital.evidence.startHash,
+      set,
+      resultDigest,
+    );
+    for (const name of names5) {
+      const y = Float64Array.from(
+        result.trace.flatMap((e) => e.from === name && "chunk" in e ? [...e.chunk.data] : []),
+      );
+      assert.deepEqual(
+        kept.get(name),
+        await challengeProducts(seed, y, [{ start: 0, length: 1, modulus: P }]),
+      );
+    }
+    assert.deepEqual(sentAfterDone(result), []);
+  }
+});
+
+Deno.test("guard H20: an attestation whose signature does not verify is not kept, and nothing is sent after DONE", async () => {
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: edit(p1, "attest", (m) => ({ ...m, values: [(m.values[0]! + 1) % P] })),
+  });
+  assert.deepEqual([...attested(result).keys()], [p0, p2]);
+  assert.ok(result.logs.get(HOSPITAL)!.some((l) => l.includes(`no attestation from ${p1}`)));
+  assert.deepEqual(sentAfterDone(result), [], "no abort after DONE");
+});
+
+/** `name`'s signed ATTEST of `values` for the round on `net` (after the hospital's DONE). */
+async function attestOf(net: Net, name: string, values: number[]): Promise<Message> {
+  const find = <T extends MessageType>(type: T) =>
+    net.trace.find((e) => e.from === HOSPITAL && "message" in e && e.message.type === type) as
+      | { message: MessageOf<T> }
+      | undefined;
+  const invite = find("invite")!.message;
+  const start = find("start")!.message;
+  const done = find("done")!.message;
+  const hash = await startHash(invite.session, invite.terms, start.participants);
+  return {
+    type: "attest",
+    session: invite.session,
+    values,
+    signature: await sign(
+      keyOf(name),
+      "attest",
+      attestFields(invite.session, hash, done.resultDigest, values),
+    ),
+  };
+}
+
+Deno.test("guard H21: an attestation with the wrong number of values is not kept, even signed", async () => {
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: sumInput,
+    tamper: async (e, net) => {
+      if (e.from !== p1 || !("message" in e) || e.message.type !== "attest") return [e];
+      return [{ ...e, message: await attestOf(net, p1, [e.message.values[0]!, 0]) }];
+    },
+  });
+  assert.deepEqual([...attested(result).keys()], [p0, p2]);
+});
+
+Deno.test("guard H22: the hospital ignores an attestation from a non-survivor, and a second one", async () => {
+  // p004 never sends its masked input: it is a holder outside S. Once p000
+  // attests, a validly signed attestation "from" p004 and a second, validly
+  // signed one from p000 with other values follow.
+  const result = await runRound({
+    ...threshold5,
+    dies: [{
+      peer: p4,
+      when: (e) => "message" in e && e.message.type === "input",
+      delivered: false,
+    }],
+    tamper: async (e, net) => {
+      if (e.from !== p0 || !("message" in e) || e.message.type !== "attest") return [e];
+      const values = [(e.message.values[0]! + 1) % P];
+      return [
+        e,
+        { from: p4, to: HOSPITAL, message: await attestOf(net, p4, values) },
+        { from: p0, to: HOSPITAL, message: await attestOf(net, p0, values) },
+      ];
+    },
+  });
+  const kept = attested(result);
+  assert.deepEqual([...kept.keys()], names5.slice(0, 4));
+  const original = result.trace.find((e) =>
+    e.from === p0 && "message" in e && e.message.type === "attest"
+  ) as { message: MessageOf<"attest"> };
+  assert.deepEqual(kept.get(p0), original.message.values, "the first attestation counts");
+  assert.ok(result.logs.get(HOSPITAL)!.some((l) => l.includes(`second attest from ${p0}`)));
 });

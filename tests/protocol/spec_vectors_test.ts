@@ -28,11 +28,14 @@ import { add, addSegmentsInto, fromResidues, mul, P, P2, P3 } from "../../lib/fi
 import { applyMask } from "../../lib/crypto/masks.ts";
 import { decodeTotals, encodeInput, parseQuery, vectorLayout } from "../../lib/query.ts";
 import { FieldStream } from "../../lib/prg.ts";
+import { challengeProducts } from "../../lib/crypto/linear_check.ts";
 import {
+  attestFields,
   consistencyFields,
   inputFields,
   inviteFields,
   joinFields,
+  linearCheckSeed,
   seedCommitment,
 } from "../../lib/protocol/transcript.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
@@ -167,6 +170,7 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
     "consistency-signing-input",
     "input-signing-input",
     "join-signing-input",
+    "linear-check",
     "message-frame",
     "pairwise-seed",
     "prg-candidates",
@@ -555,4 +559,71 @@ Deno.test("spec vectors: residue-layout — components, residues, segments, sum 
   const mask = new Float64Array(layout.dimension);
   await applyMask(mask, v.hex("seed"), 1, layout.segments);
   assert.deepEqual(Array.from(mask), v.numbers("mask"));
+});
+
+Deno.test("spec vectors: linear-check — challenge seed, r over the segments, exact values, attest input", async () => {
+  const v = vector("linear-check");
+  const session = v.text("session");
+  const hash = v.hex("start_hash");
+  const set = v.list("set");
+  const result = Float64Array.from(v.numbers("result"));
+  assert.deepEqual([...result], vector("residue-layout").numbers("sum"));
+  assert.equal(await vectorDigest(result), v.text("result_digest"));
+  // The hashed bytes in words: DONE's fields under the purpose "linear-check".
+  const input = lp(
+    "sumshare/2 linear-check",
+    fromHex(session),
+    hash,
+    set.join(","),
+    v.hex("result_digest"),
+  );
+  assert.equal(toHex(input), v.text("hash_input"));
+  const seed = new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+  assert.equal(toHex(seed), v.text("seed"));
+  assert.equal(
+    toHex(await linearCheckSeed(session, hash, set, v.text("result_digest"))),
+    v.text("seed"),
+  );
+  // r: one stream, each segment's elements by rejection against its own modulus.
+  const segments: { start: number; length: number; modulus: number }[] = [];
+  let start = 0;
+  for (const segment of v.list("segments")) {
+    const [name, length] = segment.split(":");
+    segments.push({ start, length: Number(length), modulus: MODULI[name!]! });
+    start += Number(length);
+  }
+  const stream = await FieldStream.fromSeed(seed);
+  const r: number[] = [];
+  for (const { length, modulus } of segments) r.push(...await stream.take(length, modulus));
+  assert.deepEqual(r, v.numbers("challenge"));
+  // a_k = Σ r_i·y_i mod m_k, exactly (BigInt here; the library splits into 26-bit halves).
+  const y = Float64Array.from(v.numbers("masked"));
+  const exact = segments.map(({ start, length, modulus }) => {
+    let total = 0n;
+    for (let i = start; i < start + length; i++) total += BigInt(r[i]!) * BigInt(y[i]!);
+    return Number(total % BigInt(modulus));
+  });
+  assert.deepEqual(exact, v.numbers("values"));
+  assert.deepEqual(await challengeProducts(seed, y, segments), v.numbers("values"));
+  assert.equal(
+    toHex(signingInput("attest", attestFields(session, hash, v.text("result_digest"), exact))),
+    v.text("attest_signing_input"),
+  );
+});
+
+Deno.test("the linear check's values are exact for elements near the moduli and long segments", async () => {
+  // Against BigInt, with elements at the top of each field, over more than one draw step.
+  const seed = new Uint8Array(32).fill(7);
+  const length = 70_000;
+  for (const modulus of [P, P2, P3]) {
+    const y = Float64Array.from({ length }, (_, i) => modulus - 1 - (i % 3));
+    const stream = await FieldStream.fromSeed(seed);
+    const r = await stream.take(length, modulus);
+    let total = 0n;
+    for (let i = 0; i < length; i++) total += BigInt(r[i]!) * BigInt(y[i]!);
+    assert.deepEqual(
+      await challengeProducts(seed, y, [{ start: 0, length, modulus }]),
+      [Number(total % BigInt(modulus))],
+    );
+  }
 });

@@ -36,16 +36,15 @@
  * @module
  */
 
-import type { RoundEvidence } from "../evidence.ts";
 import { addSegmentsInto, isSegmentedFieldVector } from "../../field.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
-import { toHex } from "../../encoding.ts";
 import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
 import { partnerBitmap } from "../partners.ts";
 import { doneFields, inputFields, NO_SEED_COMMIT } from "../transcript.ts";
+import { AttestState } from "./attest.ts";
 import { ConsistencyState } from "./consistency.ts";
-import { abortRound, DoneState, type HospitalContext, HospitalState } from "./state.ts";
+import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 
 interface Incoming {
   digest: string;
@@ -185,8 +184,10 @@ export class MaskedInputState extends HospitalState {
 }
 
 /**
- * The round's result is `result`, the sum over exactly `set`: sign DONE,
- * send it to every participant still taking part, record the outcome.
+ * The round's result is `result`, the sum over exactly `set`: sign DONE and
+ * send it to every participant still taking part, then collect the
+ * survivors' attestations (lib/protocol/hospital/attest.ts); the outcome is
+ * recorded when that phase ends.
  */
 export async function finish(
   ctx: HospitalContext,
@@ -204,29 +205,7 @@ export async function finish(
       ctx.send(p.name, { type: "done", session: ctx.session, resultDigest, signature });
     }
   }
-  const evidence: RoundEvidence = {
-    session: ctx.session,
-    terms: ctx.terms,
-    hospital: { name: ctx.name, cert: ctx.certPem },
-    inviteSignature: ctx.signed.invite,
-    roster: ctx.roster,
-    startHash: ctx.startHash,
-    confirmations: ctx.signed.confirmations,
-    inputs: set.map((name) => ctx.signed.inputs.get(name)!),
-    set: [...set],
-    consistency: ctx.signed.consistency,
-    resultDigest,
-    doneSignature: signature,
-  };
-  ctx.outcome = {
-    kind: "done",
-    result,
-    layout: ctx.layout,
-    set: [...set],
-    resultDigest,
-    evidence,
-    startHash: toHex(ctx.startHash),
-  };
   ctx.log(`round done over ${set.length} participants`);
-  return new DoneState(ctx);
+  const attest = new AttestState(ctx, { result, set, resultDigest, doneSignature: signature });
+  return await attest.open();
 }

@@ -100,9 +100,15 @@ export class HospitalRound {
     return this.#run((state) => state.timeout());
   }
 
-  /** Ends the round now (the operator gave up), telling every party. */
+  /**
+   * Ends the round now (the operator gave up), telling every party. Once
+   * DONE is out the result stands: the round ends with the attestations it
+   * has instead.
+   */
   abort(reason: string): Promise<void> {
-    return this.#run(() => Promise.resolve(abortRound(this.#ctx, reason)));
+    return this.#run((state) =>
+      state?.phase === "attest" ? state.timeout() : Promise.resolve(abortRound(this.#ctx, reason))
+    );
   }
 
   #run(step: (state: HospitalState) => Promise<HospitalState>): Promise<void> {

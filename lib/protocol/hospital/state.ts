@@ -22,7 +22,7 @@
  */
 
 import { randomHex } from "../../encoding.ts";
-import type { InputCommitment, SignedBy } from "../evidence.ts";
+import type { InputCommitment, RebuiltSecret, SignedBy } from "../evidence.ts";
 import type { Chunk, Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
 import { fitReason } from "../../wire/messages.ts";
 import { type Layout, QueryError } from "../../query.ts";
@@ -38,6 +38,7 @@ export type HospitalPhase =
   | "input"
   | "consistency"
   | "unmask"
+  | "attest"
   | "done"
   | "aborted";
 
@@ -49,6 +50,7 @@ const COLLECTS: Record<HospitalPhase, readonly MessageType[]> = {
   input: ["input"],
   consistency: ["consistency"],
   unmask: ["reveal"],
+  attest: ["attest"],
   done: [],
   aborted: [],
 };
@@ -59,6 +61,7 @@ const ORDER: readonly HospitalPhase[] = [
   "input",
   "consistency",
   "unmask",
+  "attest",
   "done",
   "aborted",
 ];
@@ -118,6 +121,10 @@ export class HospitalContext {
     confirmations: [] as SignedBy[],
     inputs: new Map<string, InputCommitment>(),
     consistency: [] as SignedBy[],
+    /** Survivors' self seeds, rebuilt and checked against their commitments (threshold). */
+    selfSeeds: [] as RebuiltSecret[],
+    /** Dropped holders' mask scalars, rebuilt and checked against their mask keys (threshold). */
+    maskSecrets: [] as RebuiltSecret[],
   };
 
   constructor(options: HospitalOptions) {

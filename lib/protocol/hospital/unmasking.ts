@@ -120,6 +120,8 @@ export class UnmaskingState extends HospitalState {
           );
         }
         await applyMask(sum, secret, -1, ctx.layout.segments);
+        // For the receipt: a verifier removes the same mask to check the result.
+        ctx.signed.selfSeeds.push({ name: owner, secret });
         continue;
       }
       const entry = ctx.roster[ctx.index.get(owner)!]!;
@@ -129,6 +131,7 @@ export class UnmaskingState extends HospitalState {
       } catch {
         return abortRound(ctx, `the rebuilt mask key of ${owner} is not the one it advertised`);
       }
+      ctx.signed.maskSecrets.push({ name: owner, secret });
       for (const survivor of this.#survivors) {
         const other = await importPublicKey(ctx.roster[ctx.index.get(survivor)!]!.maskKey);
         const seed = await pairwiseSeed(maskKey, other, ctx.sessionBytes, owner, survivor);

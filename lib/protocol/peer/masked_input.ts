@@ -34,10 +34,13 @@ import { toHex } from "../../encoding.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
 import { CHUNK_ELEMENTS, type Message, type MessageOf } from "../../wire/messages.ts";
 import { bitmapMembers, partnerBitmap } from "../partners.ts";
+import { challengeProducts } from "../../crypto/linear_check.ts";
 import {
+  attestFields,
   consistencyFields,
   doneFields,
   inputFields,
+  linearCheckSeed,
   NO_SEED_COMMIT,
   seedCommitment,
 } from "../transcript.ts";
@@ -69,6 +72,8 @@ export async function sendMaskedInput(
     await applyMask(y, seed, pairSign(ctx.name, other), segments);
   }
   const digest = await vectorDigest(y);
+  // Kept for the attestation after DONE: y is fixed by its signed digest.
+  ctx.masked = y;
   // The hospital checks the self seed it rebuilds against this commitment:
   // with exactly T revealers nothing else could expose an altered share.
   const seedCommit = selfSeed
@@ -94,7 +99,10 @@ export async function sendMaskedInput(
 
 /**
  * Checks DONE's signature over (session, START hash, `set`, digest) with the
- * hospital's key and ends the session with it.
+ * hospital's key, attests ⟨r, y⟩ of this peer's masked vector y for the
+ * challenge r those fields fix (docs/protocol.md §8.7), and ends the
+ * session. The attestation is what lets a receipt prove the result is the
+ * unmasked sum: r did not exist before the hospital signed its result.
  */
 export async function acceptDone(
   ctx: PeerContext,
@@ -106,6 +114,15 @@ export async function acceptDone(
   if (!(await verify(ctx.hospitalKey!, message.signature, "done", fields))) {
     return abortSession(ctx, "the hospital's DONE signature does not verify");
   }
+  const seed = await linearCheckSeed(ctx.session, ctx.startHash, set, message.resultDigest);
+  const values = await challengeProducts(seed, ctx.masked, ctx.agreedLayout.segments);
+  const attestation = await sign(
+    ctx.signingKey,
+    "attest",
+    attestFields(ctx.session, ctx.startHash, message.resultDigest, values),
+  );
+  ctx.send({ type: "attest", session: ctx.session, values, signature: attestation });
+  ctx.masked = new Float64Array(0);
   ctx.outcome = {
     kind: "done",
     set: [...set],

@@ -113,6 +113,11 @@ export class PeerContext {
   layout: Layout | undefined;
   hospitalKey: CryptoKey | undefined;
   x: Float64Array = new Float64Array(0);
+  /**
+   * The masked vector y this peer sent, kept until DONE for its attestation
+   * ⟨r, y⟩ (8 bytes per element: 8 MiB for 2^20 elements).
+   */
+  masked: Float64Array = new Float64Array(0);
   keys: SessionKeys | undefined;
   roster: Participant[] = [];
   readonly index = new Map<string, number>();
