@@ -22,6 +22,7 @@ import {
   CREDENTIAL_FLAGS,
   credentialPaths,
   integerFlag,
+  joinTimeoutFlag,
   listFlag,
   nameFlag,
   type ParsedFlags,
@@ -55,9 +56,21 @@ import {
   verifyStarReceipt,
   writeReceiptFile,
 } from "./receipt.ts";
-import { addParties, createConsortium, PartyExistsError, writeConsortium } from "./pki.ts";
+import {
+  addParties,
+  createConsortium,
+  PartyExistsError,
+  revokeParties,
+  writeConsortium,
+} from "./pki.ts";
 import { MAX_PARTICIPANTS } from "./wire/messages.ts";
-import { formatStatistic, starReport } from "./service/report.ts";
+import { starReport } from "./service/report.ts";
+import {
+  checkResultTarget,
+  formatStatistic,
+  presentReport,
+  writeResultFile,
+} from "./service/present.ts";
 
 /** The program version, as deno.json states it. */
 export const VERSION: string = config.version;
@@ -66,12 +79,27 @@ export const VERSION: string = config.version;
 export interface Console {
   out(line: string): void;
   err(line: string): void;
+  /** stdout is a terminal: long vectors are previewed, histograms drawn. */
+  terminal?: boolean;
+  /** Log lines get a timestamp (stderr is a terminal, or a service's log). */
+  stamp?: boolean;
 }
 
 const SYSTEM_CONSOLE: Console = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
+  terminal: Deno.stdout.isTerminal(),
+  stamp: Deno.stderr.isTerminal(),
 };
+
+/**
+ * The log of a one-shot command. Lines are stamped on a terminal; piped logs
+ * stay unstamped for now, since scripts and tests read them line by line
+ * (the serving hospital and the agents always stamp theirs).
+ */
+function logOf(io: Console): (line: string) => void {
+  return io.stamp ? (line) => io.err(`${new Date().toISOString()} ${line}`) : io.err;
+}
 
 const MAIN_HELP = `sumshare ${VERSION}: the sum of private values, without revealing any one of them
 
@@ -99,6 +127,9 @@ Options:
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
+  --revoked FILE       the CA's signed deny-list (default: revoked.json next to ca.crt,
+                       when there): a revoked peer is refused when it connects; a list
+                       that does not verify stops the command
   --name NAME          this party's name, the CN of its certificate (default: hospital)
   --query Q            sum (default), count, mean, variance, histogram:LOW:HIGH:BINS or vector:D
   --scale S            inputs are decimals with up to S places (fixed-point; default 0)
@@ -116,7 +147,12 @@ Options:
   --out FILE           write a verifiable receipt to FILE, readable by the owner only
                        (check it with 'sumshare verify'); refused before listening if
                        FILE cannot be written
-  --json               print the result as one JSON object on stdout
+  --result FILE        also write the whole result to FILE: CSV (.csv: one row per vector
+                       element, histogram bin or statistic) or JSON (.json: the report);
+                       on a terminal a vector of more than 20 values is only previewed,
+                       and without --result its values go to ./sumshare-result-SESSION.csv
+  --json               print the result as one JSON object on stdout (a failure as
+                       {"error": {"kind", "message"}})
   -h, --help           this text
 
 Exit codes: 0 the result is printed (and the receipt written); 1 the round failed,
@@ -125,6 +161,7 @@ stderr); 2 usage error, or --out cannot be written.`;
 
 const PEER_HELP =
   `Usage: sumshare peer --name NAME (--value V | --input FILE) --hospital HOST:PORT [options]
+       sumshare peer --config FILE [--variable VAR] [options]
 
 Joins the hospital's round with private data, over one mutual-TLS connection to
 the hospital (a peer never listens). The data leave this process only masked,
@@ -142,14 +179,23 @@ Options:
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
+  --revoked FILE       the CA's signed deny-list (default: revoked.json next to ca.crt,
+                       when there): a round whose roster holds a revoked party is refused
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the hospital's invitation (default: --timeout
                        if given, else 600)
+  --config FILE        take the name, hospital, credentials and data from an agent config
+                       (as for 'peer --serve'): one round, under the config's policy, logged
+                       in its audit log; --name, --hospital, --hospital-name and the
+                       credential flags override the config; the hospital may start later
+  --variable VAR       with --config: the [data.VAR] this round is about (a one-shot
+                       hospital's --query names no variable); default: the config's only one
   --json               print the outcome as one JSON object on stdout
   -h, --help           this text`;
 
 const CERTS_HELP = `Usage: sumshare certs --names hospital,alice,bob [options]
        sumshare certs --add dave,erin [options]
+       sumshare certs --revoke dave [--out DIR]
 
 Makes a consortium PKI: a CA, and for every name an ECDSA P-256 key and a
 certificate with CN = name. Keys are written readable by the owner only.
@@ -160,7 +206,12 @@ Options:
   --names LIST   make a NEW CA and these parties (1–32 of a–z, 0–9, '-', '_')
   --add LIST     issue these parties from the existing CA in --out; refuses
                  names whose .crt or .key exist
-  --out DIR      where to write, and with --add where the CA is (default: certs)
+  --revoke LIST  add these parties to DIR/revoked.json, the deny-list signed with the
+                 CA in --out (each with its certificate's serial and fingerprint when
+                 DIR/NAME.crt is there) and a higher sequence number; the hospital and
+                 every agent load it from next to their ca.crt (or --revoked FILE) and
+                 refuse a revoked party: give every party the new file
+  --out DIR      where to write, and with --add or --revoke where the CA is (default: certs)
   --hosts LIST   host names and IPs for every new certificate's SANs
                  (default: localhost,127.0.0.1)
   --days N       validity in days, at most the CA's (default: 365)
@@ -239,6 +290,19 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
         throw new UsageError(`Unknown command ${JSON.stringify(command)}`);
     }
   } catch (error) {
+    if ((command === "hospital" || command === "peer") && rest.includes("--json")) {
+      // Scripts that asked for JSON get the failure as JSON too; stderr still says it.
+      io.out(JSON.stringify({
+        error: {
+          kind: error instanceof UsageError
+            ? "usage"
+            : error instanceof RoundAbortedError
+            ? "round"
+            : "error",
+          message: describeError(error),
+        },
+      }));
+    }
     if (error instanceof UsageError) {
       io.err(`sumshare: ${error.message}`);
       io.err(`Try 'sumshare ${command && !command.startsWith("-") ? command + " " : ""}--help'.`);
@@ -259,20 +323,8 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
   }
 }
 
-/** The generous default join window, when neither --join-timeout nor --timeout is given. */
-const DEFAULT_JOIN_TIMEOUT_SECONDS = 600;
-
-/**
- * The join window: --join-timeout; without it --timeout as before (so a
- * command line that bounded everything with --timeout still does), and
- * otherwise {@linkcode DEFAULT_JOIN_TIMEOUT_SECONDS}, so sites need not all
- * start within one phase's deadline.
- */
 function joinTimeout(flags: ParsedFlags, phaseMs: number): number {
-  if (flags.values["join-timeout"] !== undefined) {
-    return timeoutFlag(flags, DEFAULT_JOIN_TIMEOUT_SECONDS, "join-timeout");
-  }
-  return flags.values["timeout"] !== undefined ? phaseMs : DEFAULT_JOIN_TIMEOUT_SECONDS * 1000;
+  return joinTimeoutFlag(flags, phaseMs);
 }
 
 function wantsHelp(args: string[], help: string, io: Console): boolean {
@@ -303,6 +355,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     timeout: { type: "string" },
     "join-timeout": { type: "string" },
     out: { type: "string" },
+    result: { type: "string" },
     json: { type: "boolean" },
   });
   const name = nameFlag(flags, "name", "hospital");
@@ -359,6 +412,10 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
+  const resultFile = typeof flags.values["result"] === "string"
+    ? flags.values["result"]
+    : undefined;
+  if (resultFile !== undefined) await checkResultTarget(resultFile);
   const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
   const hospitalProgress = terminalProgress();
   const round = await runStarHospital({
@@ -367,19 +424,17 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     peers,
     terms,
     joinTimeoutMs,
-    log: io.err,
-    onListening: (address) => io.err(`listening on ${formatHostPort(address)}`),
+    log: logOf(io),
+    onListening: (address) => logOf(io)(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),
   });
   const report = starReport(round, terms, query);
   // The result first: whatever happens to the receipt, it is not lost.
   if (flags.values["json"]) {
     io.out(JSON.stringify(report));
+    if (resultFile !== undefined) await writeResultFile(resultFile, report);
   } else {
-    for (const [key, value] of Object.entries(report.result)) {
-      io.out(`${key}: ${formatStatistic(value)}`);
-    }
-    io.err(`session ${round.session}, contributors: ${round.outcome.set.join(", ")}`);
+    await presentReport(report, io, { resultFile });
   }
   if (out !== undefined) {
     const receipt = await createStarReceipt(
@@ -454,6 +509,10 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     return await agentCommand(args, io);
   }
   if (wantsHelp(args, PEER_HELP, io)) return 0;
+  if (args.some((a) => a === "--config" || a.startsWith("--config="))) {
+    const { oneShotCommand } = await import("./agent/command.ts");
+    return await oneShotCommand(args, io);
+  }
   const flags = parseFlags(args, {
     ...HELP_FLAG,
     ...CREDENTIAL_FLAGS,
@@ -484,7 +543,7 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
     hospitalName,
     input: (terms) => encodePeerInput(data, scale, terms),
     inviteTimeoutMs: joinTimeout(flags, timeoutMs),
-    log: io.err,
+    log: logOf(io),
     ...(onProgress ? { onProgress } : {}),
   });
   const result = {
@@ -519,7 +578,9 @@ async function certsCommand(args: string[], io: Console): Promise<number> {
     hosts: { type: "string" },
     days: { type: "string" },
     force: { type: "boolean" },
+    revoke: { type: "string" },
   });
+  if (flags.values["revoke"] !== undefined) return await revokeCommand(flags, io);
   const adding = flags.values["add"] !== undefined;
   if (adding && flags.values["names"] !== undefined) {
     throw new UsageError(
@@ -576,6 +637,36 @@ async function certsCommand(args: string[], io: Console): Promise<number> {
     }`,
   );
   io.err("keep ca.key offline; give each party ca.crt and only its own .crt and .key");
+  return 0;
+}
+
+/** `sumshare certs --revoke LIST [--out DIR]`. */
+async function revokeCommand(flags: ParsedFlags, io: Console): Promise<number> {
+  for (const other of ["names", "add", "force", "hosts", "days"]) {
+    if (flags.values[other] !== undefined) {
+      throw new UsageError(`--revoke goes alone with --out, not with --${other}`);
+    }
+  }
+  const names = listFlag(flags, "revoke");
+  for (const name of names) nameFlag({ values: { revoke: name }, positionals: [] }, "revoke");
+  const dir = stringFlag(flags, "out", "certs");
+  const { path, list, added } = await revokeParties(dir, names);
+  for (const entry of added) {
+    io.err(
+      `revoked ${entry.name}${
+        entry.serial === null
+          ? ` (no ${entry.name}.crt in ${dir}: any certificate named ${entry.name} is refused)`
+          : ` (certificate serial ${entry.serial})`
+      }`,
+    );
+  }
+  for (const name of names.filter((n) => !added.some((e) => e.name === n))) {
+    io.err(`${name} was revoked already`);
+  }
+  io.err(
+    `wrote ${path}, sequence ${list.sequence}, ${list.entries.length} revoked; give it to ` +
+      "every party, next to its ca.crt (or point --revoked at it)",
+  );
   return 0;
 }
 

@@ -21,6 +21,8 @@ import {
   type PolicyTime,
   verifyIssuedBy,
 } from "./certpolicy.ts";
+import { dirname, join } from "node:path";
+import { fromCanonicalBase64, toHex } from "./encoding.ts";
 import { AuthError } from "./errors.ts";
 
 export type { PartyUse } from "./certpolicy.ts";
@@ -125,6 +127,7 @@ export async function verifyPartyCertificate(
     now,
   });
   const publicKey = await signedKey(accepted.certificate, pem, ca, expectedName);
+  await assertNotRevoked(accepted.certificate, accepted.name, ca);
   return { name: accepted.name, certPem: pem, publicKey };
 }
 
@@ -167,6 +170,11 @@ export interface CredentialPaths {
   ca: string;
   cert: string;
   key: string;
+  /**
+   * The CA's signed deny-list ({@linkcode parseRevocationList}); default:
+   * `revoked.json` next to the CA certificate, used when it exists.
+   */
+  revoked?: string | undefined;
 }
 
 async function readText(path: string, what: string): Promise<string> {
@@ -191,6 +199,8 @@ export async function loadIdentity(
   const certPem = await readText(paths.cert, "certificate");
   const keyPem = await readText(paths.key, "private key");
   const ca = await loadCaCertificate(caPem, options.now === undefined ? {} : { now: options.now });
+  const revoked = await loadRevocationFile(paths, ca);
+  if (revoked !== undefined) trustRevocations(ca, revoked);
   const own = await verifyPartyCertificate(certPem, ca, name, options);
   let privateKey: CryptoKey;
   try {
@@ -207,4 +217,180 @@ export async function loadIdentity(
     throw new AuthError(`Private key ${paths.key} does not match certificate ${paths.cert}`);
   }
   return { name, ca, caPem, certPem, keyPem, privateKey };
+}
+
+/**
+ * A consortium's deny-list, `sumshare-revoked/1`: parties the CA has
+ * revoked, by name and by their certificate's serial number and SHA-256
+ * fingerprint, with a sequence number that grows with each new list, signed
+ * with the CA key (ECDSA P-256 over the domain-separated transcript of every
+ * other field). A signed JSON statement checked with Web Crypto needs no
+ * library: an X.509 CRL (which @peculiar/x509 can build) would carry
+ * serials only, and sumshare names parties by CN.
+ */
+export interface RevocationList {
+  /** Higher is newer. */
+  sequence: number;
+  issued: string;
+  entries: readonly RevokedParty[];
+}
+
+/** One revoked party. */
+export interface RevokedParty {
+  name: string;
+  /** Its certificate's serial number (hex), when the CA had the certificate. */
+  serial: string | null;
+  /** SHA-256 of its certificate (hex), likewise. */
+  fingerprint: string | null;
+  time: string;
+}
+
+/** The format tag of a deny-list file. */
+export const REVOCATION_FORMAT = "sumshare-revoked/1";
+/** The deny-list's file name, next to ca.crt. */
+export const REVOCATION_FILE = "revoked.json";
+/** The purpose label the CA signs a deny-list under (see {@linkcode transcript}). */
+export const REVOCATION_PURPOSE = "revocation-list";
+
+/** SHA-256 of a certificate's DER, hex: how a deny-list names a certificate and its CA. */
+export async function certificateFingerprint(cert: x509.X509Certificate): Promise<string> {
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData)));
+}
+
+/** The fields the CA signs, in order: every field of the list but the signature. */
+export function revocationFields(
+  caFingerprint: string,
+  list: RevocationList,
+): string[] {
+  return [
+    REVOCATION_FORMAT,
+    caFingerprint,
+    String(list.sequence),
+    list.issued,
+    JSON.stringify(list.entries.map((e) => [e.name, e.serial, e.fingerprint, e.time])),
+  ];
+}
+
+const HEX = /^[0-9a-f]+$/;
+
+/**
+ * Parses a deny-list and verifies it: exactly its fields, this CA's
+ * fingerprint, and the CA's signature. Anything else is an
+ * {@linkcode AuthError}: a list that does not verify is never ignored, since
+ * ignoring it would let anyone who can edit the file re-admit a party.
+ */
+export async function parseRevocationList(
+  text: string,
+  ca: x509.X509Certificate,
+  where = "the revocation list",
+): Promise<RevocationList> {
+  const bad = (why: string) => new AuthError(`Invalid revocation list ${where}: ${why}`);
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new AuthError(`Invalid revocation list ${where}: not JSON`, { cause });
+  }
+  const keys = ["format", "ca", "sequence", "issued", "revoked", "signature"];
+  if (
+    typeof doc !== "object" || doc === null || Array.isArray(doc) ||
+    Object.keys(doc).length !== keys.length || !keys.every((k) => Object.hasOwn(doc, k))
+  ) {
+    throw bad(`expected exactly the fields ${keys.join(", ")}`);
+  }
+  if (doc["format"] !== REVOCATION_FORMAT) throw bad(`the format is not ${REVOCATION_FORMAT}`);
+  const sequence = doc["sequence"];
+  if (!Number.isSafeInteger(sequence) || (sequence as number) < 1) {
+    throw bad("sequence is not a whole number from 1");
+  }
+  if (typeof doc["issued"] !== "string") throw bad("issued is not a time");
+  const raw = doc["revoked"];
+  if (!Array.isArray(raw)) throw bad("revoked is not a list");
+  const entries: RevokedParty[] = raw.map((e: unknown, i) => {
+    const entry = e as Record<string, unknown>;
+    const fields = ["name", "serial", "fingerprint", "time"];
+    const hexOrNull = (v: unknown) => v === null || (typeof v === "string" && HEX.test(v));
+    if (
+      typeof entry !== "object" || entry === null || Object.keys(entry).length !== 4 ||
+      !fields.every((k) => Object.hasOwn(entry, k)) || typeof entry["name"] !== "string" ||
+      !hexOrNull(entry["serial"]) || !hexOrNull(entry["fingerprint"]) ||
+      typeof entry["time"] !== "string"
+    ) {
+      throw bad(`entry ${i + 1} is not {name, serial, fingerprint, time}`);
+    }
+    return entry as unknown as RevokedParty;
+  });
+  const caFingerprint = await certificateFingerprint(ca);
+  if (doc["ca"] !== caFingerprint) throw bad("it was issued for another CA");
+  const signature = typeof doc["signature"] === "string"
+    ? fromCanonicalBase64(doc["signature"])
+    : undefined;
+  if (signature === undefined) throw bad("signature is not base64");
+  const list: RevocationList = { sequence: sequence as number, issued: doc["issued"], entries };
+  const key = await ca.publicKey.export(ECDSA_P256, ["verify"], crypto);
+  const fields = revocationFields(caFingerprint, list);
+  if (!(await verifyTranscript(key, signature, REVOCATION_PURPOSE, fields))) {
+    throw bad(
+      "the CA's signature does not verify (the file was changed, or not signed by this CA)",
+    );
+  }
+  return list;
+}
+
+/** The deny-list in force for each CA certificate object (see {@linkcode trustRevocations}). */
+const denyLists = new WeakMap<x509.X509Certificate, RevocationList>();
+
+/**
+ * Makes `list` (already verified against `ca`) the one every
+ * {@linkcode verifyPartyCertificate} call with this `ca` enforces: the TLS
+ * authorize step, each INVITE's and START roster's certificates, and a
+ * party's own at load. It is attached to the CA object so every check that
+ * trusts the CA applies it, with no check left to remember it.
+ */
+export function trustRevocations(ca: x509.X509Certificate, list: RevocationList): void {
+  denyLists.set(ca, list);
+}
+
+/** The deny-list in force for `ca`, if any. */
+export function revocationsOf(ca: x509.X509Certificate): RevocationList | undefined {
+  return denyLists.get(ca);
+}
+
+async function assertNotRevoked(
+  cert: x509.X509Certificate,
+  name: string,
+  ca: x509.X509Certificate,
+): Promise<void> {
+  const list = denyLists.get(ca);
+  if (list === undefined || list.entries.length === 0) return;
+  const serial = cert.serialNumber.toLowerCase();
+  const fingerprint = await certificateFingerprint(cert);
+  const hit = list.entries.find((e) =>
+    e.name === name || e.serial === serial || e.fingerprint === fingerprint
+  );
+  if (hit !== undefined) {
+    throw new AuthError(
+      `Refused: the certificate of ${JSON.stringify(name)} is revoked ` +
+        `(the CA's revocation list, sequence ${list.sequence})`,
+    );
+  }
+}
+
+/**
+ * Reads and verifies `paths.revoked`, or `revoked.json` next to the CA
+ * certificate when it exists; a named file that is missing is an error.
+ */
+async function loadRevocationFile(
+  paths: CredentialPaths,
+  ca: x509.X509Certificate,
+): Promise<RevocationList | undefined> {
+  const path = paths.revoked ?? join(dirname(paths.ca), REVOCATION_FILE);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (cause) {
+    if (paths.revoked === undefined && cause instanceof Deno.errors.NotFound) return undefined;
+    throw new AuthError(`Cannot read the revocation list ${path}`, { cause });
+  }
+  return await parseRevocationList(text, ca, path);
 }

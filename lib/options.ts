@@ -193,6 +193,22 @@ export function timeoutFlag(flags: ParsedFlags, fallbackSeconds: number, name = 
   return Math.round(seconds * 1000);
 }
 
+/** The generous default join window, when neither --join-timeout nor --timeout is given. */
+export const DEFAULT_JOIN_TIMEOUT_SECONDS = 600;
+
+/**
+ * The join window: --join-timeout; without it --timeout as before (so a
+ * command line that bounded everything with --timeout still does), and
+ * otherwise {@linkcode DEFAULT_JOIN_TIMEOUT_SECONDS}, so sites need not all
+ * start within one phase's deadline.
+ */
+export function joinTimeoutFlag(flags: ParsedFlags, phaseMs: number): number {
+  if (flags.values["join-timeout"] !== undefined) {
+    return timeoutFlag(flags, DEFAULT_JOIN_TIMEOUT_SECONDS, "join-timeout");
+  }
+  return flags.values["timeout"] !== undefined ? phaseMs : DEFAULT_JOIN_TIMEOUT_SECONDS * 1000;
+}
+
 /**
  * A non-negative decimal with at most `scale` decimal places, returned
  * scaled (× 10^scale) and below p. Used for `--max`; the text is not repeated
@@ -250,24 +266,33 @@ export const CREDENTIAL_FLAGS = {
   ca: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
+  revoked: { type: "string" },
 } as const satisfies Options;
 
 /**
  * `--certs DIR` (meaning DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key), or all of
- * `--ca`, `--cert` and `--key`; `--certs certs` by default.
+ * `--ca`, `--cert` and `--key`; `--certs certs` by default. `--revoked FILE`
+ * names the CA's deny-list (default: revoked.json next to the CA, if there).
  */
 export function credentialPaths(flags: ParsedFlags, name: string): CredentialPaths {
-  const { ca, cert, key, certs } = flags.values;
+  const { ca, cert, key, certs, revoked } = flags.values;
+  // The deny-list: --revoked FILE, else revoked.json next to the CA certificate when present.
+  const list = typeof revoked === "string" ? { revoked } : {};
   const explicit = [ca, cert, key].filter((v) => v !== undefined).length;
   if (explicit > 0) {
     if (certs !== undefined) {
       throw new UsageError("Use either --certs or --ca/--cert/--key, not both");
     }
     if (explicit !== 3) throw new UsageError("--ca, --cert and --key go together: give all three");
-    return { ca: String(ca), cert: String(cert), key: String(key) };
+    return { ca: String(ca), cert: String(cert), key: String(key), ...list };
   }
   const dir = typeof certs === "string" ? certs : "certs";
-  return { ca: join(dir, "ca.crt"), cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  return {
+    ca: join(dir, "ca.crt"),
+    cert: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+    ...list,
+  };
 }
 
 /** A comma-separated list; empty items are refused. */

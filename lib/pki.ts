@@ -11,6 +11,17 @@ import { join } from "node:path";
 import { checkCertificatePolicy, ECDSA_P256, verifyIssuedBy } from "./certpolicy.ts";
 import { toHex } from "./encoding.ts";
 import { checkPartyName } from "./names.ts";
+import {
+  certificateFingerprint,
+  parseRevocationList,
+  REVOCATION_FILE,
+  REVOCATION_PURPOSE,
+  revocationFields,
+  type RevocationList,
+  type RevokedParty,
+  signTranscript,
+} from "./identity.ts";
+import { toBase64 } from "./encoding.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -259,26 +270,26 @@ export interface AddedParties {
   cutToCa: boolean;
 }
 
-async function readCaFile(dir: string, file: string): Promise<string> {
+async function readCaFile(dir: string, file: string, what: string): Promise<string> {
   const path = join(dir, file);
   try {
     return await Deno.readTextFile(path);
   } catch (cause) {
     if (cause instanceof Deno.errors.NotFound) {
       throw new PkiError(
-        `Cannot add parties: there is no CA in ${dir} (${file} not found); ` +
+        `Cannot ${what}: there is no CA in ${dir} (${file} not found); ` +
           `make one with sumshare certs --names`,
         { cause },
       );
     }
-    throw new PkiError(`Cannot add parties: cannot read ${path}`, { cause });
+    throw new PkiError(`Cannot ${what}: cannot read ${path}`, { cause });
   }
 }
 
 /** Loads `dir/ca.crt` and `dir/ca.key`: the CA must pass the policy now and the key match it. */
-async function loadSigningCa(dir: string, now: number): Promise<SigningCa> {
-  const certPem = await readCaFile(dir, "ca.crt");
-  const keyPem = await readCaFile(dir, "ca.key");
+async function loadSigningCa(dir: string, now: number, what = "add parties"): Promise<SigningCa> {
+  const certPem = await readCaFile(dir, "ca.crt", what);
+  const keyPem = await readCaFile(dir, "ca.key", what);
   let cert: x509.X509Certificate;
   try {
     cert = checkCertificatePolicy(certPem, "ca", { now }).certificate;
@@ -287,7 +298,7 @@ async function loadSigningCa(dir: string, now: number): Promise<SigningCa> {
     });
   } catch (cause) {
     throw new PkiError(
-      `Cannot add parties with ${join(dir, "ca.crt")}: ${(cause as Error).message}`,
+      `Cannot ${what} with ${join(dir, "ca.crt")}: ${(cause as Error).message}`,
       { cause },
     );
   }
@@ -297,7 +308,7 @@ async function loadSigningCa(dir: string, now: number): Promise<SigningCa> {
     key = await crypto.subtle.importKey("pkcs8", der, ECDSA_P256, false, ["sign"]);
   } catch (cause) {
     throw new PkiError(
-      `Cannot add parties: ${join(dir, "ca.key")} is not a PKCS#8 ECDSA P-256 key`,
+      `Cannot ${what}: ${join(dir, "ca.key")} is not a PKCS#8 ECDSA P-256 key`,
       { cause },
     );
   }
@@ -307,7 +318,7 @@ async function loadSigningCa(dir: string, now: number): Promise<SigningCa> {
   const publicKey = await cert.publicKey.export(ECDSA_P256, ["verify"], crypto);
   if (!(await crypto.subtle.verify(ECDSA_P256, publicKey, signature, probe))) {
     throw new PkiError(
-      `Cannot add parties: ${join(dir, "ca.key")} does not match ${join(dir, "ca.crt")}`,
+      `Cannot ${what}: ${join(dir, "ca.key")} does not match ${join(dir, "ca.crt")}`,
     );
   }
   return { cert, key };
@@ -354,4 +365,87 @@ export async function addParties(
     written.push(path);
   }
   return { written, notAfter: profile.notAfter, cutToCa };
+}
+
+/** What {@linkcode revokeParties} wrote. */
+export interface RevokedParties {
+  path: string;
+  list: RevocationList;
+  /** The names that were added (a name already listed is kept, not repeated). */
+  added: RevokedParty[];
+}
+
+/**
+ * Adds `names` to the CA's signed deny-list `dir/revoked.json` (the CA in
+ * `dir`: ca.crt and ca.key), with each one's certificate serial and
+ * fingerprint when `dir/NAME.crt` is there, and the next sequence number.
+ * The list there must verify against the CA first: a list that does not is
+ * never silently replaced. Written through a fresh file and a rename.
+ */
+export async function revokeParties(dir: string, names: string[]): Promise<RevokedParties> {
+  for (const name of names) checkPartyName(name);
+  const now = Date.now();
+  const ca = await loadSigningCa(dir, now, "revoke");
+  const path = join(dir, REVOCATION_FILE);
+  let previous: RevocationList | undefined;
+  try {
+    previous = await parseRevocationList(await Deno.readTextFile(path), ca.cert, path);
+  } catch (cause) {
+    if (!(cause instanceof Deno.errors.NotFound)) {
+      throw new PkiError(`Cannot revoke: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const time = new Date(now).toISOString();
+  const entries = [...(previous?.entries ?? [])];
+  const added: RevokedParty[] = [];
+  for (const name of names) {
+    if (entries.some((e) => e.name === name)) continue;
+    let serial: string | null = null;
+    let fingerprint: string | null = null;
+    try {
+      const cert = new x509.X509Certificate(await Deno.readTextFile(join(dir, `${name}.crt`)));
+      serial = cert.serialNumber.toLowerCase();
+      fingerprint = await certificateFingerprint(cert);
+    } catch (cause) {
+      // No certificate here: the name alone is refused, whatever certificate it shows.
+      if (!(cause instanceof Deno.errors.NotFound)) {
+        throw new PkiError(
+          `Cannot revoke ${name}: ${join(dir, `${name}.crt`)} is not a certificate`,
+          {
+            cause,
+          },
+        );
+      }
+    }
+    const entry = { name, serial, fingerprint, time };
+    entries.push(entry);
+    added.push(entry);
+  }
+  const list: RevocationList = { sequence: (previous?.sequence ?? 0) + 1, issued: time, entries };
+  const caFingerprint = await certificateFingerprint(ca.cert);
+  const fields = revocationFields(caFingerprint, list);
+  const signature = await signTranscript(ca.key, REVOCATION_PURPOSE, fields);
+  const text = JSON.stringify(
+    {
+      format: fields[0],
+      ca: caFingerprint,
+      sequence: list.sequence,
+      issued: list.issued,
+      revoked: entries,
+      signature: toBase64(signature),
+    },
+    null,
+    2,
+  ) + "\n";
+  const temporary = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    await Deno.writeTextFile(temporary, text, { mode: 0o644, createNew: true });
+    await Deno.rename(temporary, path);
+  } catch (cause) {
+    await Deno.remove(temporary).catch(() => {});
+    throw new PkiError(`Cannot revoke: cannot write ${path}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  return { path, list, added };
 }

@@ -15,7 +15,7 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { cliCommand, removeDir, ROOT } from "./helpers.ts";
 
 /** One runnable block: where it is and what it runs. */
@@ -134,6 +134,58 @@ Deno.test("a failing block fails its document, and background jobs end with the 
     line: 1,
     code: "sleep 600 &\nsumshare --help >/dev/null",
   }]);
+});
+
+/** GitHub's anchor for a heading: lowercase, punctuation dropped, spaces as hyphens. */
+export function anchorOf(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, "").replaceAll(" ", "-");
+}
+
+function anchorsOf(text: string): Set<string> {
+  const anchors = new Set<string>();
+  let fenced = false;
+  for (const line of text.split("\n")) {
+    if (/^```/.test(line)) fenced = !fenced;
+    const heading = !fenced && /^#{1,6} (.*)$/.exec(line);
+    if (heading) anchors.add(anchorOf(heading[1]!));
+  }
+  return anchors;
+}
+
+Deno.test("anchorOf follows GitHub's rule", () => {
+  assert.equal(anchorOf("Receipts and `verify`"), "receipts-and-verify");
+  assert.equal(
+    anchorOf("12. Timers and what they count from"),
+    "12-timers-and-what-they-count-from",
+  );
+  assert.equal(
+    anchorOf("What happens when something goes wrong"),
+    "what-happens-when-something-goes-wrong",
+  );
+});
+
+Deno.test("every relative link in README.md and docs/ points at a file and heading that exist", () => {
+  const broken: string[] = [];
+  for (const file of documents()) {
+    const text = Deno.readTextFileSync(join(ROOT, file));
+    const prose = text.replace(/^```[\s\S]*?^```/gm, "");
+    for (const [, target] of prose.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target!)) continue; // https:, mailto:
+      const [path, anchor] = target!.split("#") as [string, string | undefined];
+      const resolved = path === "" ? file : join(dirname(file), path);
+      let body: string;
+      try {
+        body = Deno.readTextFileSync(join(ROOT, resolved));
+      } catch {
+        broken.push(`${file}: ${target} (no file ${resolved})`);
+        continue;
+      }
+      if (anchor && resolved.endsWith(".md") && !anchorsOf(body).has(anchor)) {
+        broken.push(`${file}: ${target} (no heading #${anchor} in ${resolved})`);
+      }
+    }
+  }
+  assert.deepEqual(broken, []);
 });
 
 Deno.test("the README has runnable blocks", () => {

@@ -31,7 +31,14 @@ Deno.test("an --out that cannot be written is refused with exit 2 before the hos
       assert.match(r.stderr, new RegExp(`Cannot write the receipt to ${RegExp.escape(out)}: `));
       assert.match(r.stderr, reason);
       assert.doesNotMatch(r.stderr, /listening on/);
-      assert.equal(r.stdout, "");
+      // --json: the failure as one JSON error object, and no result.
+      const failure = JSON.parse(r.stdout);
+      assert.deepEqual(Object.keys(failure), ["error"]);
+      assert.equal(failure.error.kind, "usage");
+      assert.match(
+        failure.error.message,
+        new RegExp(`Cannot write the receipt to ${RegExp.escape(out)}: `),
+      );
     }
     // The check leaves nothing behind when the path did not exist.
     const ok = await new CliProcess("hospital", [

@@ -1,9 +1,10 @@
 /**
  * A small TCP proxy for fault tests: it stands between a peer and the
  * hospital (the peer's `--hospital` is the proxy's address) and can hold
- * connections (stall), let them through, or cut them, at once or later at a
- * point the test observed. It forwards bytes blindly, so TLS still runs end
- * to end between the real parties.
+ * connections (stall), let them through, cut them, or silently drop what
+ * they carry (a partition), at once or later at a point the test observed.
+ * It forwards bytes blindly, so TLS still runs end to end between the real
+ * parties.
  *
  * @module
  */
@@ -20,6 +21,8 @@ export class TcpProxy {
   #mode: ProxyMode;
   #released = deferred<void>();
   #sockets = new Set<Deno.Conn>();
+  /** Forwarded links; a stalled one drops what it reads. */
+  #links = new Set<{ stalled: boolean }>();
   #accepting: Promise<void>;
   #cut = 0;
   /** How many connections the proxy has cut. */
@@ -76,9 +79,12 @@ export class TcpProxy {
     const target = await this.#target.promise;
     const server = await Deno.connect({ hostname: target.hostname, port: target.port });
     this.#sockets.add(server);
+    const link = { stalled: false };
+    this.#links.add(link);
     try {
-      await Promise.race([pipe(client, server), pipe(server, client)]);
+      await Promise.race([pipe(client, server, link), pipe(server, client, link)]);
     } finally {
+      this.#links.delete(link);
       this.#close(server);
     }
   }
@@ -90,6 +96,16 @@ export class TcpProxy {
     } catch {
       // Already closed.
     }
+  }
+
+  /**
+   * Stops forwarding on every link open now, in both directions, without
+   * closing anything: the network silently drops what either side sends
+   * (a partition), so only deadlines can end it. Later links still pass.
+   */
+  stallAll(): number {
+    for (const link of this.#links) link.stalled = true;
+    return this.#links.size;
   }
 
   /**
@@ -116,11 +132,13 @@ export class TcpProxy {
   }
 }
 
-async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+async function pipe(from: Deno.Conn, to: Deno.Conn, link: { stalled: boolean }): Promise<void> {
   const buffer = new Uint8Array(16 * 1024);
   for (;;) {
     const n = await from.read(buffer);
     if (n === null) return;
+    // Read and dropped, as a partition would: the sender's writes still succeed.
+    if (link.stalled) continue;
     let offset = 0;
     while (offset < n) offset += await to.write(buffer.subarray(offset, n));
   }

@@ -158,7 +158,7 @@ Deno.test("plain output: the hospital prints the sum, with --ca/--cert/--key cre
     const results = await Promise.all(processes.map((p) => p.finish()));
     try {
       results.forEach((r, i) => assert.equal(r.code, 0, processes[i]!.name));
-      assert.equal(results[0]!.stdout, "sum: 49\n");
+      assert.equal(results[0]!.stdout, "sum: 49\nover 3 of 3 peers: alice, bob, charlie\n");
     } catch (error) {
       dumpLogs(processes);
       throw error;

@@ -1,19 +1,24 @@
 /**
- * Faults with real processes on the star: in an n-of-n round a peer that
- * never connects, or is killed after connecting (before its JOIN), after
- * joining, or as it sends its masked input — a clean abort everywhere (exit
- * 1 with the reason), or, if its whole input had arrived, the exact sum; in
- * a threshold round a peer killed before joining, after joining, or after
- * sharing keys — the others finish over exactly the survivors, with their
- * exact sum; the hospital killed mid-round (every peer ends within its
- * timeout with a reason); the link between a peer and the hospital cut
- * through tests/proxy.ts; a peer with no hospital to reach.
+ * Faults with real processes on the star, from one scenario shape and a
+ * table of rows: a round (n-of-n over alice and carol, or threshold 2 of 3
+ * over alice, bob and dave) where one party — the last peer or the hospital —
+ * is killed (SIGKILL), stopped (SIGSTOP, and for a peer resumed with
+ * SIGCONT once the hospital has decided what its silence means: a peer that
+ * is slow but alive and answers late), or has its link cut or silently
+ * partitioned by the test's TCP proxy (tests/proxy.ts), at a point observed
+ * from a process's output: the hospital's "NAME connected (k of n)", a
+ * peer's "connected to the hospital", "sending join|confirm|sealed|input|
+ * consistency|reveal". Never through a test-only branch in the product.
  *
- * Every kill happens at a line a process printed (the hospital's "NAME
- * connected (k of n)", a peer's "sending join|confirm|sealed|input"), never
- * through a test-only branch, and every wait is on an event with a timeout.
- * The full fault table (every phase, SIGSTOP, slow peers, random kills) is
- * issue 9's.
+ * Every row checks the same things: every process that is not the victim
+ * (and a resumed slow victim) ends within its timeouts plus a margin, with
+ * exit 0 and the result, or exit 1 and a one-line reason (no stack, no raw
+ * runtime text); the hospital's result, when there is one, is the sum over
+ * exactly the contributors it reports, and those are what the row expects
+ * (everyone but the victim, or the victim included once its masked input
+ * was complete); a late answer from a slow peer is ignored and logged by
+ * the hospital, never a protocol error. Two shapes that fit no row (a peer
+ * that never connects, no hospital at all) follow the table.
  *
  * @module
  */
@@ -21,166 +26,460 @@
 import assert from "node:assert/strict";
 import { type CliProcess, makePki, scenario, spawnPeer } from "./helpers.ts";
 import { TcpProxy } from "./proxy.ts";
-import { assertCleanAbort, ended, FAULT_TIMEOUT_S, resultOf, startRound } from "./star_helpers.ts";
+import {
+  assertCleanAbort,
+  ended,
+  FAULT_TIMEOUT_S,
+  resultOf,
+  type StarRound,
+  startRound,
+} from "./star_helpers.ts";
 
-/** Each survivor's end is bounded by its timeouts plus a margin for a loaded machine. */
-const END_MS = (3 * FAULT_TIMEOUT_S + 15) * 1000;
+type Mode = "nofn" | "threshold";
+type Fault = "kill" | "stop" | "cut" | "partition";
 
-const VALUES = { alice: 11, bob: 22, carol: 33, dave: 44 };
+interface Row {
+  mode: Mode;
+  /** The last peer of the round (carol, dave) or the hospital. */
+  victim: "peer" | "hospital";
+  fault: Fault;
+  /** When: a line printed by the victim itself, by the hospital, or by alice. */
+  at: { by: "victim" | "hospital" | "alice"; line: RegExp; what: string };
+  /**
+   * What the round must end in: an abort everywhere, a result without the
+   * victim, a result with it (its masked input was complete), or either
+   * result or an abort (the fault races the last message).
+   */
+  expect: "abort" | "without" | "with" | "result-or-abort" | "any";
+}
 
-const NOFN = { alice: 11, bob: 22, carol: 33 };
+/** Small rounds (each row starts its own processes): n-of-n over two peers, threshold 2 of 3. */
+const VALUES: Record<Mode, Record<string, number>> = {
+  nofn: { alice: 11, carol: 33 },
+  threshold: { alice: 11, bob: 22, dave: 44 },
+};
+const THRESHOLD = "2";
 
-/** Asserts the hospital and every peer but `victim` aborted cleanly, with the reason. */
-async function assertAbortedEverywhere(
-  round: Awaited<ReturnType<typeof startRound>>,
-  victim: string,
-): Promise<void> {
-  assertCleanAbort("hospital", await ended(round.hospital, END_MS), /round aborted: /);
-  for (const [name, peer] of round.peers) {
-    if (name === victim) continue;
-    assertCleanAbort(name, await ended(peer, END_MS), /round aborted: /);
+/** Rows that wait for a deadline run with this phase timeout, several at a time. */
+const SLOW_TIMEOUT_S = 4;
+
+const victimName = (mode: Mode) => mode === "nofn" ? "carol" : "dave";
+
+const joined = (mode: Mode) => ({
+  by: "hospital" as const,
+  // Counted by the hospital, so it is invited and then lost (its own
+  // "connected" line can come before the hospital counts it).
+  line: new RegExp(`^${victimName(mode)} connected \\(\\d of ${mode === "nofn" ? 2 : 3}\\)$`),
+  what: "before its JOIN",
+});
+const says = (by: "victim" | "alice", type: string, what: string) => ({
+  by,
+  line: new RegExp(`^sending ${type}$`),
+  what,
+});
+const connected = (by: "victim" | "alice") => ({
+  by,
+  line: /^connected to the hospital at /,
+  what: "connected, before JOIN",
+});
+
+const ROWS: Row[] = [
+  // n-of-n: a peer dies at each of its steps; every invited peer's input counts.
+  { mode: "nofn", victim: "peer", fault: "kill", at: joined("nofn"), expect: "abort" },
+  {
+    mode: "nofn",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "join", "after its keys"),
+    expect: "abort",
+  },
+  {
+    mode: "nofn",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "input", "during its masked input"),
+    // Its whole masked input may have arrived before the kill: then it counts.
+    expect: "result-or-abort",
+  },
+  {
+    mode: "nofn",
+    victim: "peer",
+    fault: "stop",
+    at: says("victim", "join", "after its keys"),
+    expect: "abort",
+  },
+  {
+    mode: "nofn",
+    victim: "peer",
+    fault: "cut",
+    at: says("victim", "confirm", "after START"),
+    expect: "abort",
+  },
+  // n-of-n: the hospital dies at each phase.
+  { mode: "nofn", victim: "hospital", fault: "kill", at: connected("alice"), expect: "abort" },
+  {
+    mode: "nofn",
+    victim: "hospital",
+    fault: "kill",
+    at: says("alice", "confirm", "collecting confirmations"),
+    expect: "abort",
+  },
+  {
+    mode: "nofn",
+    victim: "hospital",
+    fault: "kill",
+    at: says("alice", "input", "collecting masked inputs"),
+    expect: "any",
+  },
+  {
+    mode: "nofn",
+    victim: "hospital",
+    fault: "stop",
+    at: says("alice", "confirm", "collecting confirmations"),
+    expect: "abort",
+  },
+  // Threshold 2 of 3: dave dies at each of his steps; the others finish without him
+  // unless his masked input was complete.
+  { mode: "threshold", victim: "peer", fault: "kill", at: joined("threshold"), expect: "without" },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "join", "after his keys"),
+    expect: "without",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "sealed", "after sharing keys"),
+    expect: "without",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "input", "during his masked input"),
+    expect: "any",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "consistency", "after his masked input"),
+    expect: "with",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "kill",
+    at: says("victim", "reveal", "during unmasking"),
+    expect: "with",
+  },
+  // Threshold: dave slow but alive, answering after the hospital moved on.
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "stop",
+    at: says("victim", "confirm", "after START"),
+    expect: "without",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "stop",
+    at: says("victim", "input", "as he sends his masked input"),
+    expect: "any",
+  },
+  // Threshold: dave's link cut, or silently partitioned.
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "cut",
+    at: says("victim", "sealed", "after sharing keys"),
+    expect: "without",
+  },
+  {
+    mode: "threshold",
+    victim: "peer",
+    fault: "partition",
+    at: says("victim", "confirm", "after START"),
+    expect: "without",
+  },
+  // Threshold: the hospital dies at each phase.
+  {
+    mode: "threshold",
+    victim: "hospital",
+    fault: "kill",
+    at: says("alice", "sealed", "collecting key shares"),
+    expect: "abort",
+  },
+  {
+    mode: "threshold",
+    victim: "hospital",
+    fault: "kill",
+    at: says("alice", "consistency", "collecting consistency signatures"),
+    expect: "abort",
+  },
+  {
+    mode: "threshold",
+    victim: "hospital",
+    fault: "kill",
+    at: says("alice", "reveal", "unmasking"),
+    expect: "any",
+  },
+];
+
+/** Rows that can only end at a deadline. */
+const slow = (row: Row) => row.fault === "stop" || row.fault === "partition";
+
+function label(row: Row): string {
+  const mode = row.mode === "nofn" ? "n-of-n" : `threshold ${THRESHOLD} of 3`;
+  const who = row.victim === "hospital" ? "the hospital" : victimName(row.mode);
+  const fault = {
+    kill: "killed",
+    stop: row.victim === "peer" ? "stopped, then resumed late" : "stopped",
+    cut: "has its link cut",
+    partition: "has its link silently partitioned",
+  }[row.fault];
+  return `${mode}: ${who} ${fault} ${row.at.what} (${row.at.line.source}) → ${row.expect}`;
+}
+
+/**
+ * Rows run a few at a time, but start one at a time: starting processes is
+ * what loads the machine, and a deadline must not pass because another row
+ * was starting. The lock is held until every peer of the row is connected
+ * (or its fault point, if that comes first).
+ */
+let startup: Promise<void> = Promise.resolve();
+function startupTurn(): Promise<() => void> {
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => release = resolve);
+  const turn = startup.then(() => release);
+  startup = startup.then(() => mine);
+  return turn;
+}
+
+/** Whether a resumed slow peer was really late: the hospital passed a deadline without it. */
+let lateAnswersSeen = 0;
+/** Late answers the hospital logged as ignored (one sent after the round ended is not logged). */
+let lateAnswersLogged = 0;
+
+/** Runs one row; see the module documentation for what every row checks. */
+async function runRow(row: Row, serialStart: boolean): Promise<void> {
+  const values = VALUES[row.mode];
+  const names = Object.keys(values);
+  const victim = victimName(row.mode);
+  const timeoutS = slow(row) ? SLOW_TIMEOUT_S : FAULT_TIMEOUT_S;
+  // Join, then at most every phase's deadline and a peer's grace, plus room for a loaded machine.
+  const endMs = (3 * timeoutS + 15) * 1000;
+  const dir = await makePki(["hospital", ...names]);
+  const proxy = row.fault === "cut" || row.fault === "partition" ? new TcpProxy("pass") : undefined;
+  const release = serialStart ? await startupTurn() : () => {};
+  try {
+    await scenario([dir], async (processes: CliProcess[]) => {
+      const round = await startRound(processes, dir, values, {
+        timeoutS,
+        hospitalArgs: row.mode === "threshold" ? ["--threshold", THRESHOLD] : [],
+        ...(proxy ? { hospitalAddress: { [victim]: proxy.address } } : {}),
+      });
+      proxy?.setTarget(round.address);
+      // Starting is over once every peer is connected (the join deadline is safe).
+      const everyone = new RegExp(`^\\S+ connected \\(${names.length} of ${names.length}\\)$`);
+      round.hospital.waitForLine(everyone, endMs).then(release, release);
+      const target = row.victim === "hospital" ? round.hospital : round.peers.get(victim)!;
+      const watched = row.at.by === "hospital"
+        ? round.hospital
+        : row.at.by === "alice"
+        ? round.peers.get("alice")!
+        : target;
+      await watched.waitForLine(row.at.line, endMs);
+      const resumed = await inject(row, round, target, proxy, endMs);
+      release();
+
+      const survivors = [...round.peers].filter(([name]) =>
+        row.victim === "hospital" || name !== victim || resumed
+      );
+      const hospital = row.victim === "hospital" ? undefined : await ended(round.hospital, endMs);
+      const peerEnds = new Map<string, Awaited<ReturnType<typeof ended>>>();
+      for (const [name, peer] of survivors) peerEnds.set(name, await ended(peer, endMs));
+      checkOutcome(row, values, hospital, peerEnds, round);
+      if (resumed && row.expect !== "abort") checkLateAnswers(round, victim);
+    });
+  } finally {
+    release();
+    await proxy?.close();
   }
 }
 
+/** Applies the row's fault; returns whether the victim is a peer that was resumed. */
+async function inject(
+  row: Row,
+  round: StarRound,
+  target: CliProcess,
+  proxy: TcpProxy | undefined,
+  endMs: number,
+): Promise<boolean> {
+  switch (row.fault) {
+    case "kill":
+      target.kill("SIGKILL");
+      return false;
+    case "cut":
+      assert.ok(proxy!.cutAll() >= 2, "the proxy had the link open");
+      return false;
+    case "partition":
+      assert.ok(proxy!.stallAll() >= 1, "the proxy had the link open");
+      return false;
+    case "stop":
+      target.kill("SIGSTOP");
+      if (row.victim === "hospital") return false; // it stays stopped; the scenario kills it
+      // Resumed once the hospital has decided about its silence: a phase
+      // deadline passed (or it finished: the stop landed after the answer).
+      await Promise.race([
+        round.hospital.waitForLine(/^the \w+ phase's deadline passed$/, endMs).then(
+          () => lateAnswersSeen++,
+          () => {},
+        ),
+        round.hospital.child.status,
+      ]);
+      target.kill("SIGCONT");
+      return true;
+  }
+}
+
+type End = Awaited<ReturnType<typeof ended>>;
+
+function checkOutcome(
+  row: Row,
+  values: Record<string, number>,
+  hospital: End | undefined,
+  peers: Map<string, End>,
+  round: StarRound,
+): void {
+  const victim = victimName(row.mode);
+  let result: { sum: number; contributors: string[] } | undefined;
+  if (hospital) {
+    if (hospital.code === 0) {
+      result = resultOf(hospital);
+      // The sum over exactly the reported contributors, never anything else.
+      const expected = result.contributors.reduce((sum, name) => sum + values[name]!, 0);
+      assert.equal(result.sum, expected, "the sum over exactly the reported contributors");
+      assert.ok(result.contributors.length >= 2);
+    } else {
+      assertCleanAbort("hospital", hospital, /round aborted: /);
+    }
+  }
+  const everyone = Object.keys(values);
+  switch (row.expect) {
+    case "abort":
+      if (hospital) assert.equal(result, undefined, "the round must abort");
+      break;
+    case "without":
+      assert.deepEqual(result?.contributors, everyone.filter((n) => n !== victim));
+      break;
+    case "with":
+      assert.deepEqual(result?.contributors, everyone);
+      break;
+    case "result-or-abort":
+      if (result) assert.deepEqual(result.contributors, everyone);
+      break;
+    case "any":
+      break;
+  }
+  for (const [name, end] of peers) {
+    if (end.code === 0) {
+      // A peer reports success only for a round the hospital finished.
+      assert.ok(hospital === undefined || result !== undefined, `${name} done in an aborted round`);
+      assert.match(end.stderr, /session done over \d+ participants/, name);
+      assert.doesNotMatch(end.stderr, /^\s+at |Uncaught|a bug|panicked/m, name);
+    } else {
+      assertCleanAbort(
+        name,
+        end,
+        row.victim === "hospital"
+          ? /^sumshare peer: (round aborted: .*(hospital|timed out in phase)|Cannot connect to the hospital)/m
+          : /round aborted: |^sumshare peer: /m,
+      );
+      if (result && name !== victim && result.contributors.includes(name)) {
+        // A contributor may miss DONE only if the hospital was gone; here it was not.
+        assert.fail(
+          `${name} contributed to a finished round but aborted:\n${round.hospital.log()}`,
+        );
+      }
+    }
+  }
+}
+
+/** What the hospital said about the resumed victim after it fell behind: only "ignored". */
+function checkLateAnswers(round: StarRound, victim: string): void {
+  const lines = round.hospital.stderrLines;
+  const decided = lines.findIndex((l) => /^the \w+ phase's deadline passed$/.test(l));
+  const after = lines.slice(decided + 1).filter((l) => l.includes(victim));
+  if (after.length > 0) {
+    console.log(`  the hospital after ${victim} fell behind: ${after.join(" | ")}`);
+  }
+  if (after.some((l) => l.startsWith("ignored "))) lateAnswersLogged++;
+  for (const line of after) {
+    assert.match(
+      line,
+      new RegExp(
+        `^(ignored (late )?\\w+ from ${victim}|dropped ${victim}: (it did not|no )|${victim}: )`,
+      ),
+      "a late answer is ignored and logged, never a protocol error",
+    );
+    assert.doesNotMatch(line, /unexpected|violation|round aborted/);
+  }
+  assert.ok(!lines.some((l) => /^round aborted: /.test(l)), "the late peer aborted nothing");
+}
+
+/** Runs `rows`, `width` at a time; fails with every failing row's label and error. */
+async function runRows(rows: Row[], width: number, serialStart: boolean): Promise<void> {
+  const failures: string[] = [];
+  const queue = [...rows];
+  await Promise.all(Array.from({ length: width }, async () => {
+    for (let row = queue.shift(); row; row = queue.shift()) {
+      const started = performance.now();
+      try {
+        await runRow(row, serialStart);
+        console.log(`ok ${label(row)} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+      } catch (error) {
+        failures.push(`${label(row)}: ${(error as Error).stack ?? error}`);
+      }
+    }
+  }));
+  assert.deepEqual(failures, [], failures.join("\n\n"));
+}
+
+Deno.test(`faults that end at once (kills, cuts): ${ROWS.filter((r) => !slow(r)).length} rows`, () =>
+  // Nothing here waits for a deadline but the join: three at a time.
+  runRows(ROWS.filter((r) => !slow(r)), 3, false));
+
+Deno.test(
+  `faults that end at a deadline (stopped parties, a partition): ${ROWS.filter(slow).length} rows`,
+  async () => {
+    // Each row mostly waits for a deadline, so all run together; they
+    // start one at a time so that no deadline passes for the load of starting.
+    await runRows(ROWS.filter(slow), ROWS.filter(slow).length, true);
+    // At least one resumed peer really answered after the hospital had moved on.
+    assert.ok(lateAnswersSeen >= 1, "no slow peer was late: the stops landed after the answers");
+    assert.ok(lateAnswersLogged >= 1, "no late answer reached the hospital while it ran");
+  },
+);
+
 Deno.test("n-of-n: a peer that never connects: the hospital aborts at the join deadline, and tells the others", async () => {
-  const dir = await makePki(["hospital", ...Object.keys(NOFN)]);
+  const dir = await makePki(["hospital", "alice", "bob", "carol"]);
   await scenario([dir], async (processes: CliProcess[]) => {
     const round = await startRound(processes, dir, { alice: 11, bob: 22 }, {
       peers: 3,
       timeoutS: 3,
     });
-    const hospital = await ended(round.hospital, END_MS);
+    const endMs = (3 * 3 + 15) * 1000;
+    const hospital = await ended(round.hospital, endMs);
     assertCleanAbort("hospital", hospital, /round aborted: .*\(2 of 3 connected\)/);
     for (const [name, peer] of round.peers) {
-      assertCleanAbort(name, await ended(peer, END_MS), /round aborted: /);
+      assertCleanAbort(name, await ended(peer, endMs), /round aborted: /);
     }
   });
-});
-
-Deno.test("n-of-n: a peer killed after connecting, before its JOIN, makes every party abort cleanly", async () => {
-  const dir = await makePki(["hospital", ...Object.keys(NOFN)]);
-  await scenario([dir], async (processes: CliProcess[]) => {
-    const round = await startRound(processes, dir, NOFN);
-    // Counted by the hospital, so the invitations go out with carol among them.
-    await round.hospital.waitForLine(/^carol connected \(\d of 3\)$/);
-    round.peers.get("carol")!.kill();
-    // Whether its JOIN got out or not, every invited peer's input counts in
-    // n-of-n: no result without carol.
-    await assertAbortedEverywhere(round, "carol");
-  });
-});
-
-Deno.test("n-of-n: a peer killed after joining (it has START) makes every party abort cleanly", async () => {
-  const dir = await makePki(["hospital", ...Object.keys(NOFN)]);
-  await scenario([dir], async (processes: CliProcess[]) => {
-    const round = await startRound(processes, dir, NOFN);
-    await round.peers.get("carol")!.waitForLine(/^sending confirm$/);
-    round.peers.get("carol")!.kill();
-    await assertAbortedEverywhere(round, "carol");
-  });
-});
-
-Deno.test("n-of-n: a peer killed mid-round, as it sends its masked input: a clean abort or the whole exact sum", async () => {
-  const dir = await makePki(["hospital", ...Object.keys(NOFN)]);
-  await scenario([dir], async (processes: CliProcess[]) => {
-    const round = await startRound(processes, dir, NOFN);
-    await round.peers.get("carol")!.waitForLine(/^sending input$/);
-    round.peers.get("carol")!.kill();
-    const hospital = await ended(round.hospital, END_MS);
-    if (hospital.code === 0) {
-      // Carol's whole masked input arrived before the kill: it counts.
-      const result = resultOf(hospital);
-      assert.deepEqual(result.contributors, ["alice", "bob", "carol"]);
-      assert.equal(result.sum, NOFN.alice + NOFN.bob + NOFN.carol);
-    } else {
-      assertCleanAbort("hospital", hospital, /round aborted: /);
-      await assertAbortedEverywhere(round, "carol");
-    }
-  });
-});
-
-/**
- * Threshold points: the input is not among them, since a masked input that
- * reached the hospital before the kill rightly counts (issue 9 covers it).
- */
-const THRESHOLD_POINTS = {
-  // The hospital's line: dave is counted, so he is invited and then lost
-  // (his own "connected" line can come before the hospital counts him,
-  // which would leave it waiting out the join deadline).
-  "before joining": { hospital: true, line: /^dave connected \(\d of 4\)$/ },
-  "after joining": { hospital: false, line: /^sending confirm$/ },
-  "after sharing keys": { hospital: false, line: /^sending sealed$/ },
-} as const;
-
-for (const [when, point] of Object.entries(THRESHOLD_POINTS)) {
-  Deno.test(`threshold 3 of 4: a peer killed ${when}; the others finish over exactly the survivors`, async () => {
-    const dir = await makePki(["hospital", ...Object.keys(VALUES)]);
-    await scenario([dir], async (processes: CliProcess[]) => {
-      const round = await startRound(processes, dir, VALUES, {
-        hospitalArgs: ["--threshold", "3"],
-      });
-      const victim = round.peers.get("dave")!;
-      await (point.hospital ? round.hospital : victim).waitForLine(point.line);
-      victim.kill();
-      const result = resultOf(await ended(round.hospital, END_MS));
-      assert.deepEqual(result.contributors, ["alice", "bob", "carol"]);
-      // The sum over exactly the reported contributors, never anything else.
-      const expected = result.contributors.reduce(
-        (sum, name) => sum + VALUES[name as keyof typeof VALUES],
-        0,
-      );
-      assert.equal(result.sum, expected);
-      for (const name of ["alice", "bob", "carol"]) {
-        const end = await ended(round.peers.get(name)!, END_MS);
-        assert.equal(end.code, 0, `${name} exited ${end.code}`);
-        assert.match(end.stderr, /session done over 3 participants/);
-      }
-    });
-  });
-}
-
-for (const mode of ["n-of-n", "threshold"] as const) {
-  Deno.test(`${mode}: the hospital killed mid-round: every peer ends within its timeout with a reason`, async () => {
-    const values = { alice: 11, bob: 22, carol: 33 };
-    const dir = await makePki(["hospital", ...Object.keys(values)]);
-    await scenario([dir], async (processes: CliProcess[]) => {
-      const round = await startRound(processes, dir, values, {
-        hospitalArgs: mode === "threshold" ? ["--threshold", "2"] : [],
-      });
-      // Every peer has confirmed START: the round is under way everywhere.
-      await Promise.all([...round.peers.values()].map((p) => p.waitForLine(/^sending confirm$/)));
-      round.hospital.kill();
-      for (const [name, peer] of round.peers) {
-        const end = await ended(peer, END_MS);
-        assertCleanAbort(name, end, /round aborted: .*hospital/);
-      }
-    });
-  });
-}
-
-Deno.test("n-of-n: the link between a peer and the hospital is cut mid-round: a clean abort everywhere", async () => {
-  const values = { alice: 11, bob: 22, carol: 33 };
-  const dir = await makePki(["hospital", ...Object.keys(values)]);
-  const proxy = new TcpProxy("pass");
-  try {
-    await scenario([dir], async (processes: CliProcess[]) => {
-      // The proxy's target is set once the hospital announces its address;
-      // until then carol's connection waits in the proxy.
-      const hospitalAddress = { carol: proxy.address };
-      const starting = startRound(processes, dir, values, { hospitalAddress });
-      const round = await starting;
-      proxy.setTarget(round.address);
-      const carol = round.peers.get("carol")!;
-      await carol.waitForLine(/^sending confirm$/);
-      assert.ok(proxy.cutAll() >= 2, "the proxy had carol's link open");
-      assertCleanAbort("hospital", await ended(round.hospital, END_MS), /round aborted: /);
-      for (const [name, peer] of round.peers) {
-        assertCleanAbort(name, await ended(peer, END_MS), /round aborted: /);
-      }
-    });
-  } finally {
-    await proxy.close();
-  }
 });
 
 Deno.test("a peer with no hospital to reach ends at once with a reason", async () => {
@@ -193,7 +492,7 @@ Deno.test("a peer with no hospital to reach ends at once with a reason", async (
     const peer = spawnPeer(dir, "alice", "1", `127.0.0.1:${port}`, "--timeout", "30");
     processes.push(peer);
     const end = await ended(peer, 20_000);
-    assertCleanAbort("alice", end, /^sumshare peer: .*127\.0\.0\.1:\d+/m);
+    assertCleanAbort("alice", end, /^sumshare peer: .*127\.0\.0\.1:\d+: connection refused/m);
     assert.ok(end.ms < 15_000, "well before its 30 s timeout");
   });
 });

@@ -86,7 +86,25 @@ export function assertCleanAbort(name: string, end: Ended, reason: RegExp): void
     /^\s+at |Uncaught|a bug|panicked|Bad resource ID/m,
     `${name}: not a clean abort`,
   );
-  assert.equal(end.stdout, "", `${name} printed a result in an aborted round`);
+  assertNoResult(name, end.stdout);
+}
+
+/**
+ * Asserts `stdout` carries no result: nothing, or (with `--json`) one error
+ * object and no sum.
+ */
+export function assertNoResult(name: string, stdout: string): void {
+  if (stdout.trim() === "") return;
+  let report: unknown;
+  try {
+    report = JSON.parse(stdout);
+  } catch {
+    assert.fail(`${name} printed something other than a JSON error in an aborted round: ${stdout}`);
+  }
+  assert.ok(
+    typeof report === "object" && report !== null && "error" in report && !("sum" in report),
+    `${name} printed a result in an aborted round: ${stdout}`,
+  );
 }
 
 /** The hospital's JSON result, after asserting it exited 0. */

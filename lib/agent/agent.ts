@@ -13,7 +13,7 @@
  */
 
 import { abortable, abortReason } from "../deadline.ts";
-import { describeError } from "../errors.ts";
+import { describeError, RoundAbortedError, TimeoutError } from "../errors.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
 import { formatHostPort, type HostPort } from "../names.ts";
 import { connect } from "../net/client.ts";
@@ -46,6 +46,15 @@ export interface AgentOptions {
   signal: AbortSignal;
   /** First and largest delay between connection attempts; default 250 ms and 5 s. */
   retryMs?: { first: number; max: number };
+  /**
+   * The variable a round is about when the hospital names none with
+   * `describe`: a one-shot hospital's query has no variable name.
+   */
+  variable?: Variable;
+  /** Called when an INVITE arrives. */
+  onInvite?: () => void;
+  /** Called with each round's audit entry once it is written. */
+  onRoundEnd?: (entry: AuditEntry) => void;
 }
 
 /** A delay in [d/2, d] for d = min(max, first·2^attempt), the jitter from Web Crypto. */
@@ -103,6 +112,105 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     log(`lost the hospital; reconnecting in ${delay} ms`);
     await sleep(delay, signal);
   }
+}
+
+/** Options for {@linkcode runOneRound}. */
+export interface OneRoundOptions
+  extends Omit<AgentOptions, "signal" | "variable" | "onInvite" | "onRoundEnd"> {
+  /** The variable the round is about. */
+  variable: Variable;
+  /** How long to wait for the hospital and its invitation. */
+  joinTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** How one round ended for this party, as its audit log has it. */
+export interface OneRoundResult {
+  entry: AuditEntry;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/**
+ * One round, as `sumshare peer --config FILE` without `--serve` runs it: the
+ * agent's own path (policy, state, audit log) for the first round it is
+ * invited to, about `options.variable`. It retries the hospital within the
+ * join window, so the hospital need not be up first.
+ */
+export async function runOneRound(options: OneRoundOptions): Promise<OneRoundResult> {
+  const { log } = options;
+  const { first, max } = options.retryMs ?? { first: 250, max: 5_000 };
+  const address = formatHostPort(options.hospital);
+  const stop = new AbortController();
+  const outer = options.signal;
+  const onOuter = () => stop.abort(abortReason(outer!));
+  outer?.addEventListener("abort", onOuter, { once: true });
+  let invited = false;
+  const joinTimer = setTimeout(() => {
+    if (!invited) {
+      stop.abort(
+        new TimeoutError(
+          `Timed out after ${options.joinTimeoutMs / 1000} s waiting for the hospital's invitation`,
+        ),
+      );
+    }
+  }, options.joinTimeoutMs);
+  let entry: AuditEntry | undefined;
+  let attempt = 0;
+  let bytesIn = 0;
+  let bytesOut = 0;
+  try {
+    while (!stop.signal.aborted) {
+      let conn: Connection;
+      try {
+        conn = await connect({
+          hostname: options.hospital.hostname,
+          port: options.hospital.port,
+          ca: options.identity.caPem,
+          cert: options.identity.certPem,
+          key: options.identity.keyPem,
+          peer: `the hospital at ${address}`,
+        }, stop.signal);
+      } catch (error) {
+        if (stop.signal.aborted) break;
+        const delay = backoffDelay(attempt++, first, max);
+        log(`cannot reach the hospital: ${describeError(error)}; retrying in ${delay} ms`);
+        await sleep(delay, stop.signal);
+        continue;
+      }
+      attempt = 0;
+      log(`connected to the hospital at ${address}; waiting for a round`);
+      try {
+        await new AgentConnection(conn, {
+          ...options,
+          signal: stop.signal,
+          onInvite: () => invited = true,
+          onRoundEnd: (end) => {
+            entry = end;
+            stop.abort(new Error("the round ended"));
+          },
+        }).serve();
+      } finally {
+        bytesIn += conn.stats.bytesIn;
+        bytesOut += conn.stats.bytesOut;
+        conn.close();
+      }
+      // Lost before an invitation: the hospital may come back within the join window.
+      if (invited || stop.signal.aborted) break;
+      const delay = backoffDelay(attempt++, first, max);
+      log(`lost the hospital; reconnecting in ${delay} ms`);
+      await sleep(delay, stop.signal);
+    }
+  } finally {
+    clearTimeout(joinTimer);
+    outer?.removeEventListener("abort", onOuter);
+  }
+  if (entry === undefined) {
+    throw stop.signal.aborted
+      ? abortReason(stop.signal)
+      : new RoundAbortedError("the hospital closed the connection before the round ended");
+  }
+  return { entry, bytesIn, bytesOut };
 }
 
 /** Frames up to this size are batched into one socket write (see lib/runtime/peer.ts). */
@@ -163,7 +271,10 @@ class AgentConnection {
       if (!this.#stop.signal.aborted) this.#options.log(describeError(error));
       const round = this.#round;
       if (round && !round.core.outcome && !round.ended) await round.core.disconnected();
-      if (round) await abortable(round.closed, AbortSignal.timeout(5_000)).catch(() => {});
+      // A round this agent refused was logged when it refused; its core is not waited for.
+      if (round && !round.ended) {
+        await abortable(round.closed, AbortSignal.timeout(5_000)).catch(() => {});
+      }
     } finally {
       this.#stop.abort(new Error("the connection ended"));
       this.#options.signal.removeEventListener("abort", onAbort);
@@ -197,6 +308,7 @@ class AgentConnection {
     }
     const round = this.#round;
     if (message.type === "invite") {
+      this.#options.onInvite?.();
       if (round && !round.core.outcome && !round.ended) {
         log(`round ${round.session} abandoned: the hospital started another`);
         await round.core.disconnected();
@@ -257,7 +369,7 @@ class AgentConnection {
 
   #newRound(session: string): AgentRound {
     const { config, identity, state, log } = this.#options;
-    const variable = this.#described.get(session);
+    const variable = this.#described.get(session) ?? this.#options.variable;
     const outbox: Outbox = {
       send: (_to, message) => this.#send(message),
       sendChunk: (_to, chunk) => this.#write(encodeChunk(chunk.index, chunk.data)),
@@ -357,6 +469,7 @@ class AgentConnection {
       this.#options.log(describeError(error));
     }
     if (this.#round === round) this.#round = undefined;
+    this.#options.onRoundEnd?.(entry);
   }
 
   #send(message: Message): void {

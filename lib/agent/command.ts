@@ -6,20 +6,23 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { RoundAbortedError, UsageError } from "../errors.ts";
 import { loadIdentity } from "../identity.ts";
 import type { HostPort } from "../names.ts";
 import {
   addressFlag,
   CREDENTIAL_FLAGS,
   credentialPaths,
+  joinTimeoutFlag,
   nameFlag,
   type ParsedFlags,
   parseFlags,
   stringFlag,
+  timeoutFlag,
 } from "../options.ts";
-import { runAgent } from "./agent.ts";
-import { type AgentConfig, ConfigError, loadAgentConfig } from "./config.ts";
+import { DEFAULT_TIMEOUT_SECONDS } from "../runtime/terms.ts";
+import { runAgent, runOneRound } from "./agent.ts";
+import { type AgentConfig, ConfigError, loadAgentConfig, type Variable } from "./config.ts";
 import { AgentState } from "./state.ts";
 import type { CredentialPaths } from "../identity.ts";
 
@@ -44,6 +47,8 @@ Options (each overrides the config's key of the same meaning):
   --hospital-name NAME hospital_name
   --certs DIR | --ca FILE --cert FILE --key FILE
                        certs / ca, cert, key
+  --revoked FILE       revoked: the CA's signed deny-list (default: revoked.json next to
+                       ca.crt, when there); a revoked party in a round's roster is refused
   -h, --help           this text
 
 Stops on SIGINT or SIGTERM.`;
@@ -79,10 +84,11 @@ export async function agentOptions(flags: ParsedFlags): Promise<AgentCommandOpti
     ? config.hospitalName
     : nameFlag(flags, "hospital-name");
   if (name === hospitalName) throw new UsageError("A peer cannot use the hospital's name");
-  const { ca, cert, key, certs } = flags.values;
+  const { ca, cert, key, certs, revoked } = flags.values;
   const credentials = [ca, cert, key, certs].some((v) => v !== undefined)
     ? credentialPaths(flags, name)
     : config.credentials;
+  if (typeof revoked === "string") credentials.revoked = revoked;
   return { config: { ...config, name }, name, hospital, hospitalName, credentials };
 }
 
@@ -121,6 +127,84 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  return 0;
+}
+
+/** The variable a one-shot round is about: `--variable VAR`, or the config's only one. */
+export function oneShotVariable(config: AgentConfig, flags: ParsedFlags): Variable {
+  const names = [...config.variables.keys()];
+  const wanted = flags.values["variable"];
+  if (typeof wanted === "string") {
+    const variable = config.variables.get(wanted);
+    if (variable === undefined) {
+      throw new UsageError(
+        `Invalid --variable: ${config.path} has no [data.${wanted}] (it has ${names.join(", ")})`,
+      );
+    }
+    return variable;
+  }
+  if (names.length !== 1) {
+    throw new UsageError(
+      `Missing --variable: ${config.path} holds ${names.join(", ")}; ` +
+        "a one-shot hospital's --query names no variable, so say which one this round is about",
+    );
+  }
+  return config.variables.get(names[0]!)!;
+}
+
+/**
+ * \`sumshare peer --config FILE\` without \`--serve\`: one round with the
+ * config's credentials, hospital, data and policy, logged in its audit log.
+ * Prints what the one-shot \`peer\` prints; exit 1 when the round is refused
+ * or aborted.
+ */
+export async function oneShotCommand(args: string[], io: Io): Promise<number> {
+  const flags = parseFlags(args, {
+    ...CREDENTIAL_FLAGS,
+    config: { type: "string" },
+    name: { type: "string" },
+    hospital: { type: "string" },
+    "hospital-name": { type: "string" },
+    variable: { type: "string" },
+    timeout: { type: "string" },
+    "join-timeout": { type: "string" },
+    json: { type: "boolean" },
+  });
+  const options = await agentOptions(flags);
+  const variable = oneShotVariable(options.config, flags);
+  const joinTimeoutMs = joinTimeoutFlag(flags, timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS));
+  const identity = await loadIdentity(options.name, options.credentials, { use: "peer" });
+  const state = await AgentState.open(options.config.statePath);
+  const { entry, bytesIn, bytesOut } = await runOneRound({
+    config: { ...options.config, hospitalName: options.hospitalName },
+    identity,
+    state,
+    hospital: options.hospital,
+    variable,
+    joinTimeoutMs,
+    log: io.err,
+  });
+  if (entry.outcome !== "done") {
+    // This site's own operator reads the rule; the hospital heard only "refused by policy".
+    throw new RoundAbortedError(
+      entry.outcome === "refused" ? `refused by policy: ${entry.reason}` : String(entry.reason),
+    );
+  }
+  if (flags.values["json"]) {
+    io.out(JSON.stringify({
+      status: "done",
+      name: options.name,
+      variable: variable.name,
+      session: entry.session,
+      contributors: entry.contributors,
+      resultDigest: entry.resultDigest,
+      bytesSent: bytesOut,
+      bytesReceived: bytesIn,
+      audit: options.config.auditPath,
+    }));
+  } else {
+    io.out(`round ${entry.session} done`);
   }
   return 0;
 }

@@ -110,6 +110,7 @@ export function parseAgentConfig(text: string, path: string): AgentConfig {
     "ca",
     "cert",
     "key",
+    "revoked",
     "state",
     "audit",
     "data",
@@ -130,6 +131,8 @@ export function parseAgentConfig(text: string, path: string): AgentConfig {
     : keys.party(doc, "hospital_name");
   if (hospitalName === name) throw keys.error("name", "a peer cannot use the hospital's name");
   const credentials = credentialsOf(doc, keys, name, at);
+  const revoked = keys.optionalString(doc, "revoked");
+  if (revoked !== undefined) credentials.revoked = at(revoked);
   const policyTable = doc["policy"] === undefined ? {} : keys.table(doc, "policy");
   const defaults = policyOf(policyTable, keys, "policy", undefined);
   const dataTable = doc["data"] === undefined ? {} : keys.table(doc, "data");

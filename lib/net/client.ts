@@ -150,7 +150,9 @@ export async function connect(options: ConnectOptions, signal: AbortSignal): Pro
   }
   const address = formatHostPort({ hostname: options.hostname, port: options.port });
   const peer = options.peer ?? "the hospital";
-  const context = { action: `connect to ${peer} at ${address}`, peer };
+  // The runtime's `peer` may name the address already ("the hospital at HOST:PORT").
+  const target = peer.includes(address) ? peer : `${peer} at ${address}`;
+  const context = { action: `connect to ${target}`, peer };
   if (signal.aborted) throw abortReason(signal);
   await checkCredentials(options, context.action);
   const deadline = new AbortController();

@@ -30,10 +30,18 @@
  *   unread (16 KiB + 4; the decoder's buffer at most twice that), from the
  *   end of the handshake on, while `authorize` is still deciding too; more
  *   closes it as an overrun.
+ * - A refused connection leaves nothing behind once collected: Deno 2.9.6's
+ *   node:tls would keep each, TLS state and all, until its own 120 s
+ *   handshake timer fired, so that timer is turned off (this listener's
+ *   timer does the job and is cleared on refusal).
  * So with the defaults (256 and 1,024): at most 256 × ~45 KiB + 1,024 ×
  * (~45 KiB + 32 KiB) ≈ 90 MiB, whatever strangers and waiting parties send.
+ * (A stranger's half-sent TLS record adds up to ~18 KiB while it is held.)
  * (tests/net/crowd_test.ts: 500 idle strangers and 200 waiting parties each
- * holding half a 16 KiB frame grew the hospital by 20–29 MiB.) An accepted
+ * holding half a 16 KiB frame grew the hospital by 20–29 MiB;
+ * tests/outsiders_test.ts: a `sumshare hospital` flooded with 500 idle
+ * connections, 100 half-sent TLS records and 60 refused clients peaked
+ * 26–31 MiB above its idle RSS, holding at most 256 of them.) An accepted
  * connection holds at most `maxBufferedBytes` unread (connection.ts explains
  * why that is a cap and not a pause).
  *
@@ -84,6 +92,9 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
   secure?: tls.TLSSocket;
 }
+
+/** Time from TCP accept to a successful `authorize` unless set (docs/protocol.md, Timers). */
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** How long a closed socket may take to finish its TLS goodbye before it is cut. */
 const CLOSE_GRACE_MS = 2000;
@@ -220,13 +231,22 @@ export class Server {
     this.#options = options;
     this.#handshakeTimeoutMs = positiveInteger(
       options.handshakeTimeoutMs,
-      10_000,
+      DEFAULT_HANDSHAKE_TIMEOUT_MS,
       "handshakeTimeoutMs",
     );
     this.#maxHandshakes = positiveInteger(options.maxHandshakes, 256, "maxHandshakes");
     this.#maxWaiting = positiveInteger(options.maxWaiting, 1024, "maxWaiting");
     this.hostname = address.address;
     this.port = address.port;
+    // Deno 2.9.6's node:tls gives every connection its own handshake timer
+    // (server._handshakeTimeout, 120 s unless set) that a destroyed socket
+    // does not cancel: each connection refused here stayed on the heap, TLS
+    // state and all, until its timer fired (measured: 12,000 strangers
+    // evicted within a minute grew the heap by 65 MiB that no GC could
+    // free). This listener's own timer does that job and is cleared on
+    // every refusal, so the runtime's is turned off.
+    const internal = server as unknown as { _handshakeTimeout?: number };
+    if (typeof internal._handshakeTimeout === "number") internal._handshakeTimeout = 0;
     // Accept errors (say, out of descriptors) concern one connection; without
     // a listener node would treat them as fatal.
     server.on("error", () => {});
@@ -301,6 +321,8 @@ export class Server {
     this.#closed = true;
     this.#server.close();
     for (const pending of this.#pending.values()) {
+      // Closed here, not refused: the TLS error its closing causes is not a refusal to report.
+      this.#refused.add(pending.raw);
       clearTimeout(pending.timer);
       pending.secure?.destroy();
       pending.raw.destroy();
@@ -469,6 +491,11 @@ export async function listen(options: ServerOptions): Promise<Server> {
     );
   }
   await checkCredentials(options, `listen on ${address}`);
+  const handshakeTimeoutMs = positiveInteger(
+    options.handshakeTimeoutMs,
+    DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    "handshakeTimeoutMs",
+  );
   const server = tls.createServer({
     ca: options.ca,
     cert: options.cert,
@@ -477,6 +504,9 @@ export async function listen(options: ServerOptions): Promise<Server> {
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
     maxVersion: "TLSv1.3",
+    // Where the runtime's own handshake timer cannot be turned off (see
+    // Server), it at least holds a refused socket no longer than ours.
+    handshakeTimeout: handshakeTimeoutMs,
   });
   try {
     await new Promise<void>((resolve, reject) => {

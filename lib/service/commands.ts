@@ -25,12 +25,15 @@ import { MAX_PARTICIPANTS } from "../wire/messages.ts";
 import { AskQueryError, parseAskQuery } from "./ask_query.ts";
 import { askControl, serveControl } from "./control.ts";
 import { type AskRequest, HospitalService, RoundFailedError } from "./hospital.ts";
-import { formatStatistic } from "./report.ts";
+import { checkResultTarget, presentReport, writeResultFile } from "./present.ts";
+import type { Report } from "./report.ts";
 
 /** Where a command writes. */
 export interface Io {
   out(line: string): void;
   err(line: string): void;
+  /** stdout is a terminal: long vectors are previewed, histograms drawn. */
+  terminal?: boolean;
 }
 
 /** The control socket's default name, in the hospital's working folder. */
@@ -55,6 +58,8 @@ Options:
   --receipts DIR       write each completed round's receipt to DIR/SESSION.json (0600)
   --certs DIR | --ca FILE --cert FILE --key FILE
                        credentials, as for 'sumshare hospital'
+  --revoked FILE       the CA's signed deny-list (default: revoked.json next to ca.crt,
+                       when there): a revoked agent is refused when it connects
   --name NAME          this party's name (default: hospital)
   --timeout SEC        how long each phase of a round may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help           this text
@@ -69,11 +74,20 @@ variable the agents hold:
 
 Options:
   --control FILE       the hospital's control socket (default: ./${DEFAULT_CONTROL})
-  --peers N            wait up to --timeout until N agents holding VAR are connected
+  --peers N            wait up to --timeout until the hospital serves and N agents
+                       holding VAR are connected
   --threshold T        a threshold round (T > N/2) instead of n-of-n
   --min-contributors K with --threshold: never a sum over fewer than K inputs (default 2)
   --timeout SEC        how long to wait for --peers (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --result FILE        also write the whole result to FILE: CSV (.csv: one row per vector
+                       element, histogram bin or statistic) or JSON (.json: the report);
+                       on a terminal a vector of more than 20 values is only previewed,
+                       and without --result its values go to ./sumshare-result-SESSION.csv
   --json               print the result, or the failure as {"error": …}, as one JSON object
+
+Output: each statistic on a line (a variance as population and sample variance
+and standard deviation, each labelled; a histogram with its bin edges, drawn
+as bars on a terminal), then "over K of N peers: NAMES", the contributor set.
   -h, --help           this text
 
 Exit codes: 0 the result is printed; 1 the round failed; 2 usage error.`;
@@ -199,6 +213,7 @@ async function ask(args: string[], io: Io, json: boolean): Promise<number> {
     threshold: { type: "string" },
     "min-contributors": { type: "string" },
     timeout: { type: "string" },
+    result: { type: "string" },
   }, { positionals: 3 });
   let query;
   try {
@@ -226,15 +241,24 @@ async function ask(args: string[], io: Io, json: boolean): Promise<number> {
   const control = resolve(
     typeof flags.values["control"] === "string" ? flags.values["control"] : DEFAULT_CONTROL,
   );
+  const resultFile = typeof flags.values["result"] === "string"
+    ? flags.values["result"]
+    : undefined;
+  if (resultFile !== undefined) await checkResultTarget(resultFile);
   const request: AskRequest = { ...query, peers, threshold, minContributors, timeoutMs };
   // The hospital bounds every phase; this bounds the wait for its answer all the same.
-  const answer = await askControl(control, { ask: request }, timeoutMs + 15 * 60_000)
+  const answer = await askControl(control, { ask: request }, timeoutMs + 15 * 60_000, {
+    // Waiting for N agents includes waiting for the hospital that they connect to.
+    connectWithinMs: peers === undefined ? 0 : timeoutMs,
+    onWait: () =>
+      io.err(`no hospital serves on ${control} yet; waiting up to ${timeoutMs / 1000} s for it`),
+  })
     .catch((error) => {
       if (error instanceof FileError || error instanceof TimeoutError) throw error;
       throw new FileError(describeError(error), { cause: error });
     }) as {
       ok?: boolean;
-      report?: Record<string, unknown> & { result: Record<string, unknown> };
+      report?: Report;
       error?: { kind?: string; message?: string };
     };
   if (answer.ok !== true || answer.report === undefined) {
@@ -246,17 +270,9 @@ async function ask(args: string[], io: Io, json: boolean): Promise<number> {
   const report = answer.report;
   if (json) {
     io.out(JSON.stringify(report));
+    if (resultFile !== undefined) await writeResultFile(resultFile, report);
   } else {
-    for (const [key, value] of Object.entries(report.result)) {
-      io.out(`${key}: ${formatStatistic(value)}`);
-    }
-    const contributors = report["contributors"] as string[];
-    const participants = report["participants"] as string[];
-    io.err(
-      `${query.variable}, session ${
-        report["session"]
-      }: over ${contributors.length} of ${participants.length} peers: ${contributors.join(", ")}`,
-    );
+    await presentReport(report, io, { resultFile, label: query.variable });
     if (typeof report["receipt"] === "string") io.err(`receipt written to ${report["receipt"]}`);
   }
   return 0;

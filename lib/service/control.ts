@@ -142,11 +142,48 @@ async function readLine(conn: Deno.Conn, signal: AbortSignal): Promise<string> {
   return new TextDecoder().decode(all);
 }
 
+/** Options for {@linkcode askControl}. */
+export interface AskControlOptions {
+  /**
+   * How long to keep trying while no hospital serves at `path` yet (it is
+   * starting): `ask --peers N` waits for the hospital as it waits for the
+   * agents. Default 0: one try.
+   */
+  connectWithinMs?: number;
+  /** Called once, when the first try finds no hospital and the wait begins. */
+  onWait?: () => void;
+}
+
+/** Connects to the control socket, retrying while no hospital serves there, up to `withinMs`. */
+async function connectControl(
+  path: string,
+  withinMs: number,
+  onWait: () => void,
+): Promise<Deno.UnixConn> {
+  const until = performance.now() + withinMs;
+  for (let pause = 50, first = true;; pause = Math.min(2 * pause, 500), first = false) {
+    try {
+      return await Deno.connect({ transport: "unix", path });
+    } catch (cause) {
+      const notYet = cause instanceof Deno.errors.NotFound ||
+        cause instanceof Deno.errors.ConnectionRefused;
+      if (!notYet || performance.now() + pause > until) throw cause;
+      if (first) onWait();
+      await new Promise((done) => setTimeout(done, pause));
+    }
+  }
+}
+
 /** Sends `request` to the control socket at `path` and returns the answer, within `ms`. */
-export async function askControl(path: string, request: unknown, ms: number): Promise<unknown> {
+export async function askControl(
+  path: string,
+  request: unknown,
+  ms: number,
+  { connectWithinMs = 0, onWait = () => {} }: AskControlOptions = {},
+): Promise<unknown> {
   let conn: Deno.UnixConn;
   try {
-    conn = await Deno.connect({ transport: "unix", path });
+    conn = await connectControl(path, connectWithinMs, onWait);
   } catch (cause) {
     const why = cause instanceof Deno.errors.PermissionDenied
       ? "permission denied (only the hospital's operator may ask)"

@@ -5,12 +5,15 @@
  *   forced), verifies the chain to the consortium CA, and the hospital hands
  *   out a connection for the party named in the certificate;
  * - without `-cert` it is refused in the handshake ("certificate required");
- * - TLS 1.0 and 1.1 are not negotiated even by a client willing to use them.
+ * - TLS 1.0 and 1.1 are not negotiated even by a client willing to use them;
+ * - the same three against a real `sumshare hospital` process, which counts
+ *   the openssl client with alice's certificate as alice.
  *
  * Skipped, with a message, where `openssl` is not on PATH.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { type CliProcess, makePki, scenario, spawnHospital } from "../helpers.ts";
 import { deadline, party, startServer, testPki } from "./helpers.ts";
 
 async function opensslVersion(): Promise<string | undefined> {
@@ -144,5 +147,49 @@ Deno.test({
       server.server.close();
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "openssl s_client against a real `sumshare hospital`: no -cert refused, alice counted, -tls1_1 refused",
+  ignore: OPENSSL === undefined,
+  async fn() {
+    const dir = await makePki(["hospital", "alice", "bob"]);
+    await scenario([dir], async (processes: CliProcess[]) => {
+      const hospital = spawnHospital(dir, 2, "--timeout", "30");
+      processes.push(hospital);
+      const port = Number((await hospital.address()).split(":").pop());
+      const verify = ["-CAfile", join(dir, "ca.crt"), "-verify_return_error"];
+      const cert = ["-cert", join(dir, "alice.crt"), "-key", join(dir, "alice.key")];
+      const refused =
+        /^refused a connection from 127\.0\.0\.1:\d+: Cannot accept a connection from /;
+
+      const none = await sClient(port, verify).finish(true);
+      assert.notEqual(none.code, 0, none.output);
+      const [noCert] = await hospital.waitForLines(refused, 1);
+      assert.match(noCert!, /the client presented no certificate/);
+
+      const old = await sClient(port, [
+        ...verify,
+        ...cert,
+        "-tls1_1",
+        "-cipher",
+        "DEFAULT@SECLEVEL=0",
+      ])
+        .finish();
+      assert.notEqual(old.code, 0, old.output);
+      assert.match(old.output, /New, \(NONE\), Cipher is \(NONE\)/);
+      const lines = await hospital.waitForLines(refused, 2);
+      assert.match(lines[1]!, /the client does not offer TLS 1\.2 or 1\.3/);
+
+      // Held open (stdin not closed) until the hospital has counted alice.
+      const alice = sClient(port, [...verify, ...cert]);
+      await hospital.waitForLine(/^alice connected \(1 of 2\)$/);
+      hospital.kill();
+      const r = await alice.finish();
+      assert.match(r.output, /Verify return code: 0 \(ok\)/);
+      assert.match(r.output, /New, TLSv1\.3, Cipher is TLS_/);
+    });
   },
 });
