@@ -19,7 +19,8 @@ import { formatHostPort, type HostPort } from "../names.ts";
 import { connect } from "../net/client.ts";
 import type { Connection } from "../net/connection.ts";
 import { PeerSession } from "../protocol/peer/session.ts";
-import type { Outbox, VerifyParty } from "../protocol/types.ts";
+import type { Outbox, PeerOutcome, VerifyParty } from "../protocol/types.ts";
+import { fromHex } from "../crypto/bytes.ts";
 import { encodeInput, parseQuery } from "../query.ts";
 import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
 import {
@@ -27,8 +28,10 @@ import {
   encodeChunk,
   encodeMessage,
   type Message,
+  type MessageOf,
   type Terms,
 } from "../wire/messages.ts";
+import { ReleasedError, verifyReleased } from "../service/released.ts";
 import { appendAudit, type AuditEntry } from "./audit.ts";
 import type { AgentConfig, Variable } from "./config.ts";
 import { readVariable, type VariableData } from "./data.ts";
@@ -213,6 +216,9 @@ export async function runOneRound(options: OneRoundOptions): Promise<OneRoundRes
   return { entry, bytesIn, bytesOut };
 }
 
+/** How long to wait for `released` when the terms announced no deadlines. */
+const DEFAULT_RELEASED_WAIT_MS = 10_000;
+
 /** Frames up to this size are batched into one socket write (see lib/runtime/peer.ts). */
 const BATCH_BYTES = 16 * 1024;
 
@@ -230,6 +236,13 @@ interface AgentRound {
   refusal?: string;
   /** The round finished and was logged. */
   closed: Promise<void>;
+  /** The hospital's key, from the certificate checked at INVITE. */
+  hospitalKey?: CryptoKey;
+  /**
+   * The hospital's `released` record for this round, once it came (undefined:
+   * the hospital went on to another round or the connection ended first).
+   */
+  released: PromiseWithResolvers<MessageOf<"released"> | undefined>;
 }
 
 /** One standing connection to the hospital: many rounds, one at a time. */
@@ -270,6 +283,7 @@ class AgentConnection {
     } catch (error) {
       if (!this.#stop.signal.aborted) this.#options.log(describeError(error));
       const round = this.#round;
+      round?.released.resolve(undefined);
       if (round && !round.core.outcome && !round.ended) await round.core.disconnected();
       // A round this agent refused was logged when it refused; its core is not waited for.
       if (round && !round.ended) {
@@ -284,6 +298,19 @@ class AgentConnection {
 
   async #dispatch(message: Message): Promise<void> {
     const { log, config } = this.#options;
+    if (message.type === "released") {
+      const round = this.#round;
+      if (round && round.session === message.session && round.core.outcome?.kind === "done") {
+        round.released.resolve(message);
+      } else {
+        log(`ignored released: not for a round this agent finished`);
+      }
+      return;
+    }
+    // The hospital has moved on: the last round's record will not come now.
+    if (message.type === "describe" || message.type === "invite") {
+      this.#round?.released.resolve(undefined);
+    }
     if (message.type === "describe") {
       const variable = config.variables.get(message.variable);
       if (variable === undefined) {
@@ -374,10 +401,15 @@ class AgentConnection {
       send: (_to, message) => this.#send(message),
       sendChunk: (_to, chunk) => this.#write(encodeChunk(chunk.index, chunk.data)),
     };
-    const verifyParty: VerifyParty = async (certPem, name, role) =>
-      (await verifyPartyCertificate(certPem, identity.ca, name, { use: role })).publicKey;
     // deno-lint-ignore prefer-const
     let round: AgentRound;
+    const verifyParty: VerifyParty = async (certPem, name, role) => {
+      const key = (await verifyPartyCertificate(certPem, identity.ca, name, { use: role }))
+        .publicKey;
+      // The key the `released` record must verify under: the one INVITE was checked with.
+      if (role === "hospital") round.hospitalKey = key;
+      return key;
+    };
     const core = new PeerSession({
       name: identity.name,
       hospitalName: config.hospitalName,
@@ -432,7 +464,14 @@ class AgentConnection {
         void round.core.timeout().then(() => timer.update(round.core.phase));
       },
     );
-    round = { session, variable, core, timer, closed: Promise.resolve() };
+    round = {
+      session,
+      variable,
+      core,
+      timer,
+      closed: Promise.resolve(),
+      released: Promise.withResolvers(),
+    };
     round.closed = core.finished.then(async (outcome) => {
       timer.stop();
       if (round.ended) return;
@@ -454,12 +493,55 @@ class AgentConnection {
         };
       if (outcome.kind === "done") {
         log(`round ${session} done: ${variable?.name} over ${outcome.set.join(", ")}`);
+        Object.assign(entry, await this.#released(round, outcome));
       } else {
         log(`round ${session} ${entry.outcome}: ${entry.reason}`);
       }
       await this.#close(round, entry);
     });
     return round;
+  }
+
+  /**
+   * Waits for the hospital's signed record of what the round released and
+   * checks it (lib/service/released.ts): `released` for the audit entry, or
+   * `releasedInvalid` saying why one did not verify. Nothing when none came.
+   */
+  async #released(
+    round: AgentRound,
+    outcome: Extract<PeerOutcome, { kind: "done" }>,
+  ): Promise<Pick<AuditEntry, "released" | "releasedInvalid">> {
+    const deadlines = round.core.terms?.deadlines;
+    const attestMs = deadlines === undefined ? undefined : phaseDeadline(deadlines, "attest");
+    // The hospital sends it once the attest phase is over, at most that phase's deadline.
+    const timer = setTimeout(
+      () => round.released.resolve(undefined),
+      peerGrace(attestMs ?? DEFAULT_RELEASED_WAIT_MS),
+    );
+    const message = await round.released.promise;
+    clearTimeout(timer);
+    if (message === undefined) return {};
+    const { variable, terms, hospitalKey } = round;
+    try {
+      if (!variable || !terms || !hospitalKey) {
+        throw new ReleasedError("Invalid released result: this agent has no record of the round");
+      }
+      const released = await verifyReleased(message, {
+        session: round.session,
+        startHash: fromHex(outcome.startHash),
+        variable: variable.name,
+        query: terms.query,
+        set: outcome.set,
+        resultDigest: outcome.resultDigest,
+        hospitalKey,
+      });
+      this.#options.log(`round ${round.session}: the hospital's released result verifies`);
+      return { released };
+    } catch (error) {
+      if (!(error instanceof ReleasedError)) throw error;
+      this.#options.log(`round ${round.session}: ${error.message}; not recorded as released`);
+      return { releasedInvalid: error.message };
+    }
   }
 
   async #close(round: AgentRound, entry: AuditEntry): Promise<void> {

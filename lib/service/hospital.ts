@@ -38,6 +38,7 @@ import {
   type Payload,
   type Terms,
 } from "../wire/messages.ts";
+import { signReleased, statisticsText } from "./released.ts";
 import { starReport } from "./report.ts";
 
 /** A round that could not be run or did not finish; the message says why. */
@@ -289,6 +290,9 @@ export class HospitalService {
       );
       const result = await this.#runRound(current, holders, terms);
       const report = { variable: request.variable, ...starReport(result, terms, query) };
+      await this.#release(current, request.variable, result, report.result).catch((error) =>
+        log(`round ${session}: released result not sent: ${describeError(error)}`)
+      );
       if (this.#options.receiptsDir !== undefined) {
         const path = `${this.#options.receiptsDir}/${session}.json`;
         try {
@@ -313,6 +317,47 @@ export class HospitalService {
       throw new RoundFailedError(describeError(error), { cause: error });
     } finally {
       this.#current = undefined;
+    }
+  }
+
+  /**
+   * Sends each agent of the contributor set still on its round's connection
+   * the signed record of what was released (docs/protocol.md §16.1), so each
+   * site can see what was computed from its data. The result is out already:
+   * an agent that cannot be reached is logged, nothing more.
+   */
+  async #release(
+    current: Current,
+    variable: string,
+    round: StarHospitalResult,
+    statistics: Record<string, unknown>,
+  ): Promise<void> {
+    const { evidence } = round.outcome;
+    const message = await signReleased({
+      session: current.session,
+      startHash: evidence.startHash,
+      variable,
+      query: evidence.terms.query,
+      set: evidence.set,
+      resultDigest: evidence.resultDigest,
+      statistics: statisticsText(statistics),
+    }, this.#options.identity.privateKey);
+    const payload = encodeMessage(message);
+    const writes: Promise<void>[] = [];
+    for (const name of evidence.set) {
+      const peer = current.links?.get(name);
+      if (!peer || this.#peers.get(name) !== peer) continue;
+      writes.push(
+        peer.conn.write(payload, this.#stop.signal).catch((error) =>
+          this.#options.log(`${name}: released result not sent: ${describeError(error)}`)
+        ),
+      );
+    }
+    await flushWrites(writes);
+    if (message.statistics === undefined) {
+      this.#options.log(
+        `round ${current.session}: the statistics are too long to release; sent the digest`,
+      );
     }
   }
 

@@ -32,6 +32,8 @@ const LABELS: Record<string, string> = {
   sampleVariance: "variance (sample, divided by n - 1)",
   standardDeviation: "standard deviation (population)",
   sampleStandardDeviation: "standard deviation (sample)",
+  sumOfSquares: "sum of squares",
+  varianceExact: "variance (population, exact)",
 };
 
 /** One statistic for people: arrays shortened when long, saying how many are left out. */

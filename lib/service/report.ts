@@ -54,6 +54,9 @@ export function starReport(round: StarHospitalResult, terms: Terms, query: Query
     max: trimDecimal(formatScaled(terms.max, terms.scale)),
     maxScaled: terms.max.toString(),
     maxRows: terms.maxRows,
+    // How the totals were carried: a total past p1 takes 2 or 3 residues (lib/query.ts).
+    elements: layout.dimension,
+    residues: layout.components.map((c) => c.residues),
     startToResultMs: Math.round(round.startToResultMs * 10) / 10,
     bytesReceived: round.bytesIn,
     bytesSent: round.bytesOut,
@@ -61,16 +64,23 @@ export function starReport(round: StarHospitalResult, terms: Terms, query: Query
 }
 
 /**
- * `variance` (decodeResult's, the population variance: divided by n) gets
- * its company: the sample variance (divided by n − 1, null below two rows)
- * and the square root of each. One division from the exact numerator.
+ * The population variance (divided by n) and its company: the sample
+ * variance (divided by n − 1, null below two rows) and the square root of
+ * each. Each variance is the binary64 nearest the exact fraction (one
+ * rounding: past 2^53 the numerator alone would round, and dividing by n²
+ * and then by 10^(2·scale) would round twice more). Since a binary64 cannot
+ * hold most variances, the exact ones go with them: the sum of squares and
+ * the population variance as a fraction in lowest terms.
  */
 function spread(sum: bigint, squares: bigint, count: bigint, scale: number) {
-  const numerator = Number(count * squares - sum * sum);
-  const factor = 10 ** (2 * scale);
-  const population = count === 0n ? null : numerator / Number(count * count) / factor;
-  const sample = count < 2n ? null : numerator / Number(count * (count - 1n)) / factor;
+  const exact = count * squares - sum * sum;
+  const factor = 10n ** BigInt(2 * scale);
+  const population = count === 0n ? null : nearestNumber(exact, count * count * factor);
+  const sample = count < 2n ? null : nearestNumber(exact, count * (count - 1n) * factor);
   return {
+    variance: population,
+    sumOfSquares: rationalJson(squares, 1n, 2 * scale),
+    varianceExact: count === 0n ? null : fraction(exact, count * count * factor),
     sampleVariance: sample,
     standardDeviation: population === null ? null : Math.sqrt(population),
     sampleStandardDeviation: sample === null ? null : Math.sqrt(sample),
@@ -91,6 +101,41 @@ export function binEdges(low: bigint, high: bigint, bins: number, scale: number)
     edges.push(rationalJson(low * BigInt(bins) + BigInt(i) * width, BigInt(bins), scale));
   }
   return edges;
+}
+
+function bitLength(n: bigint): number {
+  return n.toString(2).length;
+}
+
+/**
+ * The binary64 nearest to n/d (n ≥ 0, d > 0; ties to even): a 54-bit
+ * quotient, then one rounding with the remainder as the sticky bit.
+ */
+export function nearestNumber(n: bigint, d: bigint): number {
+  if (n === 0n) return 0;
+  const shift = 55 - (bitLength(n) - bitLength(d));
+  const [top, bottom] = shift >= 0 ? [n << BigInt(shift), d] : [n, d << BigInt(-shift)];
+  let q = top / bottom;
+  let sticky = top % bottom !== 0n;
+  const extra = bitLength(q) - 54;
+  if (extra > 0) {
+    sticky ||= (q & ((1n << BigInt(extra)) - 1n)) !== 0n;
+    q >>= BigInt(extra);
+  }
+  // n/d ≈ q · 2^(extra − shift), q of 54 bits: 53 kept and the rounding bit.
+  let m = q >> 1n;
+  if ((q & 1n) === 1n && (sticky || (m & 1n) === 1n)) m += 1n;
+  const exponent = extra - shift + 1;
+  // Two steps, so that 2^exponent alone cannot overflow or underflow first.
+  const half = Math.trunc(exponent / 2);
+  return Number(m) * 2 ** half * 2 ** (exponent - half);
+}
+
+/** numerator/denominator in lowest terms, as "N/D" (or "N" when D is 1). */
+function fraction(numerator: bigint, denominator: bigint): string {
+  const g = gcd(numerator, denominator) || 1n;
+  const d = denominator / g;
+  return d === 1n ? `${numerator / g}` : `${numerator / g}/${d}`;
 }
 
 function gcd(a: bigint, b: bigint): bigint {

@@ -168,6 +168,15 @@ const query = stringField(
   (s) => s.length <= 200 && /^[a-z]+(:[0-9.+-]+)*$/.test(s),
   "a query spec",
 );
+/**
+ * The most characters of a `released` message's statistics (JSON text): with
+ * every character escaped it still fits a frame (docs/protocol.md §16.1).
+ */
+export const MAX_RELEASED_CHARS = 384 * 1024;
+const statistics = stringField(
+  (s) => s.length >= 2 && s.length <= MAX_RELEASED_CHARS,
+  `JSON text of 2 to ${MAX_RELEASED_CHARS} characters`,
+);
 
 function integer(min: number, max: number): Field<number> {
   return {
@@ -287,7 +296,7 @@ function nameList(min: number): Field<string[]> {
   };
 }
 
-function optional<T>(field: Field<T>): Field<T | undefined> {
+function optional<T>(field: Field<T>): Field<T | undefined> & { optional: true } {
   return { ...(field as Field<T | undefined>), optional: true };
 }
 
@@ -426,6 +435,16 @@ const SCHEMAS = {
   abort: { session, reason },
   // Hospital → peer agent, before a served round's INVITE (docs/protocol.md §16)
   describe: { session, variable: variableName },
+  // Hospital → peer agent, after a served round's attest phase: what it released (§16.1)
+  released: {
+    session,
+    variable: variableName,
+    query,
+    set: nameList(1),
+    resultDigest: digest,
+    statistics: optional(statistics),
+    signature,
+  },
   // Peer → hospital
   join: { session, sealKey: publicKey, maskKey: publicKey, signature },
   refuse: { session, reason },

@@ -154,9 +154,20 @@ export function plain(values: bigint[], bins: { low: bigint; high: bigint; count
     count: values.length,
     sum: Number(sum) / 10,
     mean: Number(sum) / Number(count) / 10,
-    variance: Number(count * squares - sum * sum) / Number(count * count) / 100,
+    variance: ratio(count * squares - sum * sum, count * count * 100n),
     histogram,
   };
+}
+
+/**
+ * n/d as the binary64 nearest to it: the exact quotient to 60 decimal
+ * places, then the correctly rounded parse of that decimal (off only when
+ * n/d lies within 10^-60 of a midpoint between two binary64s).
+ */
+export function ratio(n: bigint, d: bigint): number {
+  const places = 60;
+  const digits = ((n * 10n ** BigInt(places)) / d).toString().padStart(places + 1, "0");
+  return Number(`${digits.slice(0, -places)}.${digits.slice(-places)}`);
 }
 
 /** A port free on 127.0.0.1 just now (for a hospital that must come back on the same one). */

@@ -15,7 +15,16 @@ import { main } from "../../lib/cli.ts";
 import { barChart, presentReport, resultCsv } from "../../lib/service/present.ts";
 import { binEdges, type Report } from "../../lib/service/report.ts";
 import { cliCommand, CliProcess, makePki, scenario, spawnPeer } from "../helpers.ts";
-import { ask, plain, resultOf, type Site, startAgent, startService, writeSite } from "./helpers.ts";
+import {
+  ask,
+  plain,
+  ratio,
+  resultOf,
+  type Site,
+  startAgent,
+  startService,
+  writeSite,
+} from "./helpers.ts";
 
 /**
  * Runs `sumshare ask` without --json and returns its exit code and output
@@ -60,15 +69,15 @@ function scaled(cell: string): bigint {
   return BigInt(cell.replace(".", ""));
 }
 
-/** Population and sample variance of scaled-by-10 values, as the decoder computes them. */
+/** Population and sample variance of scaled-by-10 values: the binary64s nearest the exact ones. */
 function variances(values: bigint[]) {
   const n = BigInt(values.length);
   const sum = values.reduce((a, b) => a + b, 0n);
   const squares = values.reduce((a, b) => a + b * b, 0n);
-  const numerator = Number(n * squares - sum * sum);
+  const numerator = n * squares - sum * sum;
   return {
-    population: numerator / Number(n * n) / 100,
-    sample: numerator / Number(n * (n - 1n)) / 100,
+    population: ratio(numerator, n * n * 100n),
+    sample: ratio(numerator, n * (n - 1n) * 100n),
   };
 }
 
