@@ -44,7 +44,13 @@ import {
 } from "./query.ts";
 import { runStarHospital } from "./runtime/hospital.ts";
 import { runStarPeer } from "./runtime/peer.ts";
-import { assertThresholdFloors, DEFAULT_TIMEOUT_SECONDS, roundTerms } from "./runtime/terms.ts";
+import {
+  assertThresholdFloors,
+  DEFAULT_TIMEOUT_SECONDS,
+  peerCap,
+  roundTerms,
+  sparseGraphOption,
+} from "./runtime/terms.ts";
 import type { Terms } from "./wire/messages.ts";
 import { MAX_SCALE } from "./decimal.ts";
 import {
@@ -141,6 +147,9 @@ Options:
                        where every peer's input counts or the round aborts
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2);
                        protecting k honest inputs against c colluders needs T and K >= k + c
+  --neighbors K|auto   sparse pairing (threshold mode, 2T > K + 1): each peer pairs with K
+                       neighbours in a Harary graph; auto picks K and T for N, 5 % colluders
+                       and 5 % dropouts (failure below 2^-40); up to 10000 peers
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the peers to connect (default: --timeout if
                        given, else 600)
@@ -352,6 +361,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     "max-rows": { type: "string" },
     threshold: { type: "string" },
     "min-contributors": { type: "string" },
+    neighbors: { type: "string" },
     timeout: { type: "string" },
     "join-timeout": { type: "string" },
     out: { type: "string" },
@@ -360,7 +370,10 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   });
   const name = nameFlag(flags, "name", "hospital");
   const listen = addressFlag(flags, "listen", { allowZero: true });
-  const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS });
+  const peers = integerFlag(flags, "peers", {
+    min: 2,
+    max: peerCap(flags.values["neighbors"] !== undefined),
+  });
   const scale = integerFlag(flags, "scale", { min: 0, max: MAX_SCALE, fallback: 0 });
   const max = scaledFlag(flags, "max", scale, DEFAULT_MAX * 10n ** BigInt(scale));
   const maxRows = integerFlag(flags, "max-rows", {
@@ -390,6 +403,18 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const joinTimeoutMs = joinTimeout(flags, timeoutMs);
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
+  let sparse: ReturnType<typeof sparseGraphOption>;
+  try {
+    sparse = sparseGraphOption(flags.values["neighbors"] as string | undefined, {
+      peers,
+      threshold,
+    });
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
+  }
+  if (sparse && out !== undefined) {
+    throw new UsageError("--out: receipts of sparse rounds (--neighbors) are not supported yet");
+  }
   let terms: ReturnType<typeof roundTerms>;
   try {
     // Refuse a round that cannot be represented exactly (R not below p, a
@@ -401,11 +426,14 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
       max,
       maxRows,
       peers,
-      threshold,
+      threshold: sparse?.threshold ?? threshold,
       minContributors,
+      neighbors: sparse?.neighbors,
       phaseTimeoutMs: timeoutMs,
     });
-    if (threshold !== undefined) assertThresholdFloors(peers, threshold, minContributors);
+    if (!sparse && threshold !== undefined) {
+      assertThresholdFloors(peers, threshold, minContributors);
+    }
     // A receipt that cannot be written is refused now, not after every peer
     // has taken part.
     if (out !== undefined) await checkReceiptTarget(out);

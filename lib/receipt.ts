@@ -266,6 +266,13 @@ export async function createStarReceipt(
   result: Float64Array,
   signingKey: CryptoKey,
 ): Promise<Receipt> {
+  // A sparse round's consistency signatures are over window views and its
+  // DONE over a set digest (docs/protocol.md §18): format /6 cannot carry
+  // or check them, so no receipt is written that `verify` would refuse.
+  check(
+    evidence.terms.neighbors === undefined,
+    "receipts of sparse rounds (neighbors) are not supported yet",
+  );
   check(
     (await vectorDigest(result)) === evidence.resultDigest,
     "the result does not match the digest the hospital signed in DONE",

@@ -22,14 +22,8 @@ import {
 } from "../lib/identity.ts";
 import { parseHostPort } from "../lib/names.ts";
 import { addParties, PkiError } from "../lib/pki.ts";
-import {
-  CliProcess,
-  makePki,
-  removeDir,
-  scenario,
-  spawnHospital as hospital,
-  spawnPeer as peer,
-} from "./helpers.ts";
+import { makePki, removeDir, scenario } from "./helpers.ts";
+import { finishStar, hospitalOutcome, startHospital, startPeers } from "./scenarios.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -155,6 +149,11 @@ function replace(
 const OID_BC = "2.5.29.19";
 const OID_KU = "2.5.29.15";
 const OID_EKU = "2.5.29.37";
+/** Changes a leaf's default extensions to an extended key usage of only `usages`. */
+function ekuOnly(...usages: string[]): (defaults: x509.Extension[]) => x509.Extension[] {
+  return (d) => replace(d, OID_EKU, new x509.ExtendedKeyUsageExtension(usages));
+}
+
 const UNKNOWN_CRITICAL = () =>
   new x509.Extension("1.3.6.1.4.1.99999.1", true, new Uint8Array([5, 0]));
 
@@ -276,14 +275,12 @@ const BAD: Case[] = [
       withGoodCa((ca) =>
         makeLeaf(ca, "alice", {
           extensions: (d) =>
-            replace(
+            ekuOnly(x509.ExtendedKeyUsage.codeSigning)(
               replace(
                 d,
                 OID_KU,
                 new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyAgreement, true),
               ),
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
             ),
         })
       ),
@@ -301,12 +298,7 @@ const BAD: Case[] = [
     make: () =>
       withGoodCa((ca) =>
         makeLeaf(ca, "alice", {
-          extensions: (d) =>
-            replace(
-              d,
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
-            ),
+          extensions: ekuOnly(x509.ExtendedKeyUsage.codeSigning),
         })
       ),
     reason:
@@ -375,12 +367,7 @@ const BAD: Case[] = [
     make: () =>
       withGoodCa((ca) =>
         makeLeaf(ca, "alice", {
-          extensions: (d) =>
-            replace(
-              d,
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-            ),
+          extensions: ekuOnly(x509.ExtendedKeyUsage.serverAuth),
         })
       ),
     reason:
@@ -392,12 +379,7 @@ const BAD: Case[] = [
     make: () =>
       withGoodCa((ca) =>
         makeLeaf(ca, "alice", {
-          extensions: (d) =>
-            replace(
-              d,
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-            ),
+          extensions: ekuOnly(x509.ExtendedKeyUsage.clientAuth),
         })
       ),
     reason:
@@ -408,12 +390,7 @@ const BAD: Case[] = [
     make: () =>
       withGoodCa((ca) =>
         makeLeaf(ca, "alice", {
-          extensions: (d) =>
-            replace(
-              d,
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-            ),
+          extensions: ekuOnly(x509.ExtendedKeyUsage.serverAuth),
         })
       ),
     reason: /^Invalid certificate for "alice": its extended key usage lacks clientAuth/,
@@ -475,7 +452,7 @@ Deno.test("the policy accepts a leaf with only the EKU its use needs", async () 
   const ca = await makeCa();
   const only = (usage: string) =>
     makeLeaf(ca, "alice", {
-      extensions: (d) => replace(d, OID_EKU, new x509.ExtendedKeyUsageExtension([usage])),
+      extensions: ekuOnly(usage),
     });
   const server = await only(x509.ExtendedKeyUsage.serverAuth);
   const client = await only(x509.ExtendedKeyUsage.clientAuth);
@@ -619,8 +596,7 @@ Deno.test("verifyPartyCertificate re-checks the windows on every call: the cache
   );
   // The use is checked per call too, not cached with the signature.
   const serverOnly = await makeLeaf(ca, "bob", {
-    extensions: (d) =>
-      replace(d, OID_EKU, new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth])),
+    extensions: ekuOnly(x509.ExtendedKeyUsage.serverAuth),
   });
   await verifyPartyCertificate(serverOnly.pem, caCert, "bob", { use: "hospital", now: NOW });
   await assertRejected(
@@ -694,18 +670,8 @@ Deno.test("the CLI refuses to start a hospital whose CA expired 30 days ago", as
   });
   const dir = await writeCredentials(ca, "hospital", hospitalCert);
   try {
-    const h = await new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "2",
-      "--certs",
-      dir,
-      // Bounded: a hospital that wrongly starts would otherwise wait for peers.
-      "--timeout",
-      "5",
-    ]).finish();
+    // Bounded: a hospital that wrongly starts would otherwise wait for peers.
+    const h = await hospitalOutcome(dir, ["--timeout", "5"], { json: false });
     assert.equal(h.code, 1, h.stderr);
     assert.match(h.stderr, /^sumshare hospital: Invalid CA certificate: it expired at \S+$/m);
     assert.doesNotMatch(h.stderr, /waiting|listening/);
@@ -787,9 +753,7 @@ async function attackerConnection(
 Deno.test("a bad certificate from the consortium CA is refused at join; the honest round completes", async () => {
   const dir = await makePki(["hospital", "alice", "bob"]);
   await scenario([dir], async (ps) => {
-    const h = hospital(dir, 2);
-    ps.push(h);
-    const address = await h.address();
+    const { hospital: h, address } = await startHospital(ps, dir, 2);
     const ca = await caFromDir(dir);
     const now = Date.now();
     const window = { notBefore: now - DAY, notAfter: now + DAY };
@@ -803,14 +767,12 @@ Deno.test("a bad certificate from the consortium CA is refused at join; the hone
         "mallory",
         {
           extensions: (d) =>
-            replace(
+            ekuOnly(x509.ExtendedKeyUsage.codeSigning)(
               replace(
                 d,
                 OID_KU,
                 new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyAgreement, true),
               ),
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
             ),
         },
         /its key usage does not include digitalSignature/,
@@ -820,12 +782,7 @@ Deno.test("a bad certificate from the consortium CA is refused at join; the hone
         "codeSigning-only EKU",
         "mallory",
         {
-          extensions: (d) =>
-            replace(
-              d,
-              OID_EKU,
-              new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
-            ),
+          extensions: ekuOnly(x509.ExtendedKeyUsage.codeSigning),
         },
         /its extended key usage lacks serverAuth and clientAuth/,
         true,
@@ -881,10 +838,12 @@ Deno.test("a bad certificate from the consortium CA is refused at join; the hone
     }
     assert.equal(h.stderrLines.filter((l) => / connected \(/.test(l)).length, 0);
 
-    const alice = peer(dir, "alice", "40", address);
-    const bob = peer(dir, "bob", "2", address);
-    ps.push(alice, bob);
-    const [hr, ar, br] = await Promise.all([h.finish(), alice.finish(), bob.finish()]);
+    const peers = startPeers(ps, dir, address, [["alice", ["--value", "40"]], ["bob", [
+      "--value",
+      "2",
+    ]]]);
+    const end = await finishStar({ hospital: h, address, peers });
+    const [hr, ar, br] = [end.hospital, end.peers.get("alice")!, end.peers.get("bob")!];
     assert.equal(hr.code, 0, hr.stderr);
     assert.equal(JSON.parse(hr.stdout).sum, 42);
     assert.deepEqual(JSON.parse(hr.stdout).participants, ["alice", "bob"]);

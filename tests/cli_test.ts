@@ -1,15 +1,14 @@
 /** The command line's contract: help, usage errors (exit 2) and refusals before anything is sent. */
 import assert from "node:assert/strict";
-import { assertValueNotPrinted, CliProcess, makePki, removeDir, stopAll } from "./helpers.ts";
-import { main } from "../lib/cli.ts";
-
-/** Runs the CLI in this process and captures its output. */
-async function runMain(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { assertValueNotPrinted, hospitalArgs, makePki, removeDir, scenario } from "./helpers.ts";
+import { runMain } from "./run_main.ts";
+import {
+  assertRefusedBeforeListening,
+  finishStar,
+  hospitalOutcome,
+  runDemo,
+  startStar,
+} from "./scenarios.ts";
 
 Deno.test("--help for every command exits 0 and names its options", async () => {
   const expectations: [string[], RegExp][] = [
@@ -131,61 +130,30 @@ Deno.test("non-numbers and too many decimals are refused at start, without echoi
   }
 });
 
+/** A hospital for three peers, printing plain text. */
+const THREE = { peers: 3, json: false } as const;
+/** Credentials that do not exist: a hospital past its checks fails on them with exit 1. */
+const NO_CERTS = "/nonexistent";
+
 Deno.test("a round that cannot be represented is refused before the hospital listens", async () => {
   const dir = await makePki(["hospital"]);
-  const hospital = (query: string, ...extra: string[]) => [
-    "hospital",
-    "--listen",
-    "127.0.0.1:0",
-    "--peers",
-    "3",
-    "--query",
-    query,
-    // 3 × R = p + 1: each element takes two residues, so the vector doubles in length.
-    "--max",
-    "1501199875790150",
-    ...extra,
-  ];
+  // 3 × R = p + 1: each element takes two residues, so the vector doubles in length.
+  const terms = (query: string) => ["--query", query, "--max", "1501199875790150"];
   try {
-    const r = await new CliProcess("hospital", hospital("vector:16777216", "--certs", dir))
-      .finish();
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /needs vectors of 33554432 field elements/);
+    const r = await hospitalOutcome(dir, terms("vector:16777216"), THREE);
+    assertRefusedBeforeListening(r, /needs vectors of 33554432 field elements/);
     assert.match(r.stderr, /more than the limit of 16777216/);
-    assert.doesNotMatch(r.stderr, /listening on/);
     // Half the length fits with its residues: the check is exact, not a rough bound.
-    const ok = await runMain(hospital("vector:8388608", "--certs", "/nonexistent"));
+    const ok = await runMain(hospitalArgs(NO_CERTS, THREE, terms("vector:8388608")));
     assert.equal(ok.code, 1, "passes the layout check and fails later, on the missing credentials");
     assert.match(ok.err, /Cannot read CA certificate/);
     // The default R = 2^30 at --scale 7 is 2^30 × 10^7 ≥ p: a usage error
     // (exit 2) before listening, for the hospital and for the demo.
-    const scaled = await runMain([
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--scale",
-      "7",
-      "--timeout",
-      "1",
-      "--certs",
-      dir,
-    ]);
+    const scaled = await runMain(hospitalArgs(dir, THREE, ["--scale", "7", "--timeout", "1"]));
     assert.equal(scaled.code, 2, scaled.err);
     assert.match(scaled.err, /R must be from 0 to below p = 4503599627370449/);
     assert.doesNotMatch(scaled.err, /listening on/);
-    const below = await runMain([
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "3",
-      "--scale",
-      "6",
-      "--certs",
-      "/nonexistent",
-    ]);
+    const below = await runMain(hospitalArgs(NO_CERTS, THREE, ["--scale", "6"]));
     assert.equal(below.code, 1, "2^30 × 10^6 is below p: past the layout, failing on credentials");
     assert.match(below.err, /Cannot read CA certificate/);
     const demo = await runMain(["run", "--scale", "7", "--timeout", "5"]);
@@ -199,62 +167,25 @@ Deno.test("a round that cannot be represented is refused before the hospital lis
 
 Deno.test("a value above the round's R is refused at the peer before any share is sent", async () => {
   const dir = await makePki(["hospital", "alice", "bob"]);
-  const processes: CliProcess[] = [];
-  try {
-    const h = new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "2",
-      "--max",
-      "100",
-      "--certs",
-      dir,
-    ]);
-    processes.push(h);
-    const address = await h.address();
-    const alice = new CliProcess("alice", [
-      "peer",
-      "--name",
-      "alice",
-      "--value",
-      "987654",
-      "--hospital",
-      address,
-      "--certs",
-      dir,
-    ]);
-    const bob = new CliProcess("bob", [
-      "peer",
-      "--name",
-      "bob",
-      "--value",
-      "99",
-      "--hospital",
-      address,
-      "--certs",
-      dir,
-    ]);
-    processes.push(alice, bob);
-    const [hr, ar, br] = await Promise.all(processes.map((p) => p.finish()));
-    assert.equal(ar!.code, 1);
-    assert.match(ar!.stderr, /refused the round: input refused: --value: outside \[0, R = 100\]/);
-    assertValueNotPrinted(ar!.stderr, 987654);
+  await scenario([dir], async (processes) => {
+    const peers = [["alice", ["--value", "987654"]], ["bob", ["--value", "99"]]] as const;
+    const end = await finishStar(
+      await startStar(processes, dir, peers, { json: false, hospitalArgs: ["--max", "100"] }),
+    );
+    const [hr, ar, br] = [end.hospital, end.peers.get("alice")!, end.peers.get("bob")!];
+    assert.equal(ar.code, 1);
+    assert.match(ar.stderr, /refused the round: input refused: --value: outside \[0, R = 100\]/);
+    assertValueNotPrinted(ar.stderr, 987654);
     // alice answered the invitation with REFUSE, and nothing else.
-    assert.deepEqual(ar!.stderr.match(/^sending \w+$/gm), ["sending refuse"]);
-    assert.match(hr!.stderr, /alice refused: /);
-    assert.equal(hr!.code, 1);
-    assert.equal(hr!.stdout, "");
-    assertValueNotPrinted(hr!.stderr, 987654);
-    assert.equal(br!.code, 1);
+    assert.deepEqual(ar.stderr.match(/^sending \w+$/gm), ["sending refuse"]);
+    assert.match(hr.stderr, /alice refused: /);
+    assert.equal(hr.code, 1);
+    assert.equal(hr.stdout, "");
+    assertValueNotPrinted(hr.stderr, 987654);
+    assert.equal(br.code, 1);
     // The round never started: bob sent no masked input.
-    assert.doesNotMatch(br!.stderr, /sending (input|sealed)/);
-  } finally {
-    for (const p of processes) p.kill();
-    await Promise.allSettled(processes.map((p) => p.finish(5000)));
-    await removeDir(dir);
-  }
+    assert.doesNotMatch(br.stderr, /sending (input|sealed)/);
+  });
 });
 
 Deno.test("a mistyped option is named, with the closest known one, and its value is never echoed", async () => {
@@ -295,14 +226,8 @@ Deno.test("sumshare run --scale passes the scale to every party and sums decimal
   assert.equal(refused.code, 2);
   assert.match(refused.err, /Invalid --values: has more than 0 decimal places \(use --scale\)/);
   assert.equal((await runMain(["run", "--scale", "16"])).code, 2);
-  const demo = new CliProcess("run", ["run", "--values", "1.5,2.25", "--scale", "2"]);
-  try {
-    const result = await demo.finish(60_000);
-    assert.equal(result.code, 0, result.stdout + result.stderr);
-    assert.match(result.stdout, /secure sum \(from the hospital\): 3\.75\n/);
-    assert.match(result.stdout, /plaintext total \(demo only\): +3\.75\n/);
-    assert.match(result.stdout, /match: yes/);
-  } finally {
-    await stopAll([demo]);
-  }
+  const stdout = await runDemo(["--values", "1.5,2.25", "--scale", "2"]);
+  assert.match(stdout, /secure sum \(from the hospital\): 3\.75\n/);
+  assert.match(stdout, /plaintext total \(demo only\): +3\.75\n/);
+  assert.match(stdout, /match: yes/);
 });

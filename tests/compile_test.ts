@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CliProcess, makePki, removeDir, ROOT, stopAll } from "./helpers.ts";
+import { CliProcess, makePki, removeDir, ROOT } from "./helpers.ts";
+import { runDemo, runRound } from "./scenarios.ts";
 
 /** Deno's cache folder, as Deno itself chooses it. */
 function denoDir(): string | undefined {
@@ -54,7 +55,6 @@ Deno.test({
     const binary = join(ROOT, Deno.build.os === "windows" ? "sumshare.exe" : "sumshare");
     const self = [binary];
     const dir = await makePki(["hospital", "alice", "bob", "charlie"]);
-    const processes: CliProcess[] = [];
     try {
       const certs = new CliProcess("certs", [
         "certs",
@@ -64,37 +64,16 @@ Deno.test({
         "hospital,alice",
       ], self);
       assert.equal((await certs.finish()).code, 0);
-      const hospital = new CliProcess(
-        "hospital",
-        ["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--certs", dir, "--json"],
-        self,
+      const summary = await runRound(
+        dir,
+        [],
+        [["alice", ["--value", "5"]], ["bob", ["--value", "6"]], ["charlie", ["--value", "7"]]],
+        { command: self },
       );
-      processes.push(hospital);
-      const address = await hospital.address();
-      for (const [name, value] of [["alice", "5"], ["bob", "6"], ["charlie", "7"]] as const) {
-        processes.push(
-          new CliProcess(name, [
-            "peer",
-            "--name",
-            name,
-            "--value",
-            value,
-            "--hospital",
-            address,
-            "--certs",
-            dir,
-          ], self),
-        );
-      }
-      const results = await Promise.all(processes.map((p) => p.finish()));
-      results.forEach((r, i) => assert.equal(r.code, 0, processes[i]!.log()));
-      assert.equal(JSON.parse(results[0]!.stdout).sum, 18);
+      assert.equal(summary["sum"], 18);
       // The demo from the binary spawns the binary itself.
-      const demo = await new CliProcess("run", ["run", "--values", "1,2,3"], self).finish();
-      assert.equal(demo.code, 0, demo.stdout + demo.stderr);
-      assert.match(demo.stdout, /match: yes/);
+      assert.match(await runDemo(["--values", "1,2,3"], { command: self }), /match: yes/);
     } finally {
-      await stopAll(processes);
       await removeDir(dir);
     }
   },

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CliProcess, makePki, removeDir, ROOT, runRound, stopAll } from "./helpers.ts";
+import { makePki, removeDir, ROOT, scenario } from "./helpers.ts";
+import { finishStar, runRound, startStar } from "./scenarios.ts";
 
 const CLINICS = ["east", "north", "south"];
 const file = (clinic: string) => join(ROOT, "tests", "data", `clinic-${clinic}.csv`);
@@ -111,53 +112,21 @@ Deno.test("vectors add element-wise through real processes, in both modes", asyn
     // A JSON file of the wrong length is refused before anything is sent.
     const bad = join(dir, "short.json");
     await Deno.writeTextFile(bad, "[1, 2, 3]");
-    const processes: CliProcess[] = [];
-    try {
-      const hospital = new CliProcess("hospital", [
-        "hospital",
-        "--listen",
-        "127.0.0.1:0",
-        "--peers",
-        "2",
-        "--certs",
-        dir,
-        "--query",
-        "vector:6",
-      ]);
-      processes.push(hospital);
-      const address = await hospital.address();
-      const east = new CliProcess("east", [
-        "peer",
-        "--name",
-        "east",
-        "--input",
-        bad,
-        "--hospital",
-        address,
-        "--certs",
-        dir,
-      ]);
-      const north = new CliProcess("north", [
-        "peer",
-        "--name",
-        "north",
-        "--value",
-        "1,2,3,4,5,6",
-        "--hospital",
-        address,
-        "--certs",
-        dir,
-      ]);
-      processes.push(east, north);
-      const [h, e, n] = await Promise.all(processes.map((p) => p.finish()));
-      assert.equal(e!.code, 1);
-      assert.match(e!.stderr, /the input has 3 numbers; the query needs a vector of 6/);
-      assert.equal(h!.code, 1);
-      assert.equal(n!.code, 1);
-      assert.match(h!.stderr, /^east refused: /m);
-    } finally {
-      await stopAll(processes);
-    }
+    await scenario([], async (processes) => {
+      const peers = [["east", ["--input", bad]], ["north", ["--value", "1,2,3,4,5,6"]]] as const;
+      const end = await finishStar(
+        await startStar(processes, dir, peers, {
+          json: false,
+          hospitalArgs: ["--query", "vector:6"],
+        }),
+      );
+      const e = end.peers.get("east")!;
+      assert.equal(e.code, 1);
+      assert.match(e.stderr, /the input has 3 numbers; the query needs a vector of 6/);
+      assert.equal(end.hospital.code, 1);
+      assert.equal(end.peers.get("north")!.code, 1);
+      assert.match(end.hospital.stderr, /^east refused: /m);
+    });
   } finally {
     await removeDir(dir);
   }

@@ -5,19 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertValueNotPrinted, removeDir } from "./helpers.ts";
-import { main } from "../lib/cli.ts";
+import { assertValueNotPrinted, hospitalArgs, removeDir } from "./helpers.ts";
+import { runMain } from "./run_main.ts";
 import { P_BIG } from "../lib/field.ts";
 
 /** Credentials that do not exist: a value that got past parsing fails at load with exit 1. */
 const NO_CERTS = "/nonexistent/sumshare-exactness-certs";
-
-/** Runs the CLI in this process and captures everything it prints. */
-async function runMain(args: string[]): Promise<{ code: number; output: string }> {
-  const lines: string[] = [];
-  const code = await main(args, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
-  return { code, output: lines.join("\n") };
-}
 
 function peerArgs(...extra: string[]): string[] {
   return ["peer", "--name", "alice", "--hospital", "127.0.0.1:1", "--certs", NO_CERTS, ...extra];
@@ -125,7 +118,7 @@ Deno.test("CSV, line and JSON inputs refuse mis-scaled exponent forms, naming on
 
 Deno.test("--max and histogram bounds refuse mis-scaled and oversize exponent forms", async () => {
   const hospital = (...extra: string[]) =>
-    runMain(["hospital", "--listen", "127.0.0.1:0", "--peers", "3", "--certs", NO_CERTS, ...extra]);
+    runMain(hospitalArgs(NO_CERTS, { peers: 3, json: false }, extra));
   const cases: [string[], RegExp][] = [
     [["--max", "10e-3"], /Invalid --max: has more than 0 decimal places/],
     [["--max", "1.0e-2", "--scale", "1"], /Invalid --max: has more than 1 decimal places/],

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { textLines } from "../lib/demo.ts";
 import { createConsortium, writeConsortium } from "../lib/pki.ts";
+import { Rng } from "./rng.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -52,6 +53,13 @@ export function cliCommand(): string[] {
     ...compiledFlags(),
     join(ROOT, "main.ts"),
   ];
+}
+
+/** How a CLI process ended. */
+export interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
 }
 
 /** A CLI process under test. */
@@ -145,7 +153,7 @@ export class CliProcess {
   }
 
   /** Waits for exit (killing the process after `ms`) and returns its outcome. */
-  async finish(ms = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  async finish(ms = 60_000): Promise<Outcome> {
     const timer = setTimeout(() => this.kill(), ms);
     try {
       const status = await this.child.status;
@@ -199,19 +207,46 @@ export function dumpLogs(processes: CliProcess[]): void {
   console.error(processes.map((p) => p.log()).join("\n"));
 }
 
-/** Starts `sumshare hospital` on 127.0.0.1 port 0 for `peers` peers, with --json. */
-export function spawnHospital(dir: string, peers: number, ...extra: string[]): CliProcess {
-  return new CliProcess("hospital", [
+/** How a hospital is started: everything but the round's own terms. */
+export interface HospitalFlags {
+  /** How many peers it waits for. */
+  peers: number;
+  /** `--listen`; default 127.0.0.1 port 0, announced on stderr. */
+  listen?: string;
+  /** `--json` (default true): the result, or the error, as one JSON object on stdout. */
+  json?: boolean;
+  /** The credential options; default `--certs DIR`. */
+  credentials?: string[];
+}
+
+/** The arguments of `sumshare hospital` with `flags`, then `extra`. */
+export function hospitalArgs(dir: string, flags: HospitalFlags, extra: string[] = []): string[] {
+  return [
     "hospital",
     "--listen",
-    "127.0.0.1:0",
+    flags.listen ?? "127.0.0.1:0",
     "--peers",
-    String(peers),
-    "--certs",
-    dir,
-    "--json",
+    String(flags.peers),
+    ...(flags.credentials ?? ["--certs", dir]),
+    ...(flags.json === false ? [] : ["--json"]),
     ...extra,
-  ]);
+  ];
+}
+
+/** The arguments of `sumshare peer NAME` against `address`, with `--certs DIR` unless `credentials`. */
+export function peerArgs(
+  dir: string,
+  name: string,
+  address: string,
+  extra: string[] = [],
+  credentials: string[] = ["--certs", dir],
+): string[] {
+  return ["peer", "--name", name, "--hospital", address, ...credentials, ...extra];
+}
+
+/** Starts `sumshare hospital` on 127.0.0.1 port 0 for `peers` peers, with --json. */
+export function spawnHospital(dir: string, peers: number, ...extra: string[]): CliProcess {
+  return new CliProcess("hospital", hospitalArgs(dir, { peers }, extra));
 }
 
 /** Starts `sumshare peer NAME` with `--value VALUE` against the hospital at `address`. */
@@ -222,18 +257,7 @@ export function spawnPeer(
   address: string,
   ...extra: string[]
 ): CliProcess {
-  return new CliProcess(name, [
-    "peer",
-    "--name",
-    name,
-    "--value",
-    value,
-    "--hospital",
-    address,
-    "--certs",
-    dir,
-    ...extra,
-  ]);
+  return new CliProcess(name, peerArgs(dir, name, address, ["--value", value, ...extra]));
 }
 
 /** Runs `body`; on failure prints every process's log; always stops them and removes `dirs`. */
@@ -253,55 +277,8 @@ export async function scenario(
   }
 }
 
-/**
- * Runs one whole round through the CLI: the hospital with `hospitalArgs`
- * (after --listen, --peers, --certs and --json), then each peer with its own
- * arguments (after --name, --hospital and --certs). Requires every process to
- * exit 0 and returns the hospital's JSON; on failure prints every log.
- */
-export async function runRound(
-  dir: string,
-  hospitalArgs: string[],
-  peers: [name: string, args: string[]][],
-): Promise<Record<string, unknown>> {
-  const processes: CliProcess[] = [];
-  try {
-    const hospital = spawnHospital(dir, peers.length, ...hospitalArgs);
-    processes.push(hospital);
-    const address = await hospital.address();
-    for (const [name, args] of peers) {
-      processes.push(
-        new CliProcess(name, [
-          "peer",
-          "--name",
-          name,
-          "--hospital",
-          address,
-          "--certs",
-          dir,
-          ...args,
-        ]),
-      );
-    }
-    const results = await Promise.all(processes.map((p) => p.finish()));
-    results.forEach((r, i) => assert.equal(r.code, 0, `${processes[i]!.name} exited ${r.code}`));
-    return JSON.parse(results[0]!.stdout);
-  } catch (error) {
-    dumpLogs(processes);
-    throw error;
-  } finally {
-    await stopAll(processes);
-  }
-}
-
 /** A small seeded generator (mulberry32), so a failing random scenario can be replayed. */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rng = new Rng(seed);
+  return () => rng.float();
 }

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import { dataFromBytes, readInputFile } from "../lib/input.ts";
 import { assertValueNotPrinted, compiledFlags, removeDir } from "./helpers.ts";
+import { runMain } from "./run_main.ts";
 
 /** Distinctive private values: none may appear in any message. */
 const SECRETS = [987654, 876543, 765432, 654321];
@@ -75,8 +75,7 @@ Deno.test("errors about a file's numbers name the line, item or column, never a 
       assertNoSecret(text, name);
     }
     // End to end, as the peer prints it (before any connection is tried).
-    const out: string[] = [];
-    const code = await main(
+    const { code, output } = await runMain(
       [
         "peer",
         "--name",
@@ -88,11 +87,10 @@ Deno.test("errors about a file's numbers name the line, item or column, never a 
         "--hospital",
         "127.0.0.1:1",
       ],
-      { out: (line) => out.push(line), err: (line) => out.push(line) },
     );
     assert.equal(code, 2);
-    assert.match(out.join("\n"), /Invalid --input line 1: the file has no header row/);
-    assertNoSecret(out.join("\n"), "peer --column on JSON");
+    assert.match(output, /Invalid --input line 1: the file has no header row/);
+    assertNoSecret(output, "peer --column on JSON");
   } finally {
     await removeDir(dir);
   }
@@ -310,17 +308,12 @@ Deno.test("a file that cannot be read says why, and never what it holds", async 
       }
     }
     // The peer's exit: a failure to run (1), one line, no stack.
-    const out: string[] = [];
-    const code = await main(
+    const { code, output } = await runMain(
       ["peer", "--name", "a", "--input", join(dir, "missing.txt"), "--hospital", "127.0.0.1:1"],
-      { out: (line) => out.push(line), err: (line) => out.push(line) },
     );
-    assert.equal(code, 1, out.join("\n"));
-    assert.match(
-      out.join("\n"),
-      /^sumshare peer: Cannot read --input \S+missing.txt: no such file/,
-    );
-    assert.doesNotMatch(out.join("\n"), /a bug|\n\s+at /);
+    assert.equal(code, 1, output);
+    assert.match(output, /^sumshare peer: Cannot read --input \S+missing.txt: no such file/);
+    assert.doesNotMatch(output, /a bug|\n\s+at /);
   } finally {
     await removeDir(dir);
   }

@@ -5,80 +5,62 @@
  * hospital), so `peer --listen` is an unknown option.
  */
 import assert from "node:assert/strict";
-import { CliProcess, makePki, removeDir } from "./helpers.ts";
+import { CliProcess, makePki, peerArgs, removeDir } from "./helpers.ts";
+import { hospitalOutcome } from "./scenarios.ts";
 
-/** The hospital asked to listen on `address`; its outcome. */
-function hospitalListensOn(dir: string, address: string) {
-  return new CliProcess("hospital", [
-    "hospital",
-    "--listen",
-    address,
-    "--peers",
-    "2",
-    "--certs",
-    dir,
-  ]).finish();
-}
-
-function assertOneLine(
-  role: string,
-  r: { code: number; stdout: string; stderr: string },
-  expected: RegExp,
-): void {
-  assert.equal(r.code, 1, `${role}: ${r.stderr}`);
-  assert.equal(r.stdout, "");
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, `${role} printed more than one line:\n${r.stderr}`);
-  assert.match(lines[0]!, new RegExp(`^sumshare ${role}: ${expected.source}$`));
-  assert.doesNotMatch(r.stderr, /a bug|EADDRINUSE|getaddrinfo|Error:/);
+/**
+ * The hospital asked to listen on `address` (with a real PKI, so that only
+ * the address can stop it): one line on stderr, `Cannot listen on ADDRESS: `
+ * and a reason matching `reason`, exit 1, nothing on stdout.
+ */
+async function assertCannotListen(address: string, reason: RegExp): Promise<void> {
+  const dir = await makePki(["hospital", "alice"]);
+  try {
+    const r = await hospitalOutcome(dir, [], { listen: address, json: false });
+    assert.equal(r.code, 1, `hospital: ${r.stderr}`);
+    assert.equal(r.stdout, "");
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `hospital printed more than one line:\n${r.stderr}`);
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^sumshare hospital: Cannot listen on ${RegExp.escape(address)}: ${reason.source}$`,
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /a bug|EADDRINUSE|getaddrinfo|Error:/);
+  } finally {
+    await removeDir(dir);
+  }
 }
 
 Deno.test("a busy --listen port is one line: address already in use", async () => {
-  const dir = await makePki(["hospital", "alice"]);
   const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    const address = `127.0.0.1:${busy.addr.port}`;
-    assertOneLine(
-      "hospital",
-      await hospitalListensOn(dir, address),
-      new RegExp(
-        `Cannot listen on ${RegExp.escape(address)}: (the )?address (is )?already in use.*`,
-      ),
+    await assertCannotListen(
+      `127.0.0.1:${busy.addr.port}`,
+      /(the )?address (is )?already in use.*/,
     );
   } finally {
     busy.close();
-    await removeDir(dir);
   }
 });
 
 Deno.test("an address that is not this machine's is one line", async () => {
-  const dir = await makePki(["hospital", "alice"]);
-  try {
-    // TEST-NET-1 (RFC 5737) is never assigned; binding it fails at once and
-    // sends nothing. Linux says EADDRNOTAVAIL, gVisor EINVAL.
-    assertOneLine(
-      "hospital",
-      await hospitalListensOn(dir, "192.0.2.1:7000"),
-      /Cannot listen on 192\.0\.2\.1:7000: the address (is not one of this machine's|cannot be used on this machine \(is it one of its own\?\)).*/,
-    );
-  } finally {
-    await removeDir(dir);
-  }
+  // TEST-NET-1 (RFC 5737) is never assigned; binding it fails at once and
+  // sends nothing. Linux says EADDRNOTAVAIL, gVisor EINVAL.
+  await assertCannotListen(
+    "192.0.2.1:7000",
+    /the address (is not one of this machine's|cannot be used on this machine \(is it one of its own\?\)).*/,
+  );
 });
 
 Deno.test("an unknown --listen host name is one line", async () => {
-  const dir = await makePki(["hospital", "alice"]);
-  try {
-    // An empty label is refused by the resolver itself, so no DNS query
-    // leaves the machine.
-    assertOneLine(
-      "hospital",
-      await hospitalListensOn(dir, "no-such-host..invalid:7000"),
-      /Cannot listen on no-such-host\.\.invalid:7000: (unknown host name|cannot resolve the host name).*/,
-    );
-  } finally {
-    await removeDir(dir);
-  }
+  // An empty label is refused by the resolver itself, so no DNS query
+  // leaves the machine.
+  await assertCannotListen(
+    "no-such-host..invalid:7000",
+    /(unknown host name|cannot resolve the host name).*/,
+  );
 });
 
 Deno.test("peer --listen is refused as an unknown option (exit 2): a peer never listens", async () => {
@@ -86,19 +68,15 @@ Deno.test("peer --listen is refused as an unknown option (exit 2): a peer never 
   // A port that is busy: had the peer tried to bind it, it would say so.
   const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    const r = await new CliProcess("alice", [
-      "peer",
-      "--name",
+    const r = await new CliProcess(
       "alice",
-      "--value",
-      "1",
-      "--hospital",
-      "127.0.0.1:1",
-      "--listen",
-      `127.0.0.1:${busy.addr.port}`,
-      "--certs",
-      dir,
-    ]).finish();
+      peerArgs(dir, "alice", "127.0.0.1:1", [
+        "--value",
+        "1",
+        "--listen",
+        `127.0.0.1:${busy.addr.port}`,
+      ]),
+    ).finish();
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, "");
     assert.match(r.stderr.split("\n")[0]!, /^sumshare: Unknown option --listen$/);

@@ -5,15 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  CliProcess,
-  makePki,
-  removeDir,
-  runRound,
-  scenario,
-  spawnHospital,
-  spawnPeer,
-} from "./helpers.ts";
+import { makePki, removeDir, scenario } from "./helpers.ts";
+import { finishStar, hospitalOutcome, runRound, startHospital, startPeers } from "./scenarios.ts";
 
 Deno.test("an --out that cannot be written is refused with exit 2 before the hospital listens", async () => {
   const dir = await makePki(["hospital"]);
@@ -26,7 +19,7 @@ Deno.test("an --out that cannot be written is refused with exit 2 before the hos
         [dir, /Is a directory/],
       ] as const
     ) {
-      const r = await spawnHospital(dir, 2, "--out", out, "--timeout", "5").finish();
+      const r = await hospitalOutcome(dir, ["--out", out, "--timeout", "5"]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, new RegExp(`Cannot write the receipt to ${RegExp.escape(out)}: `));
       assert.match(r.stderr, reason);
@@ -41,17 +34,7 @@ Deno.test("an --out that cannot be written is refused with exit 2 before the hos
       );
     }
     // The check leaves nothing behind when the path did not exist.
-    const ok = await new CliProcess("hospital", [
-      "hospital",
-      "--listen",
-      "127.0.0.1:0",
-      "--peers",
-      "2",
-      "--certs",
-      "/nowhere",
-      "--out",
-      join(dir, "new.json"),
-    ]).finish();
+    const ok = await hospitalOutcome("/nowhere", ["--out", join(dir, "new.json")], { json: false });
     assert.equal(ok.code, 1, "passes the --out check, then fails on the credentials");
     await assert.rejects(Deno.stat(join(dir, "new.json")), Deno.errors.NotFound);
   } finally {
@@ -65,27 +48,29 @@ Deno.test("when the receipt cannot be written at the end, the result is still pr
   await Deno.mkdir(gone);
   const out = join(gone, "receipt.json");
   await scenario([dir], async (processes) => {
-    const hospital = spawnHospital(dir, 2, "--out", out);
-    processes.push(hospital);
-    const address = await hospital.address();
+    const { hospital, address } = await startHospital(processes, dir, 2, {
+      hospitalArgs: ["--out", out],
+    });
     // The --out check passed; now the folder disappears before the round ends.
     await Deno.remove(gone, { recursive: true });
-    processes.push(spawnPeer(dir, "alice", "40", address), spawnPeer(dir, "bob", "2", address));
-    const [h, a, b] = await Promise.all(processes.map((p) => p.finish()));
-    assert.equal(a!.code, 0);
-    assert.equal(b!.code, 0);
-    assert.equal(h!.code, 1, "the help says: result printed, receipt not written, exit 1");
-    assert.equal(JSON.parse(h!.stdout).sum, 42);
+    const values = [["alice", ["--value", "40"]], ["bob", ["--value", "2"]]] as const;
+    const peers = startPeers(processes, dir, address, values);
+    const end = await finishStar({ hospital, address, peers });
+    const [h, a, b] = [end.hospital, end.peers.get("alice")!, end.peers.get("bob")!];
+    assert.equal(a.code, 0);
+    assert.equal(b.code, 0);
+    assert.equal(h.code, 1, "the help says: result printed, receipt not written, exit 1");
+    assert.equal(JSON.parse(h.stdout).sum, 42);
     assert.match(
-      h!.stderr,
+      h.stderr,
       new RegExp(
         `sumshare hospital: Cannot write the receipt to ${
           RegExp.escape(out)
         }: No such file or directory.*the result is printed above, without a receipt`,
       ),
     );
-    assert.doesNotMatch(h!.stderr, /a bug|^\s+at /m);
-    assert.doesNotMatch(h!.stderr, /receipt written/);
+    assert.doesNotMatch(h.stderr, /a bug|^\s+at /m);
+    assert.doesNotMatch(h.stderr, /receipt written/);
   });
 });
 

@@ -11,19 +11,32 @@ import {
 import { createConsortium, PkiError, writeConsortium } from "../lib/pki.ts";
 import { CliProcess, makePki, removeDir } from "./helpers.ts";
 
+/** `sumshare certs ARGS`, run to its end. */
+function certs(...args: string[]) {
+  return new CliProcess("certs", ["certs", ...args]).finish();
+}
+
+/** What `openssl verify` prints for `certificates` against the CA in `dir`. */
+async function opensslVerify(dir: string, ...certificates: string[]): Promise<string> {
+  const openssl = await new Deno.Command("openssl", {
+    args: ["verify", "-CAfile", join(dir, "ca.crt"), ...certificates],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(openssl.stdout).trim();
+}
+
 Deno.test("certs writes a CA and a key pair per party, keys owner-only, openssl verifies", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sumshare-test-" });
   try {
-    const cli = new CliProcess("certs", [
-      "certs",
+    const { code, stderr } = await certs(
       "--out",
       dir,
       "--names",
       "hospital,alice,bob,charlie",
       "--hosts",
       "localhost,127.0.0.1,127.0.3.4",
-    ]);
-    const { code, stderr } = await cli.finish();
+    );
     assert.equal(code, 0, stderr);
     for (const name of ["ca", "hospital", "alice", "bob", "charlie"]) {
       const crt = await Deno.stat(join(dir, `${name}.crt`));
@@ -53,12 +66,7 @@ Deno.test("certs writes a CA and a key pair per party, keys owner-only, openssl 
       "ip:127.0.0.1",
       "ip:127.0.3.4",
     ]);
-    const openssl = await new Deno.Command("openssl", {
-      args: ["verify", "-CAfile", join(dir, "ca.crt"), join(dir, "alice.crt")],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(new TextDecoder().decode(openssl.stdout).trim(), `${join(dir, "alice.crt")}: OK`);
+    assert.equal(await opensslVerify(dir, join(dir, "alice.crt")), `${join(dir, "alice.crt")}: OK`);
   } finally {
     await removeDir(dir);
   }
@@ -68,25 +76,11 @@ Deno.test("certs refuses to overwrite without --force and writes nothing", async
   const dir = await makePki(["hospital", "alice"]);
   try {
     const before = await Deno.readTextFile(join(dir, "ca.crt"));
-    const refused = await new CliProcess("certs", [
-      "certs",
-      "--out",
-      dir,
-      "--names",
-      "hospital,alice",
-    ]).finish();
+    const refused = await certs("--out", dir, "--names", "hospital,alice");
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /already exist.*--force/);
     assert.equal(await Deno.readTextFile(join(dir, "ca.crt")), before);
-    const forced = await new CliProcess("certs", [
-      "certs",
-      "--out",
-      dir,
-      "--names",
-      "hospital,alice",
-      "--force",
-    ])
-      .finish();
+    const forced = await certs("--out", dir, "--names", "hospital,alice", "--force");
     assert.equal(forced.code, 0, forced.stderr);
     // Replacing the CA silently would strand every party that is not in this run.
     assert.match(
@@ -105,14 +99,7 @@ Deno.test("certs refuses invalid party names with the rule", async () => {
   for (
     const names of ["Alice", "al ice", "a".repeat(33), "alice,,bob", "alice,alice", "ali.ce", ""]
   ) {
-    const result = await new CliProcess("certs", [
-      "certs",
-      "--out",
-      "/nonexistent-never-written",
-      "--names",
-      names,
-    ])
-      .finish();
+    const result = await certs("--out", "/nonexistent-never-written", "--names", names);
     assert.notEqual(result.code, 0, names);
     assert.match(result.stderr, /party name|empty item|repeated/, names);
   }
@@ -194,10 +181,6 @@ function credentials(dir: string, name: string): CredentialPaths {
   return { ca: join(dir, "ca.crt"), cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
-function certs(...args: string[]) {
-  return new CliProcess("certs", ["certs", ...args]).finish();
-}
-
 Deno.test("certs --add issues new parties from the existing CA; the old parties still verify", async () => {
   const dir = await makePki(["hospital", "alice"]);
   try {
@@ -228,19 +211,8 @@ Deno.test("certs --add issues new parties from the existing CA; the old parties 
     for (const name of ["hospital", "alice"]) {
       assert.equal((await loadIdentity(name, credentials(dir, name))).name, name);
     }
-    const openssl = await new Deno.Command("openssl", {
-      args: [
-        "verify",
-        "-CAfile",
-        join(dir, "ca.crt"),
-        join(dir, "dave.crt"),
-        join(dir, "alice.crt"),
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
     assert.equal(
-      new TextDecoder().decode(openssl.stdout).trim(),
+      await opensslVerify(dir, join(dir, "dave.crt"), join(dir, "alice.crt")),
       `${join(dir, "dave.crt")}: OK\n${join(dir, "alice.crt")}: OK`,
     );
   } finally {

@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { InvalidReceiptError, parseReceipt, verifyStarReceipt } from "../lib/receipt.ts";
-import { CliProcess, makePki, removeDir, runRound, scenario } from "./helpers.ts";
+import { CliProcess, makePki, removeDir, scenario } from "./helpers.ts";
+import { runRound } from "./scenarios.ts";
 import { ended, resultOf, startRound } from "./star_helpers.ts";
 
 /** `sumshare verify FILE --ca CA [--json]`: exit code and output. */

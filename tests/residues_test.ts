@@ -47,7 +47,8 @@ import {
   vectorLayout,
 } from "../lib/query.ts";
 import { parseReceipt, verifyStarReceipt } from "../lib/receipt.ts";
-import { CliProcess, makePki, mulberry32, removeDir, runRound } from "./helpers.ts";
+import { makePki, mulberry32, removeDir } from "./helpers.ts";
+import { assertRefusedBeforeListening, hospitalOutcome, runRound } from "./scenarios.ts";
 
 /** A uniform whole number in [0, limit], limit < 2^53, from 64 seeded bits. */
 function uniformUpTo(random: () => number, limit: bigint): number {
@@ -656,32 +657,23 @@ Deno.test("a layout built or altered elsewhere is refused unless it is the one t
 });
 
 /** `sumshare hospital` with `args`: it must refuse them (exit 2) before it listens. */
-async function assertRefusedBeforeListening(dir: string, args: string[], pattern: RegExp) {
-  const r = await new CliProcess("hospital", [
-    "hospital",
-    "--listen",
-    "127.0.0.1:0",
-    "--peers",
-    "3",
-    "--certs",
-    dir,
-    ...args,
-  ]).finish();
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, pattern);
-  assert.doesNotMatch(r.stderr, /listening on/);
+async function assertRefused(dir: string, args: string[], pattern: RegExp) {
+  assertRefusedBeforeListening(
+    await hospitalOutcome(dir, args, { peers: 3, json: false }),
+    pattern,
+  );
 }
 
 Deno.test("the hospital refuses terms it cannot represent before it listens", async () => {
   const dir = await makePki(["hospital"]);
   try {
     // Two residues per element would make 2^25 elements.
-    await assertRefusedBeforeListening(
+    await assertRefused(
       dir,
       ["--query", "vector:16777216", "--max", String(2n ** 51n)],
       /more than the limit of 16777216/,
     );
-    await assertRefusedBeforeListening(
+    await assertRefused(
       dir,
       ["--max", String(P_BIG)],
       /below p = 4503599627370449/,

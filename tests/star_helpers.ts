@@ -7,24 +7,23 @@
  */
 
 import assert from "node:assert/strict";
-import { CliProcess, spawnHospital, spawnPeer } from "./helpers.ts";
+import type { CliProcess } from "./helpers.ts";
+import { type PeerSpec, type StarRound, startStar } from "./scenarios.ts";
+
+export type { StarRound };
 
 /** One phase's timeout, in seconds, for fault tests: short, but room on a loaded machine. */
 export const FAULT_TIMEOUT_S = 8;
 
-/** A running round: the hospital and each peer by name. */
-export interface StarRound {
-  hospital: CliProcess;
-  address: string;
-  peers: Map<string, CliProcess>;
-}
-
 /**
- * Starts the hospital for `values.size` peers, then every peer with its
- * value; every process is pushed to `processes` for the scenario to stop.
- * `hospitalAddress` replaces the address a peer is given (e.g. a proxy).
+ * Starts the hospital for every peer in `values`, then each peer with its
+ * value, each with `--timeout`; every process is pushed to `processes` for
+ * the scenario to stop. `hospitalAddress` replaces the address a peer is
+ * given (e.g. a proxy). `joinTimeoutS` widens only the wait for everyone
+ * to connect: starting processes on a loaded machine is slow, while the
+ * phase deadlines under test stay short.
  */
-export async function startRound(
+export function startRound(
   processes: CliProcess[],
   dir: string,
   values: Record<string, number>,
@@ -34,27 +33,27 @@ export async function startRound(
     /** How many peers the hospital waits for; default every peer started. */
     peers?: number;
     timeoutS?: number;
+    joinTimeoutS?: number;
   } = {},
 ): Promise<StarRound> {
-  const names = Object.keys(values);
-  const timeout = String(options.timeoutS ?? FAULT_TIMEOUT_S);
-  const hospital = spawnHospital(
+  const timeout = ["--timeout", String(options.timeoutS ?? FAULT_TIMEOUT_S)];
+  const join = options.joinTimeoutS === undefined
+    ? []
+    : ["--join-timeout", String(options.joinTimeoutS)];
+  const peers = Object.entries(values).map(([name, value]): PeerSpec => [
+    name,
+    ["--value", String(value), ...timeout, ...join],
+  ]);
+  return startStar(
+    processes,
     dir,
-    options.peers ?? names.length,
-    "--timeout",
-    timeout,
-    ...(options.hospitalArgs ?? []),
+    peers,
+    {
+      hospitalArgs: [...timeout, ...join, ...(options.hospitalArgs ?? [])],
+      ...(options.peers === undefined ? {} : { peers: options.peers }),
+      addressFor: (name, address) => options.hospitalAddress?.[name] ?? address,
+    },
   );
-  processes.push(hospital);
-  const address = await hospital.address();
-  const peers = new Map<string, CliProcess>();
-  for (const name of names) {
-    const target = options.hospitalAddress?.[name] ?? address;
-    const peer = spawnPeer(dir, name, String(values[name]), target, "--timeout", timeout);
-    processes.push(peer);
-    peers.set(name, peer);
-  }
-  return { hospital, address, peers };
 }
 
 /** A process's end: exit code and stderr. */

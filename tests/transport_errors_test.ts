@@ -82,8 +82,10 @@ Deno.test("transport failures through the CLI: one readable line each, no raw te
       }
     });
 
-    // One hospital serves the next two: neither peer gets in, so it waits.
-    const hospital = spawnHospital(dir, 2, "--timeout", "30");
+    // One hospital serves the next two: neither peer gets in, so it waits,
+    // then the last step's round. Its join window spans all three steps, so
+    // it is wide: a loaded machine starting processes must not close it.
+    const hospital = spawnHospital(dir, 2, "--timeout", "30", "--join-timeout", "120");
     processes.push(hospital);
     const address = await hospital.address();
 

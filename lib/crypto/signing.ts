@@ -28,7 +28,8 @@ export type Purpose =
   | "consistency"
   | "done"
   | "linear-check"
-  | "attest";
+  | "attest"
+  | "position";
 
 /** The exact bytes a signature for `purpose` over `fields` covers. */
 export function signingInput(purpose: Purpose, fields: readonly Bytes[]): Uint8Array<ArrayBuffer> {

@@ -325,6 +325,15 @@ export class Connection {
     this.#stats.bytesIn += chunk.length;
     // Checked before the bytes are copied in, so the cap is never exceeded.
     if (this.#decoder.buffered + chunk.length > this.#maxBuffered) {
+      // What fits goes in first, so a frame header announcing more than the limit is reported as
+      // that (however the bytes were split into reads), not as the overrun it also is.
+      const room = this.#maxBuffered - this.#decoder.buffered;
+      try {
+        if (room > 0) this.#decoder.push(chunk.subarray(0, room));
+      } catch (error) {
+        this.#fail(error as FrameError);
+        return;
+      }
       this.#fail(this.#overrun());
       return;
     }

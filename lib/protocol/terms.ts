@@ -19,7 +19,7 @@
  */
 
 import { formatQuery, type Layout, parseQuery, type Query, vectorLayout } from "../query.ts";
-import type { Terms } from "../wire/messages.ts";
+import { MAX_PARTICIPANTS, type Terms } from "../wire/messages.ts";
 
 /** The query and layout valid terms give. */
 export interface RoundShape {
@@ -61,7 +61,39 @@ export function shapeOf(terms: Terms): RoundShape | string {
     return `the minimum of ${terms.minContributors} contributors exceeds the ` +
       `${terms.participants} participants`;
   }
+  const graphProblem = sparseProblem(terms);
+  if (graphProblem) return graphProblem;
   return { query, layout };
+}
+
+/**
+ * Why the pairing graph of `terms` cannot be run. Complete graph (no
+ * `neighbors`): at most MAX_PARTICIPANTS, whose START fits one frame.
+ * Sparse (docs/protocol.md §18): a threshold round, K even, and per
+ * neighbourhood of K + 1 what T > n/2 is for the complete graph: 2T > K + 1,
+ * so two disjoint halves of a neighbourhood cannot each gather T.
+ */
+function sparseProblem(terms: Terms): string | undefined {
+  const k = terms.neighbors;
+  if (k === undefined) {
+    if (terms.participants > MAX_PARTICIPANTS) {
+      return `${terms.participants} participants: the complete graph allows at most ` +
+        `${MAX_PARTICIPANTS} (more need sparse pairing, neighbors)`;
+    }
+    return undefined;
+  }
+  if (terms.mode !== "threshold") return "sparse pairing (neighbors) needs a threshold round";
+  if (k % 2 !== 0) return `neighbors ${k} is odd: the Harary graph needs an even degree`;
+  if (k + 1 > terms.participants) {
+    return `neighbors ${k} needs at least ${k + 1} participants, not ${terms.participants}`;
+  }
+  if (terms.threshold > k + 1) {
+    return `threshold ${terms.threshold} exceeds a neighbourhood of ${k + 1}`;
+  }
+  if (2 * terms.threshold <= k + 1) {
+    return `threshold ${terms.threshold} is not above half of a neighbourhood of ${k + 1}`;
+  }
+  return undefined;
 }
 
 /** Why `terms` cannot be run, or undefined if they can (roster not yet known). */
@@ -80,6 +112,13 @@ export function rosterProblem(terms: Terms, n: number): string | undefined {
   }
   if (n < terms.minContributors) {
     return `${n} participants, fewer than the minimum of ${terms.minContributors} contributors`;
+  }
+  if (terms.neighbors !== undefined) {
+    // Per neighbourhood, checked with the terms; the ring needs K + 1 distinct positions.
+    if (n < terms.neighbors + 1) {
+      return `${n} participants, fewer than a neighbourhood of ${terms.neighbors + 1}`;
+    }
+    return undefined;
   }
   if (terms.mode === "threshold") {
     if (terms.threshold > n) return `threshold ${terms.threshold} exceeds ${n} participants`;

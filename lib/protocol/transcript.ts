@@ -132,14 +132,34 @@ export function consistencyFields(
   return [sessionBytes(session), hash, set.join(",")];
 }
 
-/** DONE: ("done", session, startHash, set joined by ",", resultDigest). */
+/**
+ * CONSISTENCY in a sparse round (docs/protocol.md §18): ("consistency",
+ * session, startHash, view) where view is the signer's window bitmap of the
+ * survivors in its window (lib/protocol/graph.ts), its raw bytes.
+ */
+export function viewFields(session: string, hash: Uint8Array, view: string): Bytes[] {
+  return [sessionBytes(session), hash, fromHex(view)];
+}
+
+/**
+ * The set field of DONE and the linear-check seed: the names joined by ","
+ * (complete graph), or in a sparse round the 32-byte setDigest
+ * (lib/protocol/graph.ts), since no peer sees the whole set.
+ */
+export type SetField = readonly string[] | Uint8Array;
+
+function setBytes(set: SetField): Bytes {
+  return set instanceof Uint8Array ? set : set.join(",");
+}
+
+/** DONE: ("done", session, startHash, set joined by "," or setDigest, resultDigest). */
 export function doneFields(
   session: string,
   hash: Uint8Array,
-  set: readonly string[],
+  set: SetField,
   resultDigest: string,
 ): Bytes[] {
-  return [sessionBytes(session), hash, set.join(","), fromHex(resultDigest)];
+  return [sessionBytes(session), hash, setBytes(set), fromHex(resultDigest)];
 }
 
 /**
@@ -151,7 +171,7 @@ export function doneFields(
 export async function linearCheckSeed(
   session: string,
   hash: Uint8Array,
-  set: readonly string[],
+  set: SetField,
   resultDigest: string,
 ): Promise<Uint8Array> {
   const input = signingInput("linear-check", doneFields(session, hash, set, resultDigest));

@@ -8,7 +8,14 @@
  */
 
 import { formatQuery, type Query, vectorLayout } from "../query.ts";
-import type { Deadlines, Terms } from "../wire/messages.ts";
+import {
+  type Deadlines,
+  MAX_NEIGHBORS,
+  MAX_PARTICIPANTS,
+  MAX_SPARSE_PARTICIPANTS,
+  type Terms,
+} from "../wire/messages.ts";
+import { graphParameters } from "../protocol/graph_parameters.ts";
 
 /** The default deadline of every phase, in seconds. */
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -46,6 +53,91 @@ export function assertThresholdFloors(
   }
 }
 
+/** The colluder and dropout fractions `--neighbors auto` sizes the graph for. */
+export const AUTO_GRAPH_ASSUMPTIONS = { colluders: 0.05, dropouts: 0.05 } as const;
+
+/** A sparse round's degree K and per-neighbourhood threshold T. */
+export interface SparseChoice {
+  neighbors: number;
+  threshold: number;
+}
+
+/**
+ * The pairing graph `--neighbors K|auto` asks for (docs/protocol.md §18),
+ * or undefined for the complete graph (no flag). `auto` takes K and T from
+ * lib/protocol/graph_parameters.ts for `peers` and the assumed fractions
+ * (default 5 % colluders, 5 % dropouts); a given K takes `threshold` or, if
+ * none, the least T above half a neighbourhood. A `threshold` given with
+ * either must meet 2T > K + 1 and T ≤ K + 1, the rule every peer checks.
+ * Throws TermsError naming the flag.
+ */
+export function sparseGraphOption(
+  spec: string | undefined,
+  options: {
+    peers: number;
+    threshold?: number | undefined;
+    colluders?: number;
+    dropouts?: number;
+  },
+): SparseChoice | undefined {
+  if (spec === undefined) return undefined;
+  const { peers } = options;
+  if (peers > MAX_SPARSE_PARTICIPANTS) {
+    throw new TermsError(
+      `Cannot run round: at most ${MAX_SPARSE_PARTICIPANTS} peers, got ${peers}`,
+    );
+  }
+  let neighbors: number;
+  let threshold: number;
+  if (spec === "auto") {
+    let found: SparseChoice;
+    try {
+      found = graphParameters(peers, {
+        colluders: options.colluders ?? AUTO_GRAPH_ASSUMPTIONS.colluders,
+        dropouts: options.dropouts ?? AUTO_GRAPH_ASSUMPTIONS.dropouts,
+      });
+    } catch (cause) {
+      throw new TermsError(`Cannot run round: --neighbors auto: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+    neighbors = found.neighbors;
+    threshold = options.threshold ?? found.threshold;
+  } else {
+    if (!/^[1-9][0-9]{0,3}$/.test(spec)) {
+      throw new TermsError(`Cannot run round: --neighbors must be an even number or auto`);
+    }
+    neighbors = Number(spec);
+    threshold = options.threshold ?? Math.floor((neighbors + 1) / 2) + 1;
+  }
+  if (neighbors % 2 !== 0 || neighbors < 2 || neighbors > MAX_NEIGHBORS) {
+    throw new TermsError(
+      `Cannot run round: --neighbors must be even, from 2 to ${MAX_NEIGHBORS}, got ${neighbors}`,
+    );
+  }
+  if (neighbors + 1 > peers) {
+    throw new TermsError(
+      `Cannot run round: --neighbors ${neighbors} needs at least ${neighbors + 1} peers; ` +
+        `use the complete graph for ${peers}`,
+    );
+  }
+  if (
+    !Number.isSafeInteger(threshold) || 2 * threshold <= neighbors + 1 || threshold > neighbors + 1
+  ) {
+    throw new TermsError(
+      `Cannot run round: with --neighbors ${neighbors} the threshold must be more than half a ` +
+        `neighbourhood and at most its size (${Math.floor((neighbors + 1) / 2) + 1} to ` +
+        `${neighbors + 1}), got ${threshold}`,
+    );
+  }
+  return { neighbors, threshold };
+}
+
+/** The most peers a round may have: the complete graph's cap, or the sparse one. */
+export function peerCap(sparse: boolean): number {
+  return sparse ? MAX_SPARSE_PARTICIPANTS : MAX_PARTICIPANTS;
+}
+
 /** What {@linkcode roundTerms} builds terms from. */
 export interface RoundTermsOptions {
   query: Query;
@@ -61,6 +153,8 @@ export interface RoundTermsOptions {
   minContributors: number;
   /** Each phase's deadline. */
   phaseTimeoutMs: number;
+  /** K of a sparse round ({@linkcode sparseGraphOption}); absent: the complete graph. */
+  neighbors?: number | undefined;
 }
 
 /** The announced terms; throws the layout's error when the round cannot be represented. */
@@ -78,6 +172,7 @@ export function roundTerms(options: RoundTermsOptions): Terms & { deadlines: Dea
     minContributors: threshold === undefined ? 2 : options.minContributors,
     dimension: layout.dimension,
     participants: peers,
+    ...(options.neighbors !== undefined ? { neighbors: options.neighbors } : {}),
     deadlines: {
       joinMs: ms,
       confirmMs: ms,

@@ -16,6 +16,7 @@
 import process from "node:process";
 import { main } from "../cli.ts";
 import { samplePeakRss, trackPeakRss } from "../memory.ts";
+import { sparseHospitalCommand } from "./sparse_hospital.ts";
 
 function cpuMs(since?: NodeJS.CpuUsage): number {
   const { user, system } = process.cpuUsage(since);
@@ -27,15 +28,22 @@ if (import.meta.main) {
   // Every 20 ms: sampling costs CPU (Deno.memoryUsage), and a round's memory moves slowly.
   trackPeakRss(20);
   let listening: NodeJS.CpuUsage | undefined;
-  const code = await main(Deno.args, {
-    out: (line) => console.log(line),
-    err: (line) => {
+  const io = {
+    out: (line: string) => console.log(line),
+    err: (line: string) => {
       if (listening === undefined && line.startsWith("listening on ")) {
         listening = process.cpuUsage();
       }
       console.error(line);
     },
-  });
+  };
+  // Sparse rounds go through the bridge until `sumshare hospital --neighbors` exists.
+  const code = Deno.args.includes("--neighbors")
+    ? await sparseHospitalCommand(Deno.args.slice(1), io).catch((error: Error) => {
+      io.err(`sumshare hospital: ${error.message}`);
+      return 1;
+    })
+    : await main(Deno.args, io);
   const resources = {
     cpuMs: cpuMs(),
     servingCpuMs: listening === undefined ? null : cpuMs(listening),

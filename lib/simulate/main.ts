@@ -46,7 +46,8 @@ export function formatReport(r: SimulationReport): string[] {
   const lines = [
     `${r.peers} peers in ${r.workers} workers, ${r.mode}${
       r.mode === "threshold" ? ` T=${r.threshold}` : ""
-    }, complete graph (${r.neighbors} neighbours each), query ${r.query}, seed ${r.seed}`,
+    }${r.graph === "sparse" ? " per neighbourhood" : ""}, ${r.graph} graph (${r.neighbors} ` +
+    `neighbours each), query ${r.query}, seed ${r.seed}`,
     `dropouts: ${r.dropouts.count}${drops ? ` (${drops})` : ""}; phase deadlines ${
       (r.phaseTimeoutMs / 1000).toFixed(0)
     } s`,

@@ -8,8 +8,8 @@
 import { UsageError } from "../errors.ts";
 import { integerFlag, parseFlags, stringFlag } from "../options.ts";
 import { formatQuery, parseQuery, type Query } from "../query.ts";
-import { assertThresholdFloors } from "../runtime/terms.ts";
-import { MAX_PARTICIPANTS } from "../wire/messages.ts";
+import { assertThresholdFloors, peerCap, sparseGraphOption } from "../runtime/terms.ts";
+import { MAX_PARTICIPANTS, MAX_SPARSE_PARTICIPANTS } from "../wire/messages.ts";
 import { checkSimulatable } from "./data.ts";
 import { dropoutCount, isPhase, type Phase, phasesOf } from "./plan.ts";
 
@@ -29,17 +29,14 @@ export interface SimulateOptions {
   json: boolean;
   /** Where the hospital and the workers write V8 CPU profiles; undefined: no profiling. */
   cpuProf: string | undefined;
-  /**
-   * K for a sparse pairing graph; undefined for the complete graph (the only
-   * one the protocol has yet, so a given --neighbors is refused).
-   */
+  /** K for a sparse pairing graph (docs/protocol.md §18); undefined for the complete graph. */
   neighbors: number | undefined;
 }
 
 export const SIMULATE_HELP =
-  `Usage: sumshare simulate --peers N [--query Q] [--threshold T] [--dropout F]
-                         [--dropout-at PHASE] [--workers W] [--seed S] [--cpu-prof DIR]
-                         [--json]
+  `Usage: sumshare simulate --peers N [--query Q] [--threshold T] [--neighbors K|auto]
+                         [--dropout F] [--dropout-at PHASE] [--workers W] [--seed S]
+                         [--cpu-prof DIR] [--json]
 
 Runs a whole round on this machine at scale: a throwaway PKI (one certificate
 per peer), the hospital as its own process, and N peers inside W worker
@@ -49,7 +46,7 @@ per phase, bytes, CPU and peak memory), the result, the plaintext result over
 the survivors, and whether they match.
 
 Options:
-  --peers N          the number of peers (2 to ${MAX_PARTICIPANTS})
+  --peers N          the number of peers (2 to ${MAX_PARTICIPANTS}; sparse: to ${MAX_SPARSE_PARTICIPANTS})
   --query Q          sum (default), count, mean, variance, histogram:LOW:HIGH:BINS or vector:D
   --threshold T      threshold mode (T > N/2); default n-of-n
   --dropout F        this fraction of the peers (rounded to the nearest whole number) vanish
@@ -59,7 +56,9 @@ Options:
   --workers W        worker processes (default: one per core)
   --seed S           seed of the data and of who drops out, 0 to 4294967295 (default: random,
                      printed so a run can be replayed); keys and masks always use Web Crypto
-  --neighbors K      sparse pairing: not yet supported (the complete graph is used)
+  --neighbors K|auto sparse pairing: each peer pairs with K neighbours (even) in a Harary graph,
+                     threshold T per neighbourhood (2T > K + 1); auto picks K and T for N,
+                     5 % colluders and 5 % dropouts (failure below 2^-40); default: complete graph
   --cpu-prof DIR     write V8 CPU profiles of the hospital and of every worker into DIR
   --json             print one JSON object on stdout
   -h, --help         this text
@@ -99,13 +98,8 @@ function randomSeed(): number {
 export function parseSimulateOptions(args: string[]): SimulateOptions | "help" {
   const flags = parseFlags(args, FLAGS);
   if (flags.values["help"]) return "help";
-  if (flags.values["neighbors"] !== undefined) {
-    throw new UsageError(
-      "Cannot simulate with --neighbors: sparse pairing is not yet supported; " +
-        "leave it out to run the complete graph",
-    );
-  }
-  const peers = integerFlag(flags, "peers", { min: 2, max: MAX_PARTICIPANTS });
+  const neighborsSpec = flags.values["neighbors"] as string | undefined;
+  const peers = integerFlag(flags, "peers", { min: 2, max: peerCap(neighborsSpec !== undefined) });
   let query: Query;
   try {
     query = parseQuery(stringFlag(flags, "query", "sum"), 0);
@@ -113,15 +107,20 @@ export function parseSimulateOptions(args: string[]): SimulateOptions | "help" {
   } catch (cause) {
     throw new UsageError((cause as Error).message, { cause });
   }
-  const threshold = flags.values["threshold"] === undefined
+  const given = flags.values["threshold"] === undefined
     ? undefined
     : integerFlag(flags, "threshold", { min: 1, max: MAX_PARTICIPANTS });
-  if (threshold !== undefined) {
-    try {
+  let threshold = given;
+  let neighbors: number | undefined;
+  try {
+    const sparse = sparseGraphOption(neighborsSpec, { peers, threshold: given });
+    if (sparse) {
+      ({ neighbors, threshold } = sparse);
+    } else if (threshold !== undefined) {
       assertThresholdFloors(peers, threshold, 2);
-    } catch (cause) {
-      throw new UsageError((cause as Error).message, { cause });
     }
+  } catch (cause) {
+    throw new UsageError((cause as Error).message, { cause });
   }
   const fraction = fractionFlag(flags.values["dropout"] as string | undefined);
   const dropouts = dropoutCount(peers, fraction);
@@ -166,6 +165,6 @@ export function parseSimulateOptions(args: string[]): SimulateOptions | "help" {
     seed,
     json: flags.values["json"] === true,
     cpuProf: flags.values["cpu-prof"] as string | undefined,
-    neighbors: undefined,
+    neighbors,
   };
 }

@@ -32,8 +32,8 @@ export interface SimulationReport {
   query: string;
   mode: "n-of-n" | "threshold";
   threshold: number;
-  /** Pairing graph: each peer's neighbours (the complete graph: N − 1). */
-  graph: "complete";
+  /** Pairing graph: each peer's neighbours (the complete graph: N − 1; sparse: K). */
+  graph: "complete" | "sparse";
   neighbors: number;
   dropouts: { count: number; byPhase: Partial<Record<Phase, number>> };
   /** The peers whose inputs the hospital summed. */
@@ -87,12 +87,17 @@ function denoCommand(entry: string, dir: string, profile?: string[]): string[] {
 
 /**
  * Each phase's deadline: 30 s, plus per peer 20 ms of setup, plus the
- * round's N² certificate, signature and key-agreement work and N² × D PRG
- * elements spread over the cores, each costed at several times what it
- * measures here (see docs/bench-results.md).
+ * round's N·K certificate, signature and key-agreement work and N·K × D PRG
+ * elements spread over the cores (K = N for the complete graph), each
+ * costed at several times what it measures here (see docs/bench-results.md).
  */
-export function phaseTimeoutMs(peers: number, elements: number, cores: number): number {
-  const pairs = peers * peers;
+export function phaseTimeoutMs(
+  peers: number,
+  elements: number,
+  cores: number,
+  neighbors = peers,
+): number {
+  const pairs = peers * Math.min(peers, neighbors + 1);
   return Math.ceil(30_000 + peers * 20 + (pairs * (10 + elements * 6e-5)) / Math.max(1, cores));
 }
 
@@ -158,6 +163,7 @@ function hospitalArgs(options: SimulateOptions, dir: string, timeoutMs: number):
     "--max-rows",
     String(vector ? 1 : MAX_ROWS),
     ...(options.threshold === undefined ? [] : ["--threshold", String(options.threshold)]),
+    ...(options.neighbors === undefined ? [] : ["--neighbors", String(options.neighbors)]),
     "--timeout",
     String(Math.ceil(timeoutMs / 1000)),
   ];
@@ -182,7 +188,7 @@ export async function simulate(
     at: options.dropoutAt,
     phases: phasesOf(options.threshold !== undefined),
   });
-  const timeoutMs = phaseTimeoutMs(peers, dimension(query), cores);
+  const timeoutMs = phaseTimeoutMs(peers, dimension(query), cores, options.neighbors);
   const children: Child[] = [];
   const profile = (name: string) =>
     options.cpuProf === undefined
@@ -195,7 +201,11 @@ export async function simulate(
     let started = performance.now();
     await writeConsortium(dir, await createConsortium(["hospital", ...names]));
     const pkiMs = performance.now() - started;
-    log(`made a throwaway PKI for the hospital and ${peers} peers in ${pkiMs.toFixed(0)} ms`);
+    log(
+      `made a throwaway PKI for the hospital and ${peers} peers in ${
+        pkiMs.toFixed(0)
+      } ms, in ${dir} (removed at the end)`,
+    );
 
     started = performance.now();
     const hospital = new Child(
@@ -293,8 +303,8 @@ export async function simulate(
       query: options.queryText,
       mode: options.threshold === undefined ? "n-of-n" : "threshold",
       threshold: options.threshold ?? peers,
-      graph: "complete",
-      neighbors: peers - 1,
+      graph: options.neighbors === undefined ? "complete" : "sparse",
+      neighbors: options.neighbors ?? peers - 1,
       dropouts: { count: options.dropouts, byPhase },
       survivors: answer.contributors.length,
       expectedSurvivors: expected.length,

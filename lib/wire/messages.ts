@@ -31,6 +31,16 @@ export const PROTOCOL_VERSION = 2;
  */
 export const MAX_PARTICIPANTS = 500;
 
+/**
+ * The most participants a sparse round (terms with `neighbors`) may have:
+ * no message lists more than a neighbourhood (K + 1 entries), so the list
+ * cap above does not bind, and the roster is never sent whole.
+ */
+export const MAX_SPARSE_PARTICIPANTS = 10_000;
+
+/** The largest neighbourhood degree K: a neighbourhood (K + 1 entries) fits a list. */
+export const MAX_NEIGHBORS = 498;
+
 /** Elements in one chunk frame: 64 Ki (512 KiB). */
 export const CHUNK_ELEMENTS = 65536;
 
@@ -80,6 +90,12 @@ export interface Terms {
   participants: number;
   /** The vector's length: the layout's for (query, max, maxRows, participants). */
   dimension: number;
+  /**
+   * K, the degree of the sparse pairing graph (docs/protocol.md §18): each
+   * peer pairs, shares and checks only with its K neighbours. Absent: the
+   * complete graph.
+   */
+  neighbors?: number;
   deadlines?: Deadlines;
 }
 
@@ -387,9 +403,11 @@ const termsSchema = {
   maxRows: integer(1, 2 ** 31),
   mode: literal(["nofn", "threshold"] as const),
   threshold: integer(0, MAX_PARTICIPANTS),
-  minContributors: integer(1, MAX_PARTICIPANTS),
-  participants: integer(2, MAX_PARTICIPANTS),
+  // Above MAX_PARTICIPANTS only in sparse rounds (lib/protocol/terms.ts).
+  minContributors: integer(1, MAX_SPARSE_PARTICIPANTS),
+  participants: integer(2, MAX_SPARSE_PARTICIPANTS),
   dimension: integer(1, MAX_DIMENSION),
+  neighbors: optional(integer(2, MAX_NEIGHBORS)),
   deadlines: optional(deadlines),
 };
 const terms = object(termsSchema) as unknown as Field<Terms>;
@@ -406,10 +424,15 @@ const SCHEMAS = {
         sealKey: publicKey,
         maskKey: publicKey,
         signature,
+        // Sparse rounds: the participant's place in the permuted roster (§18).
+        position: optional(integer(0, MAX_SPARSE_PARTICIPANTS - 1)),
       },
       "name",
       2,
     ),
+    // Sparse rounds: the START hash of the whole roster, and its size (§18).
+    rosterHash: optional(digest),
+    size: optional(integer(2, MAX_SPARSE_PARTICIPANTS)),
   },
   confirmations: {
     session,
@@ -429,9 +452,11 @@ const SCHEMAS = {
   unmask: {
     session,
     set: nameList(1),
-    signatures: sortedList({ name: partyName, signature }, "name", 1),
+    // Sparse rounds: each signer's signed view of its neighbourhood (§18).
+    signatures: sortedList({ name: partyName, signature, view: optional(bitmap) }, "name", 1),
   },
-  done: { session, resultDigest: digest, signature },
+  // Sparse rounds: setDigest stands for the set no peer sees whole (§18).
+  done: { session, resultDigest: digest, signature, setDigest: optional(digest) },
   abort: { session, reason },
   // Hospital → peer agent, before a served round's INVITE (docs/protocol.md §16)
   describe: { session, variable: variableName },

@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { ConnectionClosedError } from "../../lib/errors.ts";
 import { TransportError } from "../../lib/net/errors.ts";
 import type { Connection } from "../../lib/net/connection.ts";
+import type { Server } from "../../lib/net/server.ts";
 import { FRAME_LIMIT, FrameError, PRE_AUTH_FRAME_LIMIT } from "../../lib/wire/frame.ts";
 import {
   closeQuietly,
-  connectAs,
   deadline,
+  pairUp,
   pattern,
   sameBytes,
   startServer,
@@ -22,17 +23,32 @@ import {
 
 const pki = await testPki();
 
-Deno.test("a consortium peer and the hospital exchange frames both ways, up to 1 MiB + 64", async () => {
+/** What a test gets from {@linkcode overPair}. */
+interface PairContext {
+  client: Connection;
+  hospitalSide: Connection;
+  server: Server;
+  signal: AbortSignal;
+}
+
+/**
+ * Runs `body` on `name`'s connection to a fresh server and the server's side
+ * of it, all within 20 s; closes both connections and the server after.
+ */
+async function overPair(name: string, body: (pair: PairContext) => Promise<void>): Promise<void> {
   using time = deadline(20_000);
   const { signal } = time;
   const { server } = await startServer(pki);
-  const open: Connection[] = [];
   try {
-    const [client, hospitalSide] = await Promise.all([
-      connectAs(pki, server, "alice", signal),
-      server.accept(signal),
-    ]);
-    open.push(client, hospitalSide);
+    using pair = await pairUp(pki, server, name, signal);
+    await body({ client: pair.client, hospitalSide: pair.accepted, server, signal });
+  } finally {
+    server.close();
+  }
+}
+
+Deno.test("a consortium peer and the hospital exchange frames both ways, up to 1 MiB + 64", () =>
+  overPair("alice", async ({ client, hospitalSide, server, signal }) => {
     assert.equal(hospitalSide.party, "alice", "the party name comes from the certificate's CN");
     assert.equal(client.peer, "the hospital");
     assert.equal(hospitalSide.limit, PRE_AUTH_FRAME_LIMIT);
@@ -74,23 +90,10 @@ Deno.test("a consortium peer and the hospital exchange frames both ways, up to 1
     await assert.rejects(client.write(new Uint8Array(FRAME_LIMIT + 1), signal), FrameError);
     await assert.rejects(client.write(new Uint8Array(0), signal), FrameError);
     assert.equal(client.stats.bytesOut, sent);
-  } finally {
-    for (const connection of open) connection.close();
-    server.close();
-  }
-});
+  }));
 
-Deno.test("concurrent writes never interleave: every frame arrives whole, in order", async () => {
-  using time = deadline(20_000);
-  const { signal } = time;
-  const { server } = await startServer(pki);
-  const open: Connection[] = [];
-  try {
-    const [client, hospitalSide] = await Promise.all([
-      connectAs(pki, server, "bob", signal),
-      server.accept(signal),
-    ]);
-    open.push(client, hospitalSide);
+Deno.test("concurrent writes never interleave: every frame arrives whole, in order", () =>
+  overPair("bob", async ({ client, hospitalSide, signal }) => {
     await client.write(new Uint8Array([1]), signal);
     await hospitalSide.readFrame(signal);
     hospitalSide.raiseLimit();
@@ -103,23 +106,10 @@ Deno.test("concurrent writes never interleave: every frame arrives whole, in ord
       assert.ok(sameBytes(got, expected), `frame ${i} (${sizes[i]} bytes) arrived whole`);
     }
     await Promise.all(writes);
-  } finally {
-    for (const connection of open) connection.close();
-    server.close();
-  }
-});
+  }));
 
-Deno.test("end of input between frames is a clean ConnectionClosedError; close is idempotent", async () => {
-  using time = deadline(20_000);
-  const { signal } = time;
-  const { server } = await startServer(pki);
-  const open: Connection[] = [];
-  try {
-    const [client, hospitalSide] = await Promise.all([
-      connectAs(pki, server, "alice", signal),
-      server.accept(signal),
-    ]);
-    open.push(client, hospitalSide);
+Deno.test("end of input between frames is a clean ConnectionClosedError; close is idempotent", () =>
+  overPair("alice", async ({ client, hospitalSide, signal }) => {
     await client.write(new Uint8Array([1, 2]), signal);
     await client.write(new Uint8Array([3]), signal);
     client.close();
@@ -134,11 +124,7 @@ Deno.test("end of input between frames is a clean ConnectionClosedError; close i
     // Reading or writing a connection closed here says so, without touching the socket.
     await assert.rejects(client.readFrame(signal), ConnectionClosedError);
     await assert.rejects(client.write(new Uint8Array([1]), signal), ConnectionClosedError);
-  } finally {
-    for (const connection of open) connection.close();
-    server.close();
-  }
-});
+  }));
 
 Deno.test("a half-sent frame then close is a short-read error, not a clean close", async () => {
   using time = deadline(20_000);
@@ -173,17 +159,8 @@ Deno.test("a half-sent frame then close is a short-read error, not a clean close
   }
 });
 
-Deno.test("an aborted read leaves the connection usable; an aborted queued write is not sent", async () => {
-  using time = deadline(20_000);
-  const { signal } = time;
-  const { server } = await startServer(pki);
-  const open: Connection[] = [];
-  try {
-    const [client, hospitalSide] = await Promise.all([
-      connectAs(pki, server, "carol", signal),
-      server.accept(signal),
-    ]);
-    open.push(client, hospitalSide);
+Deno.test("an aborted read leaves the connection usable; an aborted queued write is not sent", () =>
+  overPair("carol", async ({ client, hospitalSide, signal }) => {
     const stop = new AbortController();
     const reading = hospitalSide.readFrame(stop.signal);
     stop.abort(new Error("phase over"));
@@ -196,8 +173,4 @@ Deno.test("an aborted read leaves the connection usable; an aborted queued write
     await assert.rejects(client.write(new Uint8Array([1]), aborted), /too late/);
     await client.write(new Uint8Array([2]), signal);
     assert.deepEqual(await hospitalSide.readFrame(signal), new Uint8Array([2]));
-  } finally {
-    for (const connection of open) connection.close();
-    server.close();
-  }
-});
+  }));

@@ -32,43 +32,10 @@ import {
   FrameError,
   PRE_AUTH_FRAME_LIMIT,
 } from "../../lib/wire/frame.ts";
+import { Rng } from "../rng.ts";
 
 const SEED = 0x5eed_0201;
 const INPUTS = 120_000;
-
-class Rng {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  u32(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(n: number): number {
-    return n <= 0 ? 0 : Math.floor((this.u32() / 0x1_0000_0000) * n);
-  }
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-  chance(p: number): boolean {
-    return this.u32() / 0x1_0000_0000 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-  /** `n` random bytes; past 4 KiB a random 4 KiB block repeats (fast, and as good for framing). */
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    const fresh = Math.min(n, 4096);
-    for (let i = 0; i < fresh; i++) out[i] = this.u32() & 0xff;
-    for (let i = fresh; i < n; i += fresh) out.copyWithin(i, 0, Math.min(fresh, n - i));
-    return out;
-  }
-}
 
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -288,7 +255,7 @@ function mutatedStream(rng: Rng, limit: number): Uint8Array {
   const count = rng.range(1, 5);
   for (let i = 0; i < count; i++) {
     const n = Math.max(1, payloadLength(rng, limit));
-    const payload = rng.bytes(n);
+    const payload = rng.blockBytes(n);
     const header = new Uint8Array(4);
     new DataView(header.buffer).setUint32(0, n);
     parts.push(header, payload);
@@ -303,7 +270,7 @@ function mutatedStream(rng: Rng, limit: number): Uint8Array {
     else if (kind === 1) out[at] = rng.u32() & 0xff;
     else if (kind === 2) out = out.slice(0, at);
     else if (kind === 3) {
-      out = concat([out.subarray(0, at), rng.bytes(rng.range(1, 8)), out.subarray(at)]);
+      out = concat([out.subarray(0, at), rng.blockBytes(rng.range(1, 8)), out.subarray(at)]);
     } else if (kind === 4) out = concat([out.subarray(0, at), out.subarray(at + rng.range(1, 8))]);
     else {
       // A header-sized window set to a boundary length.
@@ -318,14 +285,14 @@ function mutatedStream(rng: Rng, limit: number): Uint8Array {
 
 function input(rng: Rng, limit: number): Uint8Array {
   const r = rng.int(10);
-  if (r < 3) return rng.bytes(rng.int(65));
+  if (r < 3) return rng.blockBytes(rng.int(65));
   if (r < 4) {
     const header = new Uint8Array(4);
     new DataView(header.buffer).setUint32(
       0,
       rng.pick([0, 1, limit, limit + 1, 2 ** 32 - 1, rng.u32()]) >>> 0,
     );
-    return concat([header, rng.bytes(rng.int(16))]);
+    return concat([header, rng.blockBytes(rng.int(16))]);
   }
   return mutatedStream(rng, limit);
 }

@@ -80,6 +80,27 @@
  *                                                                   after DONE every non-member is
  *                                                                   also dropped, which the base
  *                                                                   class ignores)
+ * Sparse-pairing guards (docs/protocol.md §18), in tests/protocol/sparse_test.ts:
+ *   P27 a sparse START has rosterHash and size; a complete-graph  → both "sparse guard P27" tests
+ *       START has neither (nor positions)
+ *   P28 START's entries are exactly the K + 1 positions of the    → "sparse guard P28"
+ *       window around the peer's own
+ *   P29 position keys (from the claimed START hash) rise along    → "sparse guard P29"
+ *       the window, one wrap at n − 1 → 0 at most
+ *   P30 every member of S in the peer's window masked with every  → "sparse guard P30"
+ *       member of S in both windows (signed partner bitmap)
+ *   P31 each counted consistency signature is on the signer's     → "sparse guard P31"
+ *       view, which agrees with this peer's S on both windows;
+ *       a contradicting one stops the reveal
+ *   P32 DONE carries setDigest iff the round is sparse, and its   → both "sparse guard P32" tests
+ *       signature is over it
+ *   H23 sealed addressed to exactly the confirmed in the window   → "sparse guard H23"
+ *   H24 input partner bitmap = H in the sender's window           → "sparse guard H24"
+ *   H25 reveal covers exactly the holders in the window, kind by S → "sparse guard H25"
+ *   H26 each owner's secret is rebuilt only from ≥ T neighbours'  → "sparse guard H26"
+ *       reveals, else abort (a victim short of T is never opened)
+ *   C12 participants above 500 only with neighbors; K even,       → sparse_test "terms refuse"
+ *       2T > K + 1, threshold mode
  * Receipt guards (lib/receipt.ts), in tests/receipt_verify_test.ts:
  *   R1  each attestation's signature, from a member of the set,   → "attestations, self seeds and
  *       one value per segment below its modulus                     mask secrets are each checked",
@@ -102,7 +123,7 @@
  *   C8  chunk elements are field elements                         → messages_test "chunks"
  *   C9  protocol version 2                                        → messages_test "wrong version"
  *   C10 share elements below p                                    → messages_test "at or above p"
- *   C11 terms.participants a whole number 2..MAX_PARTICIPANTS     → messages_test "participants"
+ *   C11 terms.participants a whole number 2..MAX_SPARSE_PARTICIPANTS → messages_test "participants"
  *
  * @module
  */

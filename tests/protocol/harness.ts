@@ -85,7 +85,13 @@ async function makePki(count: number): Promise<TestPki> {
 
 /** A consortium with at least `count` peers (made once per size and reused). */
 export function testPki(count: number): Promise<TestPki> {
-  const size = count <= 10 ? 10 : count <= 40 ? 40 : 100;
+  const size = count <= 10
+    ? 10
+    : count <= 40
+    ? 40
+    : count <= 100
+    ? 100
+    : 100 * Math.ceil(count / 100);
   let pki = pkiCache.get(size);
   if (!pki) pkiCache.set(size, pki = makePki(size));
   return pki;

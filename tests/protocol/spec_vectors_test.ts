@@ -39,6 +39,15 @@ import {
   seedCommitment,
 } from "../../lib/protocol/transcript.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
+import {
+  neighbourLists,
+  permutation,
+  positionKey,
+  setDigest,
+  window,
+  windowBitmap,
+  windowMembers,
+} from "../../lib/protocol/graph.ts";
 import { bitmapMembers, partnerBitmap } from "../../lib/protocol/partners.ts";
 import { encodeFrame, FrameDecoder } from "../../lib/wire/frame.ts";
 import {
@@ -179,8 +188,58 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
     "sealed-share",
     "self-seed-commitment",
     "shamir",
+    "sparse-graph",
     "terms-invite",
   ]);
+});
+
+Deno.test("spec vectors: sparse-graph — position keys, the permuted roster, windows, a view, setDigest", async () => {
+  const v = vector("sparse-graph");
+  const session = v.text("session");
+  const hash = fromHex(v.text("start_hash"));
+  const names = v.list("names");
+  const k = v.int("neighbors");
+  // The key input as §18.1 writes it, built by hand, then hashed.
+  const input = lp("sumshare/2 position", fromHex(session), hash, "alice");
+  assert.equal(toHex(input), v.text("key_input_alice"));
+  assert.equal(toHex(signingInput("position", [fromHex(session), hash, "alice"])), toHex(input));
+  const key = new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+  assert.equal(toHex(key), v.text("key_alice"));
+  assert.equal(toHex(await positionKey(session, hash, "alice")), v.text("key_alice"));
+  // The permuted roster: sorted by key bytewise (hex order is byte order).
+  const keyed = await Promise.all(names.map(async (n) => ({
+    n,
+    hex: toHex(
+      new Uint8Array(
+        await crypto.subtle.digest("SHA-256", lp("sumshare/2 position", fromHex(session), hash, n)),
+      ),
+    ),
+  })));
+  const byHand = keyed.sort((a, b) => (a.hex < b.hex ? -1 : 1)).map((e) => e.n);
+  const order = await permutation(session, hash, names);
+  assert.deepEqual(order, v.list("order"));
+  assert.deepEqual(byHand, order);
+  // Windows: q − K/2 … q + K/2 mod n, by hand and by the library.
+  const lists = neighbourLists(order, k);
+  for (const name of names) {
+    const q = order.indexOf(name);
+    const hand = Array.from(
+      { length: k + 1 },
+      (_, i) => order[(q - k / 2 + i + order.length) % order.length],
+    );
+    assert.deepEqual(hand, v.list(`window_${name}`), name);
+    assert.deepEqual(lists.get(name), hand, name);
+  }
+  // alice's view of a set without heidi (the second of her window): bits 0, 2, 3, 4.
+  const q = order.indexOf("alice");
+  const positions = window(q, order.length, k);
+  const members = new Set(positions.filter((p) => order[p] !== "heidi"));
+  assert.equal(windowBitmap(positions, members), v.text("view_alice_without_heidi"));
+  assert.equal(v.text("view_alice_without_heidi"), (0b11101).toString(16));
+  assert.deepEqual(windowMembers("1d", positions), [...members]);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8("alice,bob,carol")));
+  assert.equal(toHex(digest), v.text("set_digest_alice_bob_carol"));
+  assert.equal(toHex(await setDigest(["alice", "bob", "carol"])), toHex(digest));
 });
 
 Deno.test("spec vectors: prg-seed — AES-256-CTR counter block, candidates and elements", async () => {

@@ -23,7 +23,9 @@ import type { Message, Participant } from "../../wire/messages.ts";
 import { rosterProblem } from "../terms.ts";
 import { inviteFields, joinFields, startHash } from "../transcript.ts";
 import { ConfirmState } from "./confirm.ts";
-import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
+import { abortRound, type HospitalContext, HospitalState, SparseGraph } from "./state.ts";
+import { permutation } from "../graph.ts";
+import { toHex } from "../../encoding.ts";
 
 /** Sends INVITE to every invitee and returns the state collecting their answers. */
 export async function inviteAll(ctx: HospitalContext): Promise<HospitalState> {
@@ -39,6 +41,34 @@ export async function inviteAll(ctx: HospitalContext): Promise<HospitalState> {
     });
   }
   return new AdvertiseKeysState(ctx);
+}
+
+/**
+ * Sparse START (docs/protocol.md §18): permute the roster by the position
+ * keys startHash fixes, and send each participant only its window — its K
+ * neighbours' entries and its own, each with its position — with the START
+ * hash of the whole roster and its size.
+ */
+async function startSparse(ctx: HospitalContext, k: number): Promise<HospitalState> {
+  const order = await permutation(ctx.session, ctx.startHash, ctx.roster.map((p) => p.name));
+  const graph = new SparseGraph(order, k);
+  ctx.graph = graph;
+  order.forEach((name, q) => ctx.index.set(name, q));
+  const rosterHash = toHex(ctx.startHash);
+  for (const p of ctx.roster) {
+    const participants = graph.neighbourhood(p.name).slice().sort().map((name) => ({
+      ...ctx.entries.get(name)!,
+      position: graph.position(name),
+    }));
+    ctx.send(p.name, {
+      type: "start",
+      session: ctx.session,
+      participants,
+      rosterHash,
+      size: order.length,
+    });
+  }
+  return new ConfirmState(ctx);
 }
 
 /** Collecting JOIN / REFUSE. */
@@ -111,7 +141,9 @@ export class AdvertiseKeysState extends HospitalState {
     if (problem) return abortRound(ctx, `Cannot start round: ${problem}`);
     ctx.roster = roster;
     roster.forEach((p, i) => ctx.index.set(p.name, i));
+    roster.forEach((p) => ctx.entries.set(p.name, p));
     ctx.startHash = await startHash(ctx.session, ctx.terms, roster);
+    if (ctx.terms.neighbors !== undefined) return await startSparse(ctx, ctx.terms.neighbors);
     for (const p of roster) {
       ctx.send(p.name, { type: "start", session: ctx.session, participants: roster });
     }

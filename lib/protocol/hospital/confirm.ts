@@ -70,8 +70,21 @@ export class ConfirmState extends HospitalState {
       signature: this.#confirmed.get(name)!,
     }));
     ctx.signed.confirmations = confirmations;
-    for (const name of confirmed) {
-      ctx.send(name, { type: "confirmations", session: ctx.session, confirmations });
+    const graph = ctx.graph;
+    if (graph) {
+      // Sparse: each peer checks only its neighbours' confirmations (§18).
+      const signed = new Set(confirmed);
+      for (const name of confirmed) {
+        const local = graph.within(name, signed).map((n) => ({
+          name: n,
+          signature: this.#confirmed.get(n)!,
+        }));
+        ctx.send(name, { type: "confirmations", session: ctx.session, confirmations: local });
+      }
+    } else {
+      for (const name of confirmed) {
+        ctx.send(name, { type: "confirmations", session: ctx.session, confirmations });
+      }
     }
     return Promise.resolve(
       ctx.threshold ? new ShareKeysState(ctx, confirmed) : new MaskedInputState(ctx, confirmed),

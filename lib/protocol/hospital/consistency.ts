@@ -23,7 +23,7 @@
 
 import { verify } from "../../crypto/signing.ts";
 import type { Message } from "../../wire/messages.ts";
-import { consistencyFields } from "../transcript.ts";
+import { consistencyFields, viewFields } from "../transcript.ts";
 import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 import { UnmaskingState } from "./unmasking.ts";
 
@@ -48,13 +48,25 @@ export class ConsistencyState extends HospitalState {
   }
 
   protected override member(name: string): boolean {
-    return this.#survivors.includes(name);
+    return this.#survived.has(name);
+  }
+
+  get #survived(): ReadonlySet<string> {
+    return this.#survivorSet ??= new Set(this.#survivors);
+  }
+  #survivorSet: Set<string> | undefined;
+
+  /** What `from` signs: S (complete graph), or its view of S in its window (sparse, §18). */
+  #fields(from: string) {
+    const graph = this.ctx.graph;
+    if (!graph) return consistencyFields(this.ctx.session, this.ctx.startHash, this.#survivors);
+    return viewFields(this.ctx.session, this.ctx.startHash, graph.bitmap(from, this.#survived));
   }
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "consistency") return this;
     if (this.#signatures.has(from)) return await this.lost(from, "second consistency");
-    const fields = consistencyFields(this.ctx.session, this.ctx.startHash, this.#survivors);
+    const fields = this.#fields(from);
     if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "consistency", fields))) {
       return await this.lost(from, "its consistency signature does not verify");
     }
@@ -79,6 +91,31 @@ export class ConsistencyState extends HospitalState {
     }
     const signatures = signers.map((name) => ({ name, signature: this.#signatures.get(name)! }));
     ctx.signed.consistency = signatures;
+    const graph = ctx.graph;
+    if (graph) {
+      // Sparse: each signer gets S in its window and its neighbours' signed views;
+      // one with fewer than T signing neighbours is not asked to reveal.
+      const signed = new Set(signers);
+      const asked: string[] = [];
+      for (const name of signers) {
+        const local = graph.within(name, signed);
+        if (local.length < ctx.terms.threshold) continue;
+        asked.push(name);
+        ctx.send(name, {
+          type: "unmask",
+          session: ctx.session,
+          set: graph.within(name, this.#survived),
+          signatures: local.map((n) => ({
+            name: n,
+            signature: this.#signatures.get(n)!,
+            view: graph.bitmap(n, this.#survived),
+          })),
+        });
+      }
+      return Promise.resolve(
+        new UnmaskingState(ctx, this.#holders, this.#survivors, asked, this.#sum),
+      );
+    }
     for (const name of signers) {
       ctx.send(name, {
         type: "unmask",

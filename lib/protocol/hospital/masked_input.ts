@@ -41,6 +41,8 @@ import { sign, verify } from "../../crypto/signing.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
 import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts";
 import { partnerBitmap } from "../partners.ts";
+import { setDigest } from "../graph.ts";
+import { toHex } from "../../encoding.ts";
 import { doneFields, inputFields, NO_SEED_COMMIT } from "../transcript.ts";
 import { AttestState } from "./attest.ts";
 import { ConsistencyState } from "./consistency.ts";
@@ -57,7 +59,8 @@ interface Incoming {
 export class MaskedInputState extends HospitalState {
   readonly phase = "input";
   #expected: readonly string[];
-  /** The partner bitmap every sender must sign: the peers expected here. */
+  #members: ReadonlySet<string>;
+  /** The partner bitmap every sender must sign: the peers expected here (complete graph). */
   #partners: string;
   #incoming = new Map<string, Incoming>();
   #complete = new Set<string>();
@@ -66,12 +69,19 @@ export class MaskedInputState extends HospitalState {
   constructor(ctx: HospitalContext, expected: readonly string[]) {
     super(ctx);
     this.#expected = expected;
-    this.#partners = partnerBitmap(ctx.roster.map((p) => p.name), expected);
+    this.#members = new Set(expected);
+    this.#partners = ctx.graph ? "" : partnerBitmap(ctx.roster.map((p) => p.name), expected);
     this.#sum = new Float64Array(ctx.layout.dimension);
   }
 
   protected override member(name: string): boolean {
-    return this.#expected.includes(name);
+    return this.#members.has(name);
+  }
+
+  /** The partner bitmap `from` must sign: H, or in a sparse round H in its window (§18). */
+  #partnersOf(from: string): string {
+    const graph = this.ctx.graph;
+    return graph ? graph.bitmap(from, this.#members) : this.#partners;
   }
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
@@ -90,7 +100,7 @@ export class MaskedInputState extends HospitalState {
     // Every sender must have masked with exactly the peers the hospital
     // expects inputs from (the holders H; n-of-n: everyone): the unmasking
     // removes the pairwise masks of each dropped holder from every survivor.
-    if (message.partners !== this.#partners) {
+    if (message.partners !== this.#partnersOf(from)) {
       return await this.lost(from, "its input's partner set is not the set of holders");
     }
     const statement = {
@@ -174,6 +184,19 @@ export class MaskedInputState extends HospitalState {
       const { length: _length, ...entry } = ctx.signed.inputs.get(name)!;
       return entry;
     });
+    const graph = ctx.graph;
+    if (graph) {
+      // Sparse: each survivor sees S in its window, with those members' statements.
+      const survived = new Set(survivors);
+      const statement = new Map(inputs.map((entry) => [entry.name, entry]));
+      for (const name of survivors) {
+        if (!ctx.live(name)) continue;
+        const set = graph.within(name, survived);
+        const local = set.map((n) => statement.get(n)!);
+        ctx.send(name, { type: "survivors", session: ctx.session, set, inputs: local });
+      }
+      return new ConsistencyState(ctx, this.#expected, survivors, this.#sum);
+    }
     for (const name of survivors) {
       if (ctx.live(name)) {
         ctx.send(name, { type: "survivors", session: ctx.session, set: survivors, inputs });
@@ -195,14 +218,17 @@ export async function finish(
   set: readonly string[],
 ): Promise<HospitalState> {
   const resultDigest = await vectorDigest(result);
+  // Sparse: no peer sees the whole set; DONE signs its digest and carries it.
+  const digestOfSet = ctx.graph ? await setDigest(set) : undefined;
   const signature = await sign(
     ctx.signingKey,
     "done",
-    doneFields(ctx.session, ctx.startHash, set, resultDigest),
+    doneFields(ctx.session, ctx.startHash, digestOfSet ?? set, resultDigest),
   );
+  const extra = digestOfSet ? { setDigest: toHex(digestOfSet) } : {};
   for (const p of ctx.roster) {
     if (ctx.live(p.name)) {
-      ctx.send(p.name, { type: "done", session: ctx.session, resultDigest, signature });
+      ctx.send(p.name, { type: "done", session: ctx.session, resultDigest, signature, ...extra });
     }
   }
   ctx.log(`round done over ${set.length} participants`);

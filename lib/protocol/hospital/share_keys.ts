@@ -26,21 +26,30 @@ import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 export class ShareKeysState extends HospitalState {
   readonly phase = "share";
   #confirmed: readonly string[];
+  #members: ReadonlySet<string>;
   #sealed = new Map<string, Map<string, Uint8Array>>();
 
   constructor(ctx: HospitalContext, confirmed: readonly string[]) {
     super(ctx);
     this.#confirmed = confirmed;
+    this.#members = new Set(confirmed);
   }
 
   protected override member(name: string): boolean {
-    return this.#confirmed.includes(name);
+    return this.#members.has(name);
+  }
+
+  /** Whom `from` must seal to: the other confirmed (sparse: in its window), sorted. */
+  #recipients(from: string): string[] {
+    const graph = this.ctx.graph;
+    if (!graph) return this.#confirmed.filter((n) => n !== from);
+    return graph.within(from, this.#members).filter((n) => n !== from);
   }
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "sealed") return this;
     if (this.#sealed.has(from)) return await this.lost(from, "second sealed");
-    const expected = this.#confirmed.filter((n) => n !== from);
+    const expected = this.#recipients(from);
     const to = message.shares.map((s) => s.to);
     if (to.length !== expected.length || to.some((n, i) => n !== expected[i])) {
       return await this.lost(from, "its shares are not addressed to exactly the confirmed set");
@@ -58,20 +67,41 @@ export class ShareKeysState extends HospitalState {
     for (const name of this.#confirmed) {
       if (ctx.live(name) && !this.#sealed.has(name)) ctx.drop(name, "no shares by the deadline");
     }
-    const holders = this.#confirmed.filter((n) => ctx.live(n) && this.#sealed.has(n));
+    let holders = this.#confirmed.filter((n) => ctx.live(n) && this.#sealed.has(n));
+    const graph = ctx.graph;
+    if (graph) {
+      // Sparse: a holder with fewer than T holders in its window could not
+      // be unmasked nor unmask anyone; it would abort on SHARES anyway.
+      const sent = new Set(holders);
+      for (const name of holders) {
+        if (graph.within(name, sent).length < ctx.terms.threshold) {
+          ctx.drop(name, "fewer than T neighbours shared keys");
+        }
+      }
+      holders = holders.filter((n) => ctx.live(n));
+    }
     const floor = Math.max(ctx.terms.threshold, ctx.terms.minContributors);
     if (holders.length < floor) {
       return Promise.resolve(
         abortRound(ctx, `${holders.length} participants shared keys; ${floor} are needed`),
       );
     }
+    const held = new Set(holders);
     for (const to of holders) {
-      const shares = holders.filter((from) => from !== to).map((from) => ({
+      const senders = graph ? graph.within(to, held) : holders;
+      const shares = senders.filter((from) => from !== to).map((from) => ({
         from,
         sealed: this.#sealed.get(from)!.get(to)!,
       }));
+      if (shares.length === 0) {
+        // Sparse only: every neighbour left after the check above.
+        ctx.drop(to, "no neighbour shared keys");
+        continue;
+      }
       ctx.send(to, { type: "shares", session: ctx.session, shares });
     }
+    // A holder dropped just above stays in H: its neighbours hold its shares
+    // and mask with it, so its mask key is rebuilt like any dropped holder's.
     return Promise.resolve(new MaskedInputState(ctx, holders));
   }
 }

@@ -28,6 +28,7 @@ import { fitReason } from "../../wire/messages.ts";
 import { type Layout, QueryError } from "../../query.ts";
 import { shapeOf } from "../terms.ts";
 import { sessionBytes } from "../transcript.ts";
+import { window, windowBitmap } from "../graph.ts";
 import type { HospitalOutcome, Log, Outbox, VerifyParty } from "../types.ts";
 
 /** The phases of a hospital round, in order. */
@@ -107,8 +108,15 @@ export class HospitalContext {
   readonly log: Log;
   /** The START roster, sorted by name (set when START is sent). */
   roster: Participant[] = [];
-  /** Roster position of each participant: its Shamir point is index + 1. */
+  /**
+   * Roster position of each participant: its Shamir point is index + 1. In
+   * a sparse round, its position in the permuted roster (lib/protocol/graph.ts).
+   */
   readonly index = new Map<string, number>();
+  /** Each participant's START entry, by name. */
+  readonly entries = new Map<string, Participant>();
+  /** The pairing graph of a sparse round (terms with `neighbors`); undefined: complete. */
+  graph: SparseGraph | undefined;
   /** Each participant's certificate verify key. */
   readonly verifyKeys = new Map<string, CryptoKey>();
   startHash: Uint8Array = new Uint8Array(0);
@@ -172,6 +180,46 @@ export class HospitalContext {
   /** Whether `name` is still taking part. */
   live(name: string): boolean {
     return !this.dropped.has(name);
+  }
+}
+
+/** H(n, K) over the permuted roster, as the hospital holds it whole. */
+export class SparseGraph {
+  readonly k: number;
+  /** Names by position. */
+  readonly order: readonly string[];
+  readonly #position: Map<string, number>;
+  readonly #windows = new Map<string, string[]>();
+
+  constructor(order: readonly string[], k: number) {
+    this.k = k;
+    this.order = order;
+    this.#position = new Map(order.map((name, q) => [name, q]));
+  }
+
+  position(name: string): number {
+    return this.#position.get(name)!;
+  }
+
+  /** The window of `name` (itself included), in window order q − K/2 … q + K/2. */
+  neighbourhood(name: string): string[] {
+    let names = this.#windows.get(name);
+    if (!names) {
+      names = window(this.position(name), this.order.length, this.k).map((q) => this.order[q]!);
+      this.#windows.set(name, names);
+    }
+    return names;
+  }
+
+  /** The members of `set` in the window of `name`, sorted by name. */
+  within(name: string, set: ReadonlySet<string>): string[] {
+    return this.neighbourhood(name).filter((n) => set.has(n)).sort();
+  }
+
+  /** A subset of the window of `name` as its window bitmap (lib/protocol/graph.ts). */
+  bitmap(name: string, members: ReadonlySet<string>): string {
+    const positions = window(this.position(name), this.order.length, this.k);
+    return windowBitmap(positions, new Set([...members].map((m) => this.position(m))));
   }
 }
 

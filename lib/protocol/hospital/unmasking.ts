@@ -67,16 +67,37 @@ export class UnmaskingState extends HospitalState {
   }
 
   protected override member(name: string): boolean {
-    return this.#signers.includes(name);
+    return this.#asked.has(name);
   }
+
+  get #asked(): ReadonlySet<string> {
+    return this.#signerSet ??= new Set(this.#signers);
+  }
+  #signerSet: Set<string> | undefined;
+  get #survived(): ReadonlySet<string> {
+    return this.#survivorSet ??= new Set(this.#survivors);
+  }
+  #survivorSet: Set<string> | undefined;
+
+  /** Whose shares `from` reveals: H (complete graph), or H in its window (sparse), sorted. */
+  #owners(from: string): readonly string[] {
+    const graph = this.ctx.graph;
+    return graph ? graph.within(from, this.#held) : this.#holders;
+  }
+
+  get #held(): ReadonlySet<string> {
+    return this.#holderSet ??= new Set(this.#holders);
+  }
+  #holderSet: Set<string> | undefined;
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "reveal") return this;
     if (this.#reveals.has(from)) return await this.lost(from, "second reveal");
     const of = message.shares.map((s) => s.of);
-    const right = of.length === this.#holders.length &&
-      of.every((n, i) => n === this.#holders[i]) &&
-      message.shares.every((s) => s.kind === (this.#survivors.includes(s.of) ? "self" : "mask"));
+    const owners = this.#owners(from);
+    const right = of.length === owners.length &&
+      of.every((n, i) => n === owners[i]) &&
+      message.shares.every((s) => s.kind === (this.#survived.has(s.of) ? "self" : "mask"));
     if (!right) return await this.lost(from, "its reveal does not match the survivors set");
     this.#reveals.set(from, new Map(message.shares.map((s) => [s.of, s.share])));
     return await this.settle();
@@ -93,13 +114,31 @@ export class UnmaskingState extends HospitalState {
     if (revealers.length < t) {
       return abortRound(ctx, `${revealers.length} survivors revealed shares; ${t} are needed`);
     }
+    const graph = ctx.graph;
+    const revealed = new Set(revealers);
+    // Sparse: only the owner's neighbours hold its shares (§18).
+    const revealersOf = (owner: string): readonly string[] =>
+      graph ? graph.within(owner, revealed) : revealers;
     const sharesOf = (owner: string): SecretShare[] =>
-      revealers.map((r) => ({
+      revealersOf(owner).map((r) => ({
         x: ctx.index.get(r)! + 1,
         words: this.#reveals.get(r)!.get(owner)!,
       }));
     const sum = this.#sum;
     for (const owner of this.#holders) {
+      if (graph) {
+        const survivor = this.#survived.has(owner);
+        // A dropped holder with no surviving neighbour masked nobody in the sum.
+        if (!survivor && graph.within(owner, this.#survived).length === 0) continue;
+        const count = revealersOf(owner).length;
+        if (count < t) {
+          return abortRound(
+            ctx,
+            `${count} neighbours of ${owner} revealed shares; ${t} are needed to ` +
+              (survivor ? "remove its self mask" : "remove its pairwise masks"),
+          );
+        }
+      }
       let secret: Uint8Array;
       try {
         secret = combineSecret(sharesOf(owner), t);
@@ -124,7 +163,7 @@ export class UnmaskingState extends HospitalState {
         ctx.signed.selfSeeds.push({ name: owner, secret });
         continue;
       }
-      const entry = ctx.roster[ctx.index.get(owner)!]!;
+      const entry = ctx.entries.get(owner)!;
       let maskKey: CryptoKey;
       try {
         maskKey = await rebuildMaskKey(secret, entry.maskKey);
@@ -132,8 +171,10 @@ export class UnmaskingState extends HospitalState {
         return abortRound(ctx, `the rebuilt mask key of ${owner} is not the one it advertised`);
       }
       ctx.signed.maskSecrets.push({ name: owner, secret });
-      for (const survivor of this.#survivors) {
-        const other = await importPublicKey(ctx.roster[ctx.index.get(survivor)!]!.maskKey);
+      // Every survivor masked with every holder (sparse: in its window, §18).
+      const masked = graph ? graph.within(owner, this.#survived) : this.#survivors;
+      for (const survivor of masked) {
+        const other = await importPublicKey(ctx.entries.get(survivor)!.maskKey);
         const seed = await pairwiseSeed(maskKey, other, ctx.sessionBytes, owner, survivor);
         // The survivor added pairSign(survivor, owner) · PRG(seed): take it out.
         await applyMask(

@@ -21,7 +21,9 @@
 import { importPublicKey, isPublicKey } from "../../crypto/agreement.ts";
 import { bytesEqual } from "../../crypto/bytes.ts";
 import { sign, verify } from "../../crypto/signing.ts";
-import type { Message, Participant } from "../../wire/messages.ts";
+import type { Message, MessageOf, Participant } from "../../wire/messages.ts";
+import { fromHex } from "../../crypto/bytes.ts";
+import { compareBytes, positionKey, window } from "../graph.ts";
 import { rosterProblem } from "../terms.ts";
 import { confirmFields, joinFields, startHash } from "../transcript.ts";
 import { ConfirmState } from "./confirm.ts";
@@ -35,6 +37,12 @@ export class AdvertiseKeysState extends PeerState {
     if (message.type !== "start") return this;
     const ctx = this.ctx;
     const roster = message.participants;
+    const sparseFields = message.rosterHash !== undefined || message.size !== undefined ||
+      roster.some((p) => p.position !== undefined);
+    if (ctx.agreed.neighbors !== undefined) return await this.#sparse(message);
+    if (sparseFields) {
+      return abortSession(ctx, "Cannot run round: a complete-graph START carries sparse fields");
+    }
     const problem = rosterProblem(ctx.agreed, roster.length);
     if (problem) return abortSession(ctx, `Cannot run round: ${problem}`);
     if (ctx.agreed.mode === "nofn" && roster.length !== ctx.agreed.participants) {
@@ -64,6 +72,78 @@ export class AdvertiseKeysState extends PeerState {
     ctx.roster = roster;
     roster.forEach((p, i) => ctx.index.set(p.name, i));
     ctx.startHash = await startHash(ctx.session, ctx.agreed, roster);
+    const signature = await sign(
+      ctx.signingKey,
+      "confirm",
+      confirmFields(ctx.session, ctx.startHash),
+    );
+    ctx.send({ type: "confirm", session: ctx.session, signature });
+    return new ConfirmState(ctx);
+  }
+
+  /**
+   * A sparse START (docs/protocol.md §18): this peer's window only. The
+   * roster's size must fit the terms and this peer's floor; the window must
+   * hold exactly the K + 1 positions around this peer's own, each entry's
+   * certificate and JOIN signature must verify, and the position keys the
+   * claimed START hash gives must increase along the window (one wrap at
+   * n − 1 → 0 at most). Then the peer confirms that START hash.
+   */
+  async #sparse(message: MessageOf<"start">): Promise<PeerState> {
+    const ctx = this.ctx;
+    const k = ctx.agreed.neighbors!;
+    const { participants: entries, rosterHash, size } = message;
+    if (rosterHash === undefined || size === undefined) {
+      return abortSession(ctx, "Cannot run round: a sparse START lacks its roster hash or size");
+    }
+    const problem = rosterProblem(ctx.agreed, size);
+    if (problem) return abortSession(ctx, `Cannot run round: ${problem}`);
+    if (size < ctx.floor) {
+      return abortSession(ctx, `${size} participants, below this peer's floor of ${ctx.floor}`);
+    }
+    const own = entries.find((p) => p.name === ctx.name);
+    if (
+      !own || own.position === undefined || !bytesEqual(own.sealKey, ctx.keys!.seal.publicKey) ||
+      !bytesEqual(own.maskKey, ctx.keys!.mask.publicKey)
+    ) {
+      return abortSession(ctx, "START does not list this peer with the keys it sent");
+    }
+    const positions = window(own.position, size, k);
+    const names = new Map<number, string>();
+    for (const p of entries) {
+      if (p.position === undefined || p.position >= size) {
+        return abortSession(ctx, `START gives ${p.name} no position in the roster`);
+      }
+      names.set(p.position, p.name);
+    }
+    if (
+      entries.length !== positions.length || names.size !== entries.length ||
+      positions.some((q) => !names.has(q))
+    ) {
+      return abortSession(ctx, "START's neighbourhood is not the window around this peer");
+    }
+    const failures = await Promise.all(entries.map((p) => this.#check(p)));
+    const failed = failures.find((f) => f !== undefined);
+    if (failed) return abortSession(ctx, failed);
+    const hash = fromHex(rosterHash);
+    const keys = await Promise.all(
+      positions.map((q) => positionKey(ctx.session, hash, names.get(q)!)),
+    );
+    for (let i = 0; i + 1 < positions.length; i++) {
+      // Sorted by key, so keys rise along the ring except from n − 1 to 0.
+      const wraps = positions[i] === size - 1;
+      const order = compareBytes(keys[i]!, keys[i + 1]!);
+      if (wraps ? order < 0 : order > 0) {
+        return abortSession(
+          ctx,
+          `START places ${names.get(positions[i + 1]!)} out of the order its START hash fixes`,
+        );
+      }
+    }
+    ctx.roster = entries;
+    entries.forEach((p) => ctx.index.set(p.name, p.position!));
+    ctx.sparse = { k, n: size, position: own.position, window: positions, names };
+    ctx.startHash = hash;
     const signature = await sign(
       ctx.signingKey,
       "confirm",

@@ -57,7 +57,7 @@ export class ConfirmState extends PeerState {
       }
       return await sendMaskedInput(ctx, ctx.confirmed, undefined);
     }
-    const floor = Math.max(terms.threshold, ctx.floor);
+    const floor = ctx.phaseFloor;
     if (ctx.confirmed.length < floor) {
       return abortSession(
         ctx,

@@ -21,10 +21,29 @@
 
 import { verify } from "../../crypto/signing.ts";
 import type { Message } from "../../wire/messages.ts";
-import { consistencyFields } from "../transcript.ts";
+import { consistencyFields, viewFields } from "../transcript.ts";
+import { window, windowMembers } from "../graph.ts";
 import { acceptDone } from "./masked_input.ts";
-import { abortSession, PeerState } from "./state.ts";
+import { abortSession, type PeerContext, PeerState } from "./state.ts";
 import { UnmaskingState } from "./unmasking.ts";
+
+/**
+ * Sparse: whether `name`'s signed view (a bitmap over its window) says, of
+ * every position in both its window and this peer's, what this peer's S
+ * says: a survivor there iff in S (docs/protocol.md §18).
+ */
+function viewAgrees(ctx: PeerContext, name: string, view: string): boolean {
+  const sparse = ctx.sparse!;
+  const theirs = window(ctx.index.get(name)!, sparse.n, sparse.k);
+  const members = windowMembers(view, theirs);
+  if (members === undefined) return false;
+  const marked = new Set(members);
+  const mine = new Set(ctx.survivors);
+  return theirs.every((q) => {
+    const known = sparse.names.get(q);
+    return known === undefined || marked.has(q) === mine.has(known);
+  });
+}
 
 /** Waiting for UNMASK. */
 export class ConsistencyState extends PeerState {
@@ -41,12 +60,24 @@ export class ConsistencyState extends PeerState {
     // Signatures are checked over the set UNMASK names (the same as the
     // signed one, by the check above), from distinct members of that set.
     const fields = consistencyFields(ctx.session, ctx.startHash, message.set);
-    const checks = await Promise.all(message.signatures.map(async ({ name, signature }) => {
+    const checks = await Promise.all(message.signatures.map(async ({ name, signature, view }) => {
       const key = ctx.verifyKeys.get(name);
-      return message.set.includes(name) && key !== undefined &&
-        await verify(key, signature, "consistency", fields);
+      if (!message.set.includes(name) || key === undefined) return false;
+      if (!ctx.sparse) {
+        return view === undefined && await verify(key, signature, "consistency", fields);
+      }
+      if (view === undefined) return false;
+      const viewed = viewFields(ctx.session, ctx.startHash, view);
+      if (!(await verify(key, signature, "consistency", viewed))) return false;
+      return viewAgrees(ctx, name, view) ? true : name;
     }));
-    const valid = checks.filter(Boolean).length;
+    const disagreeing = checks.find((c): c is string => typeof c === "string");
+    if (disagreeing !== undefined) {
+      // A signed view that contradicts this peer's: the hospital told two
+      // neighbours different survivors. Reveal nothing.
+      return abortSession(ctx, `${disagreeing} signed another survivors set than this peer`);
+    }
+    const valid = checks.filter((c) => c === true).length;
     const t = ctx.agreed.threshold;
     if (valid < t) {
       return abortSession(

@@ -43,7 +43,10 @@ import {
   linearCheckSeed,
   NO_SEED_COMMIT,
   seedCommitment,
+  viewFields,
 } from "../transcript.ts";
+import { fromHex } from "../../crypto/bytes.ts";
+import { adjacent, window, windowBitmap, windowMembers } from "../graph.ts";
 import { ConsistencyState } from "./consistency.ts";
 import { abortSession, type PeerContext, PeerDoneState, PeerState } from "./state.ts";
 
@@ -82,7 +85,9 @@ export async function sendMaskedInput(
   // Whom it masked with, itself included: every revealer checks that this
   // set holds the whole survivors set before it signs that set.
   const roster = ctx.roster.map((p) => p.name);
-  const partners = partnerBitmap(roster, new Set([ctx.name, ...neighbours]));
+  const partners = ctx.sparse
+    ? windowBitmap(ctx.sparse.window, new Set([ctx.name, ...neighbours].map(positionOf(ctx))))
+    : partnerBitmap(roster, new Set([ctx.name, ...neighbours]));
   const statement = { length: y.length, digest, seedCommit, partners };
   const signature = await sign(
     ctx.signingKey,
@@ -110,11 +115,16 @@ export async function acceptDone(
   set: readonly string[],
 ): Promise<PeerState> {
   if (message.type !== "done") return abortSession(ctx, `unexpected ${message.type}`);
-  const fields = doneFields(ctx.session, ctx.startHash, set, message.resultDigest);
+  // Sparse: DONE signs the digest of a set this peer sees only in its window.
+  if ((message.setDigest !== undefined) !== (ctx.sparse !== undefined)) {
+    return abortSession(ctx, "DONE's set digest does not fit the round's pairing graph");
+  }
+  const signed = message.setDigest !== undefined ? fromHex(message.setDigest) : set;
+  const fields = doneFields(ctx.session, ctx.startHash, signed, message.resultDigest);
   if (!(await verify(ctx.hospitalKey!, message.signature, "done", fields))) {
     return abortSession(ctx, "the hospital's DONE signature does not verify");
   }
-  const seed = await linearCheckSeed(ctx.session, ctx.startHash, set, message.resultDigest);
+  const seed = await linearCheckSeed(ctx.session, ctx.startHash, signed, message.resultDigest);
   const values = await challengeProducts(seed, ctx.masked, ctx.agreedLayout.segments);
   const attestation = await sign(
     ctx.signingKey,
@@ -155,7 +165,9 @@ async function statementProblem(
   const roster = ctx.roster.map((p) => p.name);
   const length = ctx.agreedLayout.dimension;
   const verdicts = await Promise.all(message.inputs.map(async (entry) => {
-    const partners = bitmapMembers(entry.partners, roster);
+    const partners = ctx.sparse
+      ? windowPartners(ctx, entry)
+      : bitmapMembers(entry.partners, roster);
     const missing = partners && set.find((n) => !partners.includes(n));
     if (partners === undefined) return `the partner set of ${entry.name} is not a roster bitmap`;
     if (missing !== undefined) {
@@ -169,6 +181,34 @@ async function statementProblem(
     return undefined;
   }));
   return verdicts.find((v) => v !== undefined);
+}
+
+/** The roster position of a participant of this peer's window (sparse rounds). */
+function positionOf(ctx: PeerContext): (name: string) => number {
+  return (name) => ctx.index.get(name)!;
+}
+
+/**
+ * Sparse: the partner set of a member m of S as the names this peer knows,
+ * or undefined if it is not a bitmap for m's window. Members of S outside
+ * this peer's window are not in the list; the check then asks that every
+ * member of S in m's window is there, which is every member of S this peer
+ * can name (docs/protocol.md §18).
+ */
+function windowPartners(
+  ctx: PeerContext,
+  entry: { name: string; partners: string },
+): string[] | undefined {
+  const view = ctx.sparse!;
+  const theirs = window(ctx.index.get(entry.name)!, view.n, view.k);
+  const members = windowMembers(entry.partners, theirs);
+  if (members === undefined) return undefined;
+  const partners = members.flatMap((q) => view.names.get(q) ?? []);
+  // Members of S outside m's window need not be m's partners: count them in.
+  for (const [q, name] of view.names) {
+    if (!adjacent(q, ctx.index.get(entry.name)!, view.n, view.k)) partners.push(name);
+  }
+  return partners;
 }
 
 /** Waiting for SURVIVORS (threshold) or DONE (n-of-n). */
@@ -199,7 +239,7 @@ export class MaskedInputState extends PeerState {
         `the survivors set has ${set.length} members, below T = ${terms.threshold}`,
       );
     }
-    if (set.length < ctx.floor) {
+    if (!ctx.sparse && set.length < ctx.floor) {
       return abortSession(
         ctx,
         `the survivors set has ${set.length} members, below this peer's floor of ${ctx.floor}`,
@@ -208,11 +248,15 @@ export class MaskedInputState extends PeerState {
     const problem = await statementProblem(ctx, message);
     if (problem !== undefined) return abortSession(ctx, problem);
     ctx.survivors = [...set];
-    const signature = await sign(
-      ctx.signingKey,
-      "consistency",
-      consistencyFields(ctx.session, ctx.startHash, set),
-    );
+    // Sparse: the signed statement is this peer's view of S, its window bitmap.
+    const fields = ctx.sparse
+      ? viewFields(
+        ctx.session,
+        ctx.startHash,
+        windowBitmap(ctx.sparse.window, new Set(set.map(positionOf(ctx)))),
+      )
+      : consistencyFields(ctx.session, ctx.startHash, set);
+    const signature = await sign(ctx.signingKey, "consistency", fields);
     ctx.send({ type: "consistency", session: ctx.session, signature });
     return new ConsistencyState(ctx);
   }

@@ -52,7 +52,7 @@ export class ShareKeysState extends PeerState {
     if (bad !== undefined) return abortSession(ctx, `the share from ${bad} does not open`);
     message.shares.forEach(({ from }, k) => ctx.shares.set(from, opened[k] as SharePair));
     ctx.holders = ctx.roster.map((p) => p.name).filter((n) => ctx.shares.has(n));
-    const floor = Math.max(ctx.agreed.threshold, ctx.floor);
+    const floor = ctx.phaseFloor;
     if (ctx.holders.length < floor) {
       return abortSession(
         ctx,

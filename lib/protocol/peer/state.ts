@@ -93,6 +93,20 @@ export interface PeerOptions {
   log?: Log;
 }
 
+/** A sparse round's view from one peer (docs/protocol.md §18). */
+export interface SparseView {
+  /** K, the graph's degree. */
+  k: number;
+  /** n, the size of the whole roster (START `size`). */
+  n: number;
+  /** This peer's position. */
+  position: number;
+  /** Its window's positions, q − K/2 … q + K/2 (mod n). */
+  window: number[];
+  /** The name at each position of the window. */
+  names: Map<number, string>;
+}
+
 /** The session's shared, growing state. */
 export class PeerContext {
   readonly name: string;
@@ -120,7 +134,10 @@ export class PeerContext {
   masked: Float64Array = new Float64Array(0);
   keys: SessionKeys | undefined;
   roster: Participant[] = [];
+  /** Roster index of each participant (sparse: its position); its Shamir point is index + 1. */
   readonly index = new Map<string, number>();
+  /** Set in a sparse round once START is accepted: this peer sees only its window. */
+  sparse: SparseView | undefined;
   readonly verifyKeys = new Map<string, CryptoKey>();
   readonly sealKeys = new Map<string, CryptoKey>();
   readonly maskKeys = new Map<string, CryptoKey>();
@@ -160,6 +177,16 @@ export class PeerContext {
   get agreedLayout(): Layout {
     if (!this.layout) throw new Error("Cannot read the layout: no invite accepted");
     return this.layout;
+  }
+
+  /**
+   * The fewest participants this peer goes on with in a phase: max(T,
+   * floor), or in a sparse round T per window (the floor was checked
+   * against the roster's size at START; no peer sees more than its window).
+   */
+  get phaseFloor(): number {
+    const terms = this.agreed;
+    return this.sparse ? terms.threshold : Math.max(terms.threshold, this.floor);
   }
 
   /** The floor on contributors this peer enforces: the stricter of its own and the terms'. */
