@@ -94,6 +94,8 @@ interface SimulateRow {
   threshold?: number;
   /** The fraction that drops out (at a phase chosen from the seed for each). */
   dropout?: number;
+  /** Sparse pairing: K, or "auto" (K and T from N and the assumed fractions). */
+  neighbors?: number | "auto";
 }
 
 /**
@@ -105,11 +107,29 @@ const SIMULATE_ROWS: SimulateRow[] = [
   { peers: 200, dimension: 1 },
   { peers: 200, dimension: 1, threshold: 101, dropout: 0.1 },
   { peers: 100, dimension: 2 ** 16, threshold: 51, dropout: 0.1 },
+  // Sparse pairing (SecAgg+), K and T chosen for 5 % colluders and 5 % dropouts.
+  { peers: 50, dimension: 1, neighbors: "auto" },
+  { peers: 200, dimension: 1, neighbors: "auto" },
+  { peers: 1000, dimension: 1, neighbors: "auto" },
+  { peers: 1000, dimension: 1, neighbors: "auto", dropout: 0.1 },
 ];
 
-/** Reads `--simulate N:D[:T[:F]]`, e.g. `200:1` or `100:65536:51:0.1`. */
+/**
+ * Reads `--simulate N:D[:T[:F]]`, e.g. `200:1` or `100:65536:51:0.1`, or a
+ * sparse row `N:D:auto[:F]` (K and T chosen) or `N:D:T:F:K`.
+ */
 function parseSimulateRow(text: string): SimulateRow {
-  const [peers, dimension, threshold, dropout, ...rest] = text.split(":").map(Number);
+  const auto = /^(\d+):(\d+):auto(?::([0-9.]+))?$/.exec(text);
+  if (auto) {
+    const dropout = auto[3] === undefined ? undefined : Number(auto[3]);
+    return {
+      peers: Number(auto[1]),
+      dimension: Number(auto[2]),
+      neighbors: "auto",
+      ...(dropout ? { dropout } : {}),
+    };
+  }
+  const [peers, dimension, threshold, dropout, k, ...rest] = text.split(":").map(Number);
   const positive = (x: number | undefined) => Number.isSafeInteger(x) && x! > 0;
   if (!positive(peers) || !positive(dimension) || rest.length > 0) {
     throw new Error(`Invalid --simulate "${text}": expected N:D, N:D:T or N:D:T:F`);
@@ -125,6 +145,7 @@ function parseSimulateRow(text: string): SimulateRow {
     dimension: dimension!,
     ...(threshold ? { threshold } : {}),
     ...(dropout ? { dropout } : {}),
+    ...(k ? { neighbors: k } : {}),
   };
 }
 
@@ -318,6 +339,7 @@ async function runSimulate(row: SimulateRow, seed: number): Promise<SimulationRe
     ...(row.dimension > 1 ? ["--query", `vector:${row.dimension}`] : []),
     ...(row.threshold ? ["--threshold", String(row.threshold)] : []),
     ...(row.dropout ? ["--dropout", String(row.dropout)] : []),
+    ...(row.neighbors !== undefined ? ["--neighbors", String(row.neighbors)] : []),
   ]);
   if (parsed === "help") throw new Error("unreachable: no --help given");
   const report = await simulate(parsed);
@@ -333,7 +355,7 @@ async function simulateTable(): Promise<string[]> {
   const cores = navigator.hardwareConcurrency || 1;
   const lines = [
     "",
-    `simulate rows (complete graph; ${cores} cores; median of ${SIMULATE_RUNS} run(s)); ` +
+    `simulate rows (complete graph unless marked sparse; ${cores} cores; median of ${SIMULATE_RUNS} run(s)); ` +
     `per-call CPU in this run: certificate check ${costs.certificateCheck.toFixed(2)} ms ` +
     `(of it the policy ${costs.certificatePolicy.toFixed(2)} ms), ECDSA verify ${
       costs.ecdsaVerify.toFixed(2)
@@ -352,21 +374,24 @@ async function simulateTable(): Promise<string[]> {
       Math.floor(runs.length / 2)
     ]!;
     // Every peer's least cryptography, spread over the cores, and the PRG work.
-    const perPeer = (row.peers - 1) * perNeighbourMs(costs, row.threshold !== undefined);
+    // A sparse peer works with its K neighbours only; the complete graph's with N − 1.
+    const threshold = row.neighbors === undefined ? row.threshold : m.threshold;
+    const perPeer = Math.min(row.peers - 1, m.neighbors) *
+      perNeighbourMs(costs, threshold !== undefined);
     const cryptoMs = (row.peers * perPeer) / cores;
     const random = await randomnessMs(
       neededRandomness({
         peers: row.peers,
         dimension: row.dimension,
-        ...(row.threshold ? { threshold: row.threshold } : {}),
+        ...(threshold ? { threshold } : {}),
       }),
     );
     const limit = cryptoMs + random;
     const label = `simulate N=${row.peers}, D=${
       row.dimension === 1 ? 1 : `2^${Math.log2(row.dimension)}`
-    }, ${row.threshold ? `T=${row.threshold}` : "n-of-n"}${
+    }, ${threshold ? `T=${threshold}` : "n-of-n"}${
       row.dropout ? `, ${m.dropouts.count} dropouts (${row.dropout * 100} %)` : ""
-    }, K=${m.neighbors}`;
+    }, K=${m.neighbors}${row.neighbors === undefined ? "" : " (sparse)"}`;
     const phases = Object.entries(m.phases).map(([p, ms]) => `${p} ${ms.toFixed(0)}`).join(", ");
     const rss = (x: number | null) => x === null ? "?" : `${(x / MiB).toFixed(0)} MiB`;
     const line = [

@@ -8,6 +8,7 @@
 
 import config from "../deno.json" with { type: "json" };
 import { runDemo } from "./demo.ts";
+import { stamped } from "./log.ts";
 import {
   describeError,
   FileError,
@@ -87,7 +88,7 @@ export interface Console {
   err(line: string): void;
   /** stdout is a terminal: long vectors are previewed, histograms drawn. */
   terminal?: boolean;
-  /** Log lines get a timestamp (stderr is a terminal, or a service's log). */
+  /** Log lines get a timestamp (default; a test may turn it off to compare lines). */
   stamp?: boolean;
 }
 
@@ -95,16 +96,16 @@ const SYSTEM_CONSOLE: Console = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
   terminal: Deno.stdout.isTerminal(),
-  stamp: Deno.stderr.isTerminal(),
+  stamp: true,
 };
 
 /**
- * The log of a one-shot command. Lines are stamped on a terminal; piped logs
- * stay unstamped for now, since scripts and tests read them line by line
- * (the serving hospital and the agents always stamp theirs).
+ * The log of a one-shot command: every line stamped with the time, as the
+ * serving hospital's and the agents' are (readers take it off with
+ * lib/log.ts `unstamped`).
  */
 function logOf(io: Console): (line: string) => void {
-  return io.stamp ? (line) => io.err(`${new Date().toISOString()} ${line}`) : io.err;
+  return io.stamp === false ? io.err : (line) => io.err(stamped(line));
 }
 
 const MAIN_HELP = `sumshare ${VERSION}: the sum of private values, without revealing any one of them
@@ -446,6 +447,16 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   if (resultFile !== undefined) await checkResultTarget(resultFile);
   const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
   const hospitalProgress = terminalProgress();
+  if (sparse) {
+    logOf(io)(
+      `sparse pairing: each peer pairs with ${sparse.neighbors} neighbours, threshold ${sparse.threshold} ` +
+        `per neighbourhood${
+          flags.values["neighbors"] === "auto"
+            ? ` (chosen for ${peers} peers, 5 % colluders and 5 % dropouts)`
+            : ""
+        }`,
+    );
+  }
   const round = await runStarHospital({
     identity,
     listen,

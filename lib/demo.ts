@@ -7,6 +7,7 @@
  * @module
  */
 
+import { unstamped } from "./log.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatScaled, parseScaled } from "./decimal.ts";
@@ -131,7 +132,9 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       }).spawn();
       const stdout = new Response(child.stdout).text();
       const stderr = (async () => {
-        for await (const line of textLines(child.stderr)) {
+        // The demo's timeline has its own clock: each party's own time stamp is taken off.
+        for await (const stampedLine of textLines(child.stderr)) {
+          const line = unstamped(stampedLine);
           say(name, line);
           onLine?.(line);
         }

@@ -1,6 +1,13 @@
 /** The command line's contract: help, usage errors (exit 2) and refusals before anything is sent. */
 import assert from "node:assert/strict";
-import { assertValueNotPrinted, hospitalArgs, makePki, removeDir, scenario } from "./helpers.ts";
+import {
+  assertValueNotPrinted,
+  cliCommand,
+  hospitalArgs,
+  makePki,
+  removeDir,
+  scenario,
+} from "./helpers.ts";
 import { runMain } from "./run_main.ts";
 import {
   assertRefusedBeforeListening,
@@ -230,4 +237,31 @@ Deno.test("sumshare run --scale passes the scale to every party and sums decimal
   assert.match(stdout, /secure sum \(from the hospital\): 3\.75\n/);
   assert.match(stdout, /plaintext total \(demo only\): +3\.75\n/);
   assert.match(stdout, /match: yes/);
+});
+
+Deno.test("hospital --neighbors auto shows the K and T it chose (fcp's row for 100 peers: 16, 11)", async () => {
+  const pki = await makePki(["hospital"]);
+  try {
+    const [deno, ...args] = cliCommand();
+    const out = await new Deno.Command(deno!, {
+      args: [
+        ...args,
+        ...hospitalArgs(pki, { peers: 100, json: false }, [
+          "--neighbors",
+          "auto",
+          "--join-timeout",
+          "1",
+        ]),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.match(
+      err,
+      /sparse pairing: each peer pairs with 16 neighbours, threshold 11 per neighbourhood \(chosen for 100 peers, 5 % colluders and 5 % dropouts\)/,
+    );
+  } finally {
+    await removeDir(pki);
+  }
 });

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { textLines } from "../lib/demo.ts";
+import { unstamped } from "../lib/log.ts";
 import { createConsortium, writeConsortium } from "../lib/pki.ts";
 import { Rng } from "./rng.ts";
 
@@ -83,7 +84,9 @@ export class CliProcess {
     this.child = child;
     this.stdout = new Response(child.stdout).text();
     this.#stderrDone = (async () => {
-      for await (const line of textLines(child.stderr)) {
+      // Log lines come stamped with the time; the tests match what follows the stamp.
+      for await (const stampedLine of textLines(child.stderr)) {
+        const line = unstamped(stampedLine);
         this.stderrLines.push(line);
         for (const w of [...this.#waiters]) {
           const m = w.pattern.exec(line);

@@ -7,6 +7,7 @@
  */
 
 import { main } from "../lib/cli.ts";
+import { unstamped } from "../lib/log.ts";
 
 /** What `main` returned and printed: stdout, stderr, and both in the order printed. */
 export interface MainOutcome {
@@ -26,9 +27,10 @@ export async function runMain(args: string[]): Promise<MainOutcome> {
       out.push(line);
       both.push(line);
     },
+    // Log lines come stamped with the time; the tests compare what follows the stamp.
     err: (line) => {
-      err.push(line);
-      both.push(line);
+      err.push(unstamped(line));
+      both.push(unstamped(line));
     },
   });
   return { code, out: out.join("\n"), err: err.join("\n"), output: both.join("\n") };

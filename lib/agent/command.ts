@@ -6,6 +6,7 @@
  * @module
  */
 
+import { stamped } from "../log.ts";
 import { RoundAbortedError, UsageError } from "../errors.ts";
 import { loadIdentity } from "../identity.ts";
 import type { HostPort } from "../names.ts";
@@ -105,7 +106,7 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
   const options = await agentOptions(flags);
   const identity = await loadIdentity(options.name, options.credentials, { use: "peer" });
   const state = await AgentState.open(options.config.statePath);
-  const log = (line: string) => io.err(`${new Date().toISOString()} ${line}`);
+  const log = (line: string) => io.err(stamped(line));
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error("stopped"));
   Deno.addSignalListener("SIGINT", onSignal);

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { stamped as stampLine } from "../log.ts";
 import { join, resolve } from "node:path";
 import { describeError, FileError, TimeoutError, UsageError } from "../errors.ts";
 import { loadIdentity } from "../identity.ts";
@@ -41,7 +42,7 @@ export const DEFAULT_CONTROL = "sumshare.sock";
 
 /** A log line with its time. */
 export function stamped(io: Io): (line: string) => void {
-  return (line) => io.err(`${new Date().toISOString()} ${line}`);
+  return (line) => io.err(stampLine(line));
 }
 
 export const SERVE_HELP = `Usage: sumshare hospital --serve [--listen HOST:PORT] [options]

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { unstamped } from "../log.ts";
 import { textLines } from "../demo.ts";
 import { TimeoutError } from "../errors.ts";
 
@@ -46,7 +47,9 @@ export class Child {
     }
     this.stdout = new Response(child.stdout).text();
     this.#stderrDone = (async () => {
-      for await (const line of textLines(child.stderr)) {
+      // Log lines come stamped with the time; what is matched is what follows the stamp.
+      for await (const stampedLine of textLines(child.stderr)) {
+        const line = unstamped(stampedLine);
         this.#tail.push(line);
         if (this.#tail.length > KEPT_LINES) this.#tail.shift();
         if (this.#keep?.test(line)) this.kept.push(line);

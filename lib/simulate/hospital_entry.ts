@@ -16,7 +16,7 @@
 import process from "node:process";
 import { main } from "../cli.ts";
 import { samplePeakRss, trackPeakRss } from "../memory.ts";
-import { sparseHospitalCommand } from "./sparse_hospital.ts";
+import { unstamped } from "../log.ts";
 
 function cpuMs(since?: NodeJS.CpuUsage): number {
   const { user, system } = process.cpuUsage(since);
@@ -31,19 +31,13 @@ if (import.meta.main) {
   const io = {
     out: (line: string) => console.log(line),
     err: (line: string) => {
-      if (listening === undefined && line.startsWith("listening on ")) {
+      if (listening === undefined && unstamped(line).startsWith("listening on ")) {
         listening = process.cpuUsage();
       }
       console.error(line);
     },
   };
-  // Sparse rounds go through the bridge until `sumshare hospital --neighbors` exists.
-  const code = Deno.args.includes("--neighbors")
-    ? await sparseHospitalCommand(Deno.args.slice(1), io).catch((error: Error) => {
-      io.err(`sumshare hospital: ${error.message}`);
-      return 1;
-    })
-    : await main(Deno.args, io);
+  const code = await main(Deno.args, io);
   const resources = {
     cpuMs: cpuMs(),
     servingCpuMs: listening === undefined ? null : cpuMs(listening),
