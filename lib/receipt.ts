@@ -67,6 +67,7 @@
 import { MAX_SCALE } from "./decimal.ts";
 import { fromCanonicalBase64, toBase64, toHex } from "./encoding.ts";
 import { FileError } from "./errors.ts";
+import { probeWritable } from "./writable.ts";
 import { isSegmentedFieldVector, P, P_BIG } from "./field.ts";
 import { loadCaCertificate, verifyPartyCertificate } from "./identity.ts";
 import { isPartyName } from "./names.ts";
@@ -1082,15 +1083,7 @@ function reason(error: unknown): string {
  */
 export async function checkReceiptTarget(path: string): Promise<void> {
   try {
-    try {
-      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-      file.close();
-      await Deno.remove(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      const file = await Deno.open(path, { write: true });
-      file.close();
-    }
+    await probeWritable(path);
   } catch (cause) {
     throw new FileError(`Cannot write the receipt to ${path}: ${reason(cause)}`, { cause });
   }

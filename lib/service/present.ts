@@ -12,6 +12,7 @@
 
 import { extname, resolve } from "node:path";
 import { FileError, UsageError } from "../errors.ts";
+import { probeWritable } from "../writable.ts";
 import type { Report } from "./report.ts";
 
 /** Where the presentation writes, and whether stdout is a terminal. */
@@ -50,15 +51,7 @@ export function formatStatistic(value: unknown): string {
 export async function checkResultTarget(path: string): Promise<void> {
   formatOf(path);
   try {
-    try {
-      const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-      file.close();
-      await Deno.remove(path);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      const file = await Deno.open(path, { write: true });
-      file.close();
-    }
+    await probeWritable(path);
   } catch (cause) {
     throw new UsageError(
       `Invalid --result ${path}: cannot write it (${(cause as Error).message})`,
