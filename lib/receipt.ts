@@ -1,5 +1,5 @@
 /**
- * Receipts of the star protocol (v2), format `sumshare-receipt/6`: every
+ * Receipts of the star protocol (v2), format `sumshare-receipt/7`: every
  * signed statement of a completed round (lib/protocol/evidence.ts
  * `RoundEvidence`), the summed vector, the statistics decoded from it, and
  * the hospital's signature over all of it. `verifyStarReceipt` checks every
@@ -36,9 +36,9 @@
  *   removes the same masks the hospital removed — each member's self seed
  *   (checked against its seedCommit) and each dropped holder's pairwise
  *   masks (from its mask scalar, checked against its maskKey) — and checks
- *   ⟨r, result + masks⟩ ≡ Σ a_m per segment. A result off by e ≠ 0 passes
- *   only if ⟨r, e⟩ ≡ 0 in every segment: probability about 2^-52 per
- *   choice of result. When some member did not attest the check cannot be
+ *   ⟨r, result + masks⟩ ≡ Σ a_m per segment, for each of two independent
+ *   challenges r. A result off by e ≠ 0 passes only if ⟨r, e⟩ ≡ 0 for both
+ *   in every segment: probability about 2^-104 per choice of result. When some member did not attest the check cannot be
  *   made: the receipt is valid and says the result is not proven, naming
  *   them; everything else above still holds.
  *
@@ -77,7 +77,12 @@ import { vectorDigest } from "./crypto/digest.ts";
 import { bytesEqual, fromHex, lp } from "./crypto/bytes.ts";
 import { verify } from "./crypto/signing.ts";
 import { importPublicKey, pairwiseSeed } from "./crypto/agreement.ts";
-import { challengeProducts } from "./crypto/linear_check.ts";
+import {
+  attestedModulus,
+  attestedProducts,
+  CHALLENGES,
+  isAttestedShape,
+} from "./crypto/linear_check.ts";
 import { rebuildMaskKey } from "./crypto/mask_key.ts";
 import { applyMask, pairSign } from "./crypto/masks.ts";
 import type { RoundEvidence } from "./protocol/evidence.ts";
@@ -106,7 +111,7 @@ import {
 } from "./wire/messages.ts";
 
 /** The receipt format this module writes and reads. */
-export const RECEIPT_FORMAT = "sumshare-receipt/6";
+export const RECEIPT_FORMAT = "sumshare-receipt/7";
 
 /** The round's terms as a receipt stores them (`max` as a decimal string). */
 export interface ReceiptTerms {
@@ -268,7 +273,7 @@ export async function createStarReceipt(
   signingKey: CryptoKey,
 ): Promise<Receipt> {
   // A sparse round's consistency signatures are over window views and its
-  // DONE over a set digest (docs/protocol.md §18): format /6 cannot carry
+  // DONE over a set digest (docs/protocol.md §18): format /7 cannot carry
   // or check them, so no receipt is written that `verify` would refuse.
   check(
     evidence.terms.neighbors === undefined,
@@ -960,8 +965,8 @@ async function checkLinear(c: LinearCheckInput): Promise<string[]> {
   for (const { name, values, signature } of c.attestations) {
     check(c.set.includes(name), `the attestation of ${name} is not from the set`);
     check(
-      values.length === segments.length && values.every((v, i) => v < segments[i]!.modulus),
-      `the attestation of ${name} is not one value per segment, each below its modulus`,
+      isAttestedShape(values, segments),
+      `the attestation of ${name} is not ${CHALLENGES} values per segment, each below its modulus`,
     );
     check(
       await verify(
@@ -1022,16 +1027,19 @@ async function checkLinear(c: LinearCheckInput): Promise<string[]> {
     }
   }
   const seed = await linearCheckSeed(c.session, c.startBytes, c.set, c.resultDigest);
-  const left = await challengeProducts(seed, total, segments);
-  segments.forEach(({ modulus }, k) => {
+  const left = await attestedProducts(seed, total, segments);
+  left.forEach((value, i) => {
+    const modulus = attestedModulus(segments, i);
     let right = 0;
     for (const a of c.attestations) {
-      right += a.values[k]!;
+      right += a.values[i]!;
       if (right >= modulus) right -= modulus;
     }
     check(
-      left[k] === right,
-      `the result is not the unmasked sum of the attested inputs (the linear check fails in segment ${k})`,
+      value === right,
+      `the result is not the unmasked sum of the attested inputs (the linear check fails in segment ${
+        i % segments.length
+      })`,
     );
   });
   return [];

@@ -1,5 +1,5 @@
 /**
- * v2 receipts (sumshare-receipt/6): real rounds of the sans-I/O core in
+ * v2 receipts (sumshare-receipt/7): real rounds of the sans-I/O core in
  * memory with real certificates give receipts that verify; each change of a
  * field, re-signed by the hospital so that the receipt's outer signature
  * still holds, is caught by the inner check it names; duplicate keys, huge
@@ -19,7 +19,7 @@ import {
   linearCheckSeed,
   startHash,
 } from "../lib/protocol/transcript.ts";
-import { challengeProducts } from "../lib/crypto/linear_check.ts";
+import { attestedProducts } from "../lib/crypto/linear_check.ts";
 import { shapeOf } from "../lib/protocol/terms.ts";
 import { decodeResult, encodeInput, type Layout, parseQuery } from "../lib/query.ts";
 import {
@@ -1019,7 +1019,7 @@ async function published(
   ));
   const seed = await linearCheckSeed(good.session, hash, good.set, resultDigest);
   copy.attestations = await Promise.all(good.attestations.map(async ({ name }) => {
-    const values = await challengeProducts(seed, round.masked.get(name)!, layout.segments);
+    const values = await attestedProducts(seed, round.masked.get(name)!, layout.segments);
     const key = round.pki.peers.find((p) => p.name === name)!.signingKey;
     const signature = await sign(
       key,
@@ -1140,4 +1140,25 @@ Deno.test("attestations, self seeds and mask secrets are each checked", async ()
     (r) => r.selfSeeds = [{ name: peerName(0), seed: good.selfSeeds[0]!.seed }],
     /^an n-of-n round has no self seeds$/,
   ]]);
+});
+
+Deno.test("the second challenge is checked too: an attestation off in it, re-signed by its member, fails", async () => {
+  const round = await dropoutRound();
+  const good = await receiptOf(round);
+  const segments = layoutOf(round).segments.length;
+  const copy = structuredClone(good) as Loose;
+  const attestation = copy.attestations[0];
+  // Challenge 1's first value (challenge 0's values come first, one per segment).
+  attestation.values[segments] = (attestation.values[segments] + 1) % P;
+  const key = round.pki.peers.find((p) => p.name === attestation.name)!.signingKey;
+  const fields = attestFields(copy.session, fromHex(copy.startHash), copy.resultDigest, [
+    ...attestation.values,
+  ]);
+  attestation.signature = toBase64(await sign(key, "attest", fields));
+  await rejects(
+    await resigned(copy, round.hospital.signingKey),
+    round.pki.caPem,
+    LINEAR,
+    "challenge 1 off by one",
+  );
 });

@@ -21,6 +21,53 @@
 import type { Segment } from "../field.ts";
 import { assertSegmentsCover } from "../field.ts";
 import { FieldStream } from "../prg.ts";
+import { lp } from "./bytes.ts";
+
+/**
+ * Independent challenges per round. One challenge lets a wrong result
+ * through with probability about 2^-52 (1/m) per result a hospital tries, and
+ * a hospital can try many (each a new DONE digest); two independent ones make
+ * it about 2^-104.
+ */
+export const CHALLENGES = 2;
+
+/**
+ * The seed of challenge `j` (0 or 1): challenge 0 is drawn from seed_r
+ * itself, challenge 1 from SHA-256(lp("sumshare/2 linear-check 2") ‖
+ * lp(seed_r)), so the second is independent of the first (docs/protocol.md §8.7).
+ */
+export async function challengeSeed(seed: Uint8Array, j: number): Promise<Uint8Array> {
+  if (j === 0) return seed;
+  const input = lp("sumshare/2 linear-check 2", seed);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+}
+
+/**
+ * What a survivor attests: {@linkcode challengeProducts} for challenge 0,
+ * then for challenge 1 — CHALLENGES values per segment, challenge by challenge.
+ */
+export async function attestedProducts(
+  seed: Uint8Array,
+  v: Float64Array,
+  segments: readonly Segment[],
+): Promise<number[]> {
+  const values: number[] = [];
+  for (let j = 0; j < CHALLENGES; j++) {
+    values.push(...await challengeProducts(await challengeSeed(seed, j), v, segments));
+  }
+  return values;
+}
+
+/** The modulus of attested value `i` (challenge by challenge, segment by segment). */
+export function attestedModulus(segments: readonly Segment[], i: number): number {
+  return segments[i % segments.length]!.modulus;
+}
+
+/** Whether `values` has CHALLENGES values per segment, each below its segment's modulus. */
+export function isAttestedShape(values: readonly number[], segments: readonly Segment[]): boolean {
+  return values.length === CHALLENGES * segments.length &&
+    values.every((v, i) => v < attestedModulus(segments, i));
+}
 
 /** Challenge elements drawn per step (512 KiB): bounds the extra memory of a check. */
 const CHECK_CHUNK = 64 * 1024;

@@ -283,11 +283,14 @@ const share: Field<Float64Array> = {
 /** The most segments a layout has (variance: 3 components × 3 residues). */
 export const MAX_SEGMENTS = 16;
 
-/** ATTEST's values: 1 to MAX_SEGMENTS whole numbers below p1 (the largest modulus). */
+/** ATTEST's values: two challenges × at most MAX_SEGMENTS (docs/protocol.md §8.7). */
+export const MAX_ATTESTED_VALUES = 2 * MAX_SEGMENTS;
+
+/** ATTEST's values: 1 to MAX_ATTESTED_VALUES whole numbers below p1 (the largest modulus). */
 const segmentValues: Field<number[]> = {
   decode(value, path) {
-    if (!Array.isArray(value) || value.length < 1 || value.length > MAX_SEGMENTS) {
-      fail(path, `must be a list of 1 to ${MAX_SEGMENTS} whole numbers`);
+    if (!Array.isArray(value) || value.length < 1 || value.length > MAX_ATTESTED_VALUES) {
+      fail(path, `must be a list of 1 to ${MAX_ATTESTED_VALUES} whole numbers`);
     }
     const element = integer(0, P - 1);
     return value.map((v, i) => element.decode(v, `${path}[${i}]`));

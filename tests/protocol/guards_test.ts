@@ -73,8 +73,8 @@
  *       survivor's input
  *   H20 an attestation is kept only if its signature verifies;   → "guard H20"
  *       nothing is sent after DONE (no abort)
- *   H21 an attestation has one value per segment, each below its  → "guard H21"
- *       segment's modulus
+ *   H21 an attestation has two values (challenges) per segment,  → "guard H21"
+ *       each below its segment's modulus
  *   H22 only the first attestation of a live member of the set    → "guard H22" (deleting the
  *       counts                                                      member test alone stays green:
  *                                                                   after DONE every non-member is
@@ -111,6 +111,8 @@
  *       per holder in some partner set outside the set
  *   R4  ⟨r, result + masks⟩ ≡ Σ a_m per segment                   → "a result off by one in one
  *                                                                   element fails the linear check"
+ *   R4b the same for the second, independent challenge r'         → "the second challenge is checked
+ *                                                                   too"
  *   R5  "proven" only when every member attested                  → "leaves right after DONE"
  * Crypto and codec guards (lib/crypto/, lib/wire/):
  *   C1  public keys are points on P-256                           → crypto_test "off the curve"
@@ -141,7 +143,7 @@ import {
   linearCheckSeed,
   startHash,
 } from "../../lib/protocol/transcript.ts";
-import { challengeProducts } from "../../lib/crypto/linear_check.ts";
+import { attestedProducts } from "../../lib/crypto/linear_check.ts";
 import { add, inv, mul, P, P2, sub } from "../../lib/field.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
 import { decodeTotals } from "../../lib/query.ts";
@@ -995,7 +997,7 @@ Deno.test("every survivor attests ⟨r, y⟩ after DONE, and the hospital keeps 
       );
       assert.deepEqual(
         kept.get(name),
-        await challengeProducts(seed, y, [{ start: 0, length: 1, modulus: P }]),
+        await attestedProducts(seed, y, [{ start: 0, length: 1, modulus: P }]),
       );
     }
     assert.deepEqual(sentAfterDone(result), []);
@@ -1043,7 +1045,7 @@ Deno.test("guard H21: an attestation with the wrong number of values is not kept
     inputs: sumInput,
     tamper: async (e, net) => {
       if (e.from !== p1 || !("message" in e) || e.message.type !== "attest") return [e];
-      return [{ ...e, message: await attestOf(net, p1, [e.message.values[0]!, 0]) }];
+      return [{ ...e, message: await attestOf(net, p1, [...e.message.values, 0]) }];
     },
   });
   assert.deepEqual([...attested(result).keys()], [p0, p2]);

@@ -28,7 +28,11 @@ import { add, addSegmentsInto, fromResidues, mul, P, P2, P3 } from "../../lib/fi
 import { applyMask } from "../../lib/crypto/masks.ts";
 import { decodeTotals, encodeInput, parseQuery, vectorLayout } from "../../lib/query.ts";
 import { FieldStream } from "../../lib/prg.ts";
-import { challengeProducts } from "../../lib/crypto/linear_check.ts";
+import {
+  attestedProducts,
+  challengeProducts,
+  challengeSeed,
+} from "../../lib/crypto/linear_check.ts";
 import {
   attestFields,
   consistencyFields,
@@ -655,15 +659,28 @@ Deno.test("spec vectors: linear-check — challenge seed, r over the segments, e
   const r: number[] = [];
   for (const { length, modulus } of segments) r.push(...await stream.take(length, modulus));
   assert.deepEqual(r, v.numbers("challenge"));
-  // a_k = Σ r_i·y_i mod m_k, exactly (BigInt here; the library splits into 26-bit halves).
+  // The second challenge: its seed hashes the first, its draws are made the same way.
+  const input2 = lp("sumshare/2 linear-check 2", seed);
+  assert.equal(toHex(input2), v.text("seed_2_input"));
+  const seed2 = new Uint8Array(await crypto.subtle.digest("SHA-256", input2));
+  assert.equal(toHex(seed2), v.text("seed_2"));
+  assert.equal(toHex(await challengeSeed(seed, 1)), v.text("seed_2"));
+  const stream2 = await FieldStream.fromSeed(seed2);
+  const r2: number[] = [];
+  for (const { length, modulus } of segments) r2.push(...await stream2.take(length, modulus));
+  assert.deepEqual(r2, v.numbers("challenge_2"));
+  // a_{j,k} = Σ r_{j,i}·y_i mod m_k, exactly (BigInt here; the library splits into 26-bit
+  // halves): challenge 0's per segment, then challenge 1's.
   const y = Float64Array.from(v.numbers("masked"));
-  const exact = segments.map(({ start, length, modulus }) => {
-    let total = 0n;
-    for (let i = start; i < start + length; i++) total += BigInt(r[i]!) * BigInt(y[i]!);
-    return Number(total % BigInt(modulus));
-  });
+  const exact = [r, r2].flatMap((challenge) =>
+    segments.map(({ start, length, modulus }) => {
+      let total = 0n;
+      for (let i = start; i < start + length; i++) total += BigInt(challenge[i]!) * BigInt(y[i]!);
+      return Number(total % BigInt(modulus));
+    })
+  );
   assert.deepEqual(exact, v.numbers("values"));
-  assert.deepEqual(await challengeProducts(seed, y, segments), v.numbers("values"));
+  assert.deepEqual(await attestedProducts(seed, y, segments), v.numbers("values"));
   assert.equal(
     toHex(signingInput("attest", attestFields(session, hash, v.text("result_digest"), exact))),
     v.text("attest_signing_input"),

@@ -25,6 +25,7 @@
  * @module
  */
 
+import { isAttestedShape } from "../../crypto/linear_check.ts";
 import { verify } from "../../crypto/signing.ts";
 import { toHex } from "../../encoding.ts";
 import type { Attestation, RoundEvidence } from "../evidence.ts";
@@ -70,8 +71,7 @@ export class AttestState extends HospitalState {
     }
     const segments = this.ctx.layout.segments;
     const { values, signature } = message;
-    const shaped = values.length === segments.length &&
-      values.every((v, i) => v < segments[i]!.modulus);
+    const shaped = isAttestedShape(values, segments);
     const fields = attestFields(
       this.ctx.session,
       this.ctx.startHash,

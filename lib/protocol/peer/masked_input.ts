@@ -34,7 +34,7 @@ import { toHex } from "../../encoding.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
 import { CHUNK_ELEMENTS, type Message, type MessageOf } from "../../wire/messages.ts";
 import { bitmapMembers, partnerBitmap } from "../partners.ts";
-import { challengeProducts } from "../../crypto/linear_check.ts";
+import { attestedProducts } from "../../crypto/linear_check.ts";
 import {
   attestFields,
   consistencyFields,
@@ -125,7 +125,7 @@ export async function acceptDone(
     return abortSession(ctx, "the hospital's DONE signature does not verify");
   }
   const seed = await linearCheckSeed(ctx.session, ctx.startHash, signed, message.resultDigest);
-  const values = await challengeProducts(seed, ctx.masked, ctx.agreedLayout.segments);
+  const values = await attestedProducts(seed, ctx.masked, ctx.agreedLayout.segments);
   const attestation = await sign(
     ctx.signingKey,
     "attest",
