@@ -14,8 +14,8 @@
  *
  * | event from a member of the set                   | decision            |
  * | ------------------------------------------------ | ------------------- |
- * | attest: one value per segment, each below its    | recorded            |
- * |   modulus, signature verifies                    |                     |
+ * | attest: two values per segment (one per        | recorded            |
+ * |   challenge), each below its modulus, signed     |                     |
  * | attest otherwise                                 | not counted, logged |
  * | a second attest                                  | ignored             |
  * | abort, disconnect, anything unexpected           | not counted         |
