@@ -103,6 +103,7 @@ import {
 } from "./protocol/transcript.ts";
 import {
   type Deadlines,
+  MAX_ATTESTED_VALUES,
   MAX_DIMENSION,
   MAX_PARTICIPANTS,
   type Mode,
@@ -893,9 +894,6 @@ export async function verifyStarReceipt(
     unattested,
   };
 }
-
-/** The most values an attestation holds, as the wire allows. */
-const MAX_ATTESTED_VALUES = 16;
 
 function readAttestations(
   value: unknown,

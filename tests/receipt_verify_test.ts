@@ -35,7 +35,7 @@ import {
 } from "../lib/receipt.ts";
 import { vectorDigest } from "../lib/crypto/digest.ts";
 import type { RoundEvidence } from "../lib/protocol/evidence.ts";
-import type { Terms } from "../lib/wire/messages.ts";
+import { MAX_ATTESTED_VALUES, MAX_SEGMENTS, type Terms } from "../lib/wire/messages.ts";
 import { peerName, receiptPki, type ReceiptRound, runReceiptRound } from "./receipt_rounds.ts";
 
 /** A receipt as loose JSON, for tests that change it field by field. */
@@ -1160,5 +1160,30 @@ Deno.test("the second challenge is checked too: an attestation off in it, re-sig
     round.pki.caPem,
     LINEAR,
     "challenge 1 off by one",
+  );
+});
+
+Deno.test("a receipt may carry as many attested values as the wire allows (two per segment, up to 16 segments)", async () => {
+  const round = await nofnRound();
+  const good = await receiptOf(round);
+  const withValues = (count: number) => {
+    const copy = structuredClone(good) as Loose;
+    copy.attestations[0].values = Array.from({ length: count }, () => 0);
+    return resigned(copy, round.hospital.signingKey);
+  };
+  assert.equal(MAX_ATTESTED_VALUES, 2 * MAX_SEGMENTS);
+  // A variance with three residues per component has 9 segments, so 18 values: the bound on
+  // reading must not refuse them (this one then fails its shape check for a 1-segment round).
+  const error = await verifyStarReceipt(await withValues(MAX_ATTESTED_VALUES), round.pki.caPem)
+    .then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+  assert.ok(error !== undefined && !/has more than/.test(error), String(error));
+  await rejects(
+    await withValues(MAX_ATTESTED_VALUES + 1),
+    round.pki.caPem,
+    /^attestations\[0\]\.values has more than 32 items/,
+    "33 values",
   );
 });

@@ -67,6 +67,21 @@ export function backoffDelay(attempt: number, first: number, max: number): numbe
   return Math.round(d / 2 + random * d / 2);
 }
 
+/** One mutual-TLS connection to the hospital, as the serving and the one-shot agent both open it. */
+function connectToHospital(
+  options: { hospital: HostPort; identity: Identity },
+  signal: AbortSignal,
+): Promise<Connection> {
+  return connect({
+    hostname: options.hospital.hostname,
+    port: options.hospital.port,
+    ca: options.identity.caPem,
+    cert: options.identity.certPem,
+    key: options.identity.keyPem,
+    peer: `the hospital at ${formatHostPort(options.hospital)}`,
+  }, signal);
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
@@ -88,14 +103,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   while (!signal.aborted) {
     let conn: Connection;
     try {
-      conn = await connect({
-        hostname: options.hospital.hostname,
-        port: options.hospital.port,
-        ca: options.identity.caPem,
-        cert: options.identity.certPem,
-        key: options.identity.keyPem,
-        peer: `the hospital at ${address}`,
-      }, signal);
+      conn = await connectToHospital(options, signal);
     } catch (error) {
       if (signal.aborted) break;
       const delay = backoffDelay(attempt++, first, max);
@@ -166,14 +174,7 @@ export async function runOneRound(options: OneRoundOptions): Promise<OneRoundRes
     while (!stop.signal.aborted) {
       let conn: Connection;
       try {
-        conn = await connect({
-          hostname: options.hospital.hostname,
-          port: options.hospital.port,
-          ca: options.identity.caPem,
-          cert: options.identity.certPem,
-          key: options.identity.keyPem,
-          peer: `the hospital at ${address}`,
-        }, stop.signal);
+        conn = await connectToHospital(options, stop.signal);
       } catch (error) {
         if (stop.signal.aborted) break;
         const delay = backoffDelay(attempt++, first, max);

@@ -193,9 +193,14 @@ export async function askControl(
     throw new FileError(`Cannot reach the hospital's control socket ${path}: ${why}`, { cause });
   }
   try {
-    await writeAll(conn, new TextEncoder().encode(JSON.stringify(request) + "\n"));
+    // One deadline for sending the question and reading the answer: a hospital that accepts but
+    // never reads cannot hold the asker either.
     const signal = deadlineSignal(ms, "waiting for the hospital's answer");
     try {
+      await abortable(
+        writeAll(conn, new TextEncoder().encode(JSON.stringify(request) + "\n")),
+        signal,
+      );
       return JSON.parse(await readLine(conn, signal));
     } catch (cause) {
       if (signal.aborted) throw new TimeoutError((cause as Error).message, { cause });
