@@ -10,23 +10,23 @@
  *
  * ```ts
  * const party = checkCertificatePolicy(der, "peer", { ca, name: "alice", now: Date.now() });
- * await verifyIssuedBy(party.certificate, ca);
+ * await verifyIssuedBy(party.fields, ca);
  * ```
  *
  * @module
  */
 
-import { ECParameters } from "@peculiar/asn1-ecc";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import {
-  BasicConstraints,
-  type Certificate,
-  ExtendedKeyUsage,
-  KeyUsage,
-  type TBSCertificate,
-} from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
 import { AuthError } from "./errors.ts";
+import {
+  bytesEqual,
+  type CertificateFields,
+  ECDSA_WITH_SHA256,
+  ecdsaSignatureToP1363,
+  readCertificate,
+} from "./x509_der.ts";
+
+export type { CertificateFields } from "./x509_der.ts";
 
 /** The one signature scheme sumshare uses everywhere. */
 export const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
@@ -46,8 +46,12 @@ export type PartyUse = "hospital" | "peer" | "mesh";
 /** The consortium CA, or a party certificate for one of the {@linkcode PartyUse}s. */
 export type CertificateUse = "ca" | PartyUse;
 
-/** A certificate: parsed, one PEM block, or DER bytes (as node:tls hands over). */
-export type CertificateInput = x509.X509Certificate | string | BufferSource;
+/**
+ * A certificate: parsed (by `@peculiar/x509`, or read by
+ * {@linkcode readCertificateFields}), one PEM block, or DER bytes (as
+ * node:tls hands over).
+ */
+export type CertificateInput = x509.X509Certificate | CertificateFields | string | BufferSource;
 
 /** The time to check validity windows at: a `Date` or milliseconds since the epoch. */
 export type PolicyTime = Date | number;
@@ -69,8 +73,12 @@ export interface PartyPolicyOptions {
 /** The facts the policy accepted about a CA certificate. */
 export interface AcceptedCa {
   use: "ca";
-  certificate: x509.X509Certificate;
-  subject: string;
+  /** The certificate as read, which the checks ran on. */
+  fields: CertificateFields;
+  /** The certificate as an `X509Certificate` (the one given, or built on first use). */
+  readonly certificate: x509.X509Certificate;
+  /** The subject as a string (built on first use). */
+  readonly subject: string;
   notBefore: Date;
   notAfter: Date;
 }
@@ -78,11 +86,16 @@ export interface AcceptedCa {
 /** The facts the policy accepted about a party certificate. */
 export interface AcceptedParty {
   use: PartyUse;
-  certificate: x509.X509Certificate;
+  /** The certificate as read, which the checks ran on. */
+  fields: CertificateFields;
+  /** The CA as read, itself accepted. */
+  caFields: CertificateFields;
+  /** The certificate as an `X509Certificate` (the one given, or built on first use). */
+  readonly certificate: x509.X509Certificate;
   /** The certificate's single CN, equal to the expected name. */
   name: string;
-  /** The CA, parsed and itself accepted. */
-  ca: x509.X509Certificate;
+  /** The CA as an `X509Certificate` (the one given, or built on first use). */
+  readonly ca: x509.X509Certificate;
   notBefore: Date;
   notAfter: Date;
 }
@@ -123,107 +136,108 @@ const USE_LABEL: Record<PartyUse, string> = {
   mesh: "a party that both listens and connects",
 };
 
-/** What the policy reads from a certificate's extensions and key, decoded once. */
-interface CertificateFacts {
-  /** Each extension's OID and criticality, in order (duplicates kept, so they can be refused). */
-  extensions: { id: string; critical: boolean }[];
-  /** Basic constraints' CA flag (false when the extension is absent). */
-  isCa: boolean;
-  /** Key usage flags (x509.KeyUsageFlags bits), or undefined without the extension. */
-  keyUsage: number | undefined;
-  /** Extended key usage OIDs, or undefined without the extension. */
-  extendedKeyUsage: string[] | undefined;
-  /** Whether the subject key is an EC key on P-256. */
-  p256: boolean;
-}
-
-const EC_PUBLIC_KEY = "1.2.840.10045.2.1";
-const P256_CURVE = "1.2.840.10045.3.1.7";
-
 /**
- * A parsed certificate whose policy facts are decoded straight from its ASN.1
- * structure. Why not `X509Certificate.extensions`: that getter re-serializes
- * every extension and builds a typed object for each (the subject
- * alternative names included), which measured 0.45–0.6 ms a certificate here
- * against 0.06 ms for reading the three extensions the policy needs; a peer
- * checks every participant's certificate in every round.
+ * Every certificate is read once, by the strict DER reader of
+ * `x509_der.ts` (why not `@peculiar/x509` for this: see there, with the
+ * numbers). A parsed `X509Certificate` handed in is read from its DER once
+ * and remembered; so is the one built lazily for a caller that wants it.
  */
-class PolicyCertificate extends x509.X509Certificate {
-  #facts: CertificateFacts | undefined;
+const fieldsOfObject = new WeakMap<x509.X509Certificate, CertificateFields>();
+/** The fields {@linkcode readCertificateFields} made: only these are trusted as parsed. */
+const issued = new WeakSet<CertificateFields>();
+const objectOfFields = new WeakMap<CertificateFields, x509.X509Certificate>();
 
-  get facts(): CertificateFacts {
-    return this.#facts ??= decodeFacts((this.asn as Certificate).tbsCertificate);
-  }
-}
-
-function decodeFacts(tbs: TBSCertificate): CertificateFacts {
-  const facts: CertificateFacts = {
-    extensions: [],
-    isCa: false,
-    keyUsage: undefined,
-    extendedKeyUsage: undefined,
-    p256: false,
-  };
-  // The first copy of an extension is the one read; a second copy is refused
-  // by extensionsReason before anything relies on either.
-  const seen = new Set<string>();
-  for (const extension of tbs.extensions ?? []) {
-    facts.extensions.push({ id: extension.extnID, critical: extension.critical });
-    if (seen.has(extension.extnID)) continue;
-    seen.add(extension.extnID);
-    const value = extension.extnValue.buffer;
-    if (extension.extnID === OID.basicConstraints) {
-      facts.isCa = AsnConvert.parse(value, BasicConstraints).cA;
-    } else if (extension.extnID === OID.keyUsage) {
-      facts.keyUsage = AsnConvert.parse(value, KeyUsage).toNumber();
-    } else if (extension.extnID === OID.extKeyUsage) {
-      facts.extendedKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
-    }
-  }
-  const key = tbs.subjectPublicKeyInfo.algorithm;
-  if (key.algorithm === EC_PUBLIC_KEY && key.parameters) {
-    facts.p256 = AsnConvert.parse(key.parameters, ECParameters).namedCurve === P256_CURVE;
-  }
-  return facts;
-}
-
-function factsOf(cert: x509.X509Certificate): CertificateFacts {
-  return (cert instanceof PolicyCertificate ? cert : parseCertificate(cert) as PolicyCertificate)
-    .facts;
+function isFields(input: unknown): input is CertificateFields {
+  return typeof input === "object" && input !== null && issued.has(input as CertificateFields);
 }
 
 /**
- * Parses a certificate given as one PEM block or as DER. A string holding
- * anything but exactly one CERTIFICATE block is refused, so every reader of
- * the same text sees the same certificate.
+ * Reads a certificate given as one PEM block, DER, a parsed
+ * `X509Certificate`, or fields this function returned before. A string
+ * holding anything but exactly one CERTIFICATE block is refused, so every
+ * reader of the same text sees the same certificate; so is DER that is not
+ * exactly one certificate of sumshare's profile.
  */
-export function parseCertificate(
+export function readCertificateFields(
   input: CertificateInput,
   what = "certificate",
-): x509.X509Certificate {
-  if (input instanceof PolicyCertificate) return input;
+): CertificateFields {
+  if (isFields(input)) return input;
+  if (input instanceof x509.X509Certificate) {
+    const known = fieldsOfObject.get(input);
+    if (known) return known;
+  }
+  let fields: CertificateFields;
   try {
-    let der: BufferSource;
+    let der: Uint8Array;
     if (input instanceof x509.X509Certificate) {
-      der = input.rawData;
+      der = new Uint8Array(input.rawData);
     } else if (typeof input === "string") {
       const blocks = x509.PemConverter.decodeWithHeaders(input);
       if (blocks.length !== 1 || blocks[0]!.type !== "CERTIFICATE") {
         throw new Error("not one block");
       }
-      der = blocks[0]!.rawData;
+      der = new Uint8Array(blocks[0]!.rawData);
+    } else if (ArrayBuffer.isView(input)) {
+      der = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+    } else if (input instanceof ArrayBuffer) {
+      der = new Uint8Array(input);
     } else {
-      der = input;
+      throw new TypeError("not a certificate input");
     }
-    const cert = new PolicyCertificate(der);
-    void cert.facts; // decoded now, so a malformed extension is refused here as unparseable
-    return cert;
+    fields = readCertificate(der); // a copy: later changes to `input` change nothing
   } catch (cause) {
     const form = typeof input === "string"
       ? "one PEM X.509 certificate"
       : "a DER X.509 certificate";
     throw new AuthError(`Invalid ${what}: not ${form}`, { cause });
   }
+  issued.add(fields);
+  if (input instanceof x509.X509Certificate) {
+    fieldsOfObject.set(input, fields);
+    objectOfFields.set(fields, input);
+  }
+  return fields;
+}
+
+/**
+ * The `@peculiar/x509` object for `fields`, built on first use: only code
+ * off the per-neighbour path (names as strings, PEM output, key identifiers)
+ * needs it, and building one costs as much as an ECDSA verify.
+ */
+function objectOf(fields: CertificateFields): x509.X509Certificate {
+  let cert = objectOfFields.get(fields);
+  if (!cert) {
+    cert = new x509.X509Certificate(fields.der);
+    objectOfFields.set(fields, cert);
+    fieldsOfObject.set(cert, fields);
+  }
+  return cert;
+}
+
+/**
+ * Parses a certificate given as one PEM block or as DER, into an
+ * `X509Certificate`, after the same strict reading the policy makes (so a
+ * certificate it returns is one the policy can judge). A string holding
+ * anything but exactly one CERTIFICATE block is refused.
+ */
+export function parseCertificate(
+  input: CertificateInput,
+  what = "certificate",
+): x509.X509Certificate {
+  if (input instanceof x509.X509Certificate && fieldsOfObject.has(input)) return input;
+  const fields = readCertificateFields(input, what);
+  if (input instanceof x509.X509Certificate) return input;
+  try {
+    return objectOf(fields);
+  } catch (cause) {
+    throw new AuthError(`Invalid ${what}: not a DER X.509 certificate`, { cause });
+  }
+}
+
+/** The CNs of a certificate's subject, in order, without building an `X509Certificate`. */
+export function commonNames(input: CertificateInput, what = "certificate"): readonly string[] {
+  return readCertificateFields(input, what).commonNames;
 }
 
 function millis(time: PolicyTime): number {
@@ -233,17 +247,17 @@ function millis(time: PolicyTime): number {
 /** The one reason a certificate fails the policy, or undefined. */
 type Reason = string | undefined;
 
-function windowReason(cert: x509.X509Certificate, now: number): Reason {
-  if (!(now >= cert.notBefore.getTime())) {
-    return `it is not valid before ${cert.notBefore.toISOString()}`;
+function windowReason(cert: CertificateFields, now: number): Reason {
+  if (!(now >= cert.notBefore)) {
+    return `it is not valid before ${new Date(cert.notBefore).toISOString()}`;
   }
-  if (!(now <= cert.notAfter.getTime())) return `it expired at ${cert.notAfter.toISOString()}`;
+  if (!(now <= cert.notAfter)) return `it expired at ${new Date(cert.notAfter).toISOString()}`;
   return undefined;
 }
 
-function extensionsReason(cert: x509.X509Certificate): Reason {
+function extensionsReason(cert: CertificateFields): Reason {
   const seen = new Set<string>();
-  for (const extension of factsOf(cert).extensions) {
+  for (const extension of cert.extensions) {
     // A second copy could say something else than the one we read (RFC 5280 §4.2).
     if (seen.has(extension.id)) return `it has extension ${extension.id} more than once`;
     seen.add(extension.id);
@@ -254,35 +268,37 @@ function extensionsReason(cert: x509.X509Certificate): Reason {
   return undefined;
 }
 
-function keyReason(cert: x509.X509Certificate): Reason {
-  return factsOf(cert).p256 ? undefined : "its key is not ECDSA P-256";
+function keyReason(cert: CertificateFields): Reason {
+  return cert.p256 ? undefined : "its key is not ECDSA P-256";
 }
 
-function keyUsageReason(cert: x509.X509Certificate, flag: x509.KeyUsageFlags): Reason {
-  const usage = factsOf(cert).keyUsage;
+function keyUsageReason(cert: CertificateFields, flag: x509.KeyUsageFlags): Reason {
+  const usage = cert.keyUsage;
   const name = x509.KeyUsageFlags[flag];
   if (usage === undefined) return `it has no key usage extension (${name} is required)`;
   return (usage & flag) === flag ? undefined : `its key usage does not include ${name}`;
 }
 
-function caReason(ca: x509.X509Certificate, now: number): Reason {
-  if (ca.issuer !== ca.subject) return "it is not self-issued (its issuer is not its subject)";
-  if (!factsOf(ca).isCa) {
+function caReason(ca: CertificateFields, now: number): Reason {
+  if (!bytesEqual(ca.issuer, ca.subject)) {
+    return "it is not self-issued (its issuer is not its subject)";
+  }
+  if (!ca.isCa) {
     return "it is not a CA (basic constraints do not set the CA flag)";
   }
   return windowReason(ca, now) ?? keyUsageReason(ca, x509.KeyUsageFlags.keyCertSign) ??
     extensionsReason(ca) ?? keyReason(ca);
 }
 
-function partyReason(cert: x509.X509Certificate, use: PartyUse, now: number): Reason {
-  if (factsOf(cert).isCa) {
+function partyReason(cert: CertificateFields, use: PartyUse, now: number): Reason {
+  if (cert.isCa) {
     return "it is a CA certificate, not a party's";
   }
   const windowed = windowReason(cert, now);
   if (windowed) return windowed;
   const usage = keyUsageReason(cert, x509.KeyUsageFlags.digitalSignature);
   if (usage) return usage;
-  const eku = factsOf(cert).extendedKeyUsage;
+  const eku = cert.extendedKeyUsage;
   const needed = REQUIRED_EKU[use].map((oid) => EKU_NAMES[oid]).join(" and ");
   if (!eku) return `it has no extended key usage (${USE_LABEL[use]} needs ${needed})`;
   const has = new Set(eku);
@@ -295,18 +311,26 @@ function partyReason(cert: x509.X509Certificate, use: PartyUse, now: number): Re
   return extensionsReason(cert) ?? keyReason(cert);
 }
 
+/** The CA policy alone, on fields already read; throws an {@linkcode AuthError}. */
+function acceptCa(ca: CertificateFields, now: number): void {
+  const reason = caReason(ca, now);
+  if (reason) throw new AuthError(`Invalid CA certificate: ${reason}`);
+}
+
 /**
  * Checks `cert` against sumshare's certificate policy for `use` at time
  * `options.now`, and returns what it accepted; throws an
  * {@linkcode AuthError} with a one-line reason otherwise.
  *
- * Every certificate: inside its validity window; no extension twice; no
- * critical extension but basic constraints, key usage, extended key usage,
- * subject alternative names and key identifiers; an ECDSA P-256 key.
- * The CA besides: self-issued, the CA flag, keyCertSign. A party besides:
- * not a CA, digitalSignature, the extended key usage its use needs, issued
- * (by name) by a CA that passes the policy at the same time, and exactly one
- * CN, equal to `options.name`. The CA's signature is checked by
+ * Every certificate: strict DER of the profile (see `x509_der.ts`); inside
+ * its validity window; no extension twice; no critical extension but basic
+ * constraints, key usage, extended key usage, subject alternative names and
+ * key identifiers; an ECDSA P-256 key.
+ * The CA besides: self-issued (issuer and subject the same DER bytes), the CA
+ * flag, keyCertSign. A party besides: not a CA, digitalSignature, the
+ * extended key usage its use needs, issued (by name: the exact DER bytes of
+ * the CA's subject) by a CA that passes the policy at the same time, and
+ * exactly one CN, equal to `options.name`. The CA's signature is checked by
  * {@linkcode verifyIssuedBy}.
  */
 export function checkCertificatePolicy(
@@ -326,15 +350,19 @@ export function checkCertificatePolicy(
 ): AcceptedCa | AcceptedParty {
   const now = millis(options.now);
   if (use === "ca") {
-    const ca = parseCertificate(cert, "CA certificate");
-    const reason = caReason(ca, now);
-    if (reason) throw new AuthError(`Invalid CA certificate: ${reason}`);
+    const ca = readCertificateFields(cert, "CA certificate");
+    acceptCa(ca, now);
     return {
       use,
-      certificate: ca,
-      subject: ca.subject,
-      notBefore: ca.notBefore,
-      notAfter: ca.notAfter,
+      fields: ca,
+      get certificate() {
+        return cert instanceof x509.X509Certificate ? cert : objectOf(ca);
+      },
+      get subject() {
+        return this.certificate.subject;
+      },
+      notBefore: new Date(ca.notBefore),
+      notAfter: new Date(ca.notAfter),
     };
   }
   if (!(use in REQUIRED_EKU)) throw new TypeError(`Unknown certificate use ${String(use)}`);
@@ -342,10 +370,11 @@ export function checkCertificatePolicy(
     throw new TypeError("A party certificate is checked against a CA and a name");
   }
   const { name } = options;
-  const ca = checkCertificatePolicy(options.ca, "ca", { now }).certificate;
-  const party = parseCertificate(cert, `certificate for ${JSON.stringify(name)}`);
-  if (party.issuer !== ca.subject) throw notIssued(name);
-  const cns = party.subjectName.getField("CN");
+  const ca = readCertificateFields(options.ca, "CA certificate");
+  acceptCa(ca, now);
+  const party = readCertificateFields(cert, `certificate for ${JSON.stringify(name)}`);
+  if (!bytesEqual(party.issuer, ca.subject)) throw notIssued(name);
+  const cns = party.commonNames;
   if (cns.length !== 1) {
     throw new AuthError(
       `Invalid certificate for ${JSON.stringify(name)}: it has ${cns.length} CNs, not exactly one`,
@@ -360,13 +389,20 @@ export function checkCertificatePolicy(
   }
   const reason = partyReason(party, use, now);
   if (reason) throw new AuthError(`Invalid certificate for ${JSON.stringify(name)}: ${reason}`);
+  const caInput = options.ca;
   return {
     use,
-    certificate: party,
+    fields: party,
+    caFields: ca,
+    get certificate() {
+      return cert instanceof x509.X509Certificate ? cert : objectOf(party);
+    },
     name,
-    ca,
-    notBefore: party.notBefore,
-    notAfter: party.notAfter,
+    get ca() {
+      return caInput instanceof x509.X509Certificate ? caInput : objectOf(ca);
+    },
+    notBefore: new Date(party.notBefore),
+    notAfter: new Date(party.notAfter),
   };
 }
 
@@ -375,13 +411,32 @@ function notIssued(name: string | undefined): AuthError {
   return new AuthError(`Certificate${whose} is not issued by the consortium CA`);
 }
 
-/** The CA's key, imported into Web Crypto once per parsed CA rather than per certificate. */
-const caKeys = new WeakMap<x509.X509Certificate, Promise<CryptoKey>>();
+const P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
 
-function caVerifyKey(ca: x509.X509Certificate): Promise<CryptoKey> {
+/**
+ * Imports a P-256 key from the point in a certificate whose key the policy
+ * found to be id-ecPublicKey on P-256. From the raw point, not the SPKI:
+ * the SPKI's algorithm is what `p256` already checked, and Web Crypto's
+ * "spki" import measured 0.15 ms here against 0.015 ms for "raw" (which
+ * checks the point is on the curve all the same). Throws an
+ * {@linkcode AuthError} for a certificate whose key is not that.
+ */
+export async function importCertificateKey(fields: CertificateFields): Promise<CryptoKey> {
+  try {
+    if (!fields.p256) throw new Error("not id-ecPublicKey on P-256");
+    return await crypto.subtle.importKey("raw", fields.publicKey, P256, true, ["verify"]);
+  } catch (cause) {
+    throw new AuthError("Certificate key is not ECDSA P-256", { cause });
+  }
+}
+
+/** The CA's key, imported into Web Crypto once per CA rather than per certificate. */
+const caKeys = new WeakMap<CertificateFields, Promise<CryptoKey>>();
+
+function caVerifyKey(ca: CertificateFields): Promise<CryptoKey> {
   let key = caKeys.get(ca);
   if (!key) {
-    key = ca.publicKey.export(ECDSA_P256, ["verify"], crypto);
+    key = importCertificateKey(ca);
     key.catch(() => caKeys.delete(ca));
     caKeys.set(ca, key);
   }
@@ -390,22 +445,31 @@ function caVerifyKey(ca: x509.X509Certificate): Promise<CryptoKey> {
 
 /**
  * Checks that `cert` is issued by `ca`: the issuer name is the CA's subject
- * and the CA's ECDSA P-256 signature over it verifies. Throws an
- * {@linkcode AuthError} naming `name` (the party it was presented for)
- * otherwise. The policy is {@linkcode checkCertificatePolicy}'s; this is only
- * the signature.
+ * (the same DER bytes), the certificate is signed with ecdsa-with-SHA256 (the
+ * same algorithm inside and outside the signed part, RFC 5280 §4.1.1.2), and
+ * the CA's ECDSA P-256 signature, in its one DER encoding, verifies over the
+ * exact tbsCertificate bytes. Throws an {@linkcode AuthError} naming `name`
+ * (the party it was presented for) otherwise. The policy is
+ * {@linkcode checkCertificatePolicy}'s; this is only the signature.
  */
 export async function verifyIssuedBy(
   cert: CertificateInput,
   ca: CertificateInput,
   { name }: { name?: string } = {},
 ): Promise<void> {
-  const party = parseCertificate(cert);
-  const issuer = parseCertificate(ca, "CA certificate");
+  const party = readCertificateFields(cert);
+  const issuer = readCertificateFields(ca, "CA certificate");
   let signed = false;
   try {
-    signed = party.issuer === issuer.subject &&
-      await party.verify({ publicKey: await caVerifyKey(issuer), signatureOnly: true }, crypto);
+    signed = bytesEqual(party.issuer, issuer.subject) &&
+      bytesEqual(party.signatureAlgorithm, ECDSA_WITH_SHA256) &&
+      bytesEqual(party.innerSignatureAlgorithm, ECDSA_WITH_SHA256) &&
+      await crypto.subtle.verify(
+        ECDSA_P256,
+        await caVerifyKey(issuer),
+        ecdsaSignatureToP1363(party.signatureValue),
+        party.tbs,
+      );
   } catch {
     signed = false;
   }

@@ -14,11 +14,13 @@
 
 import * as x509 from "@peculiar/x509";
 import {
+  type CertificateFields,
   checkCertificatePolicy,
   ECDSA_P256,
-  parseCertificate,
+  importCertificateKey,
   type PartyUse,
   type PolicyTime,
+  readCertificateFields,
   verifyIssuedBy,
 } from "./certpolicy.ts";
 import { dirname, join } from "node:path";
@@ -75,38 +77,49 @@ export async function loadCaCertificate(
   return ca;
 }
 
+/** A certificate whose CA signature verified: as read, and its imported key. */
+interface SignedEntry {
+  fields: CertificateFields;
+  key: Promise<CryptoKey>;
+}
+
 /**
  * Certificates whose CA signature verified, with their imported keys, per CA:
- * a round checks each participant's signature once, not once per connection.
- * Only the signature and the key are cached; the policy, validity windows
- * included, is applied afresh on every call.
+ * a round checks each participant's signature once, not once per connection,
+ * and a process that lives longer than a round (`--serve`) reads each
+ * certificate once. Only the reading, the signature and the key are cached;
+ * the policy, validity windows included, is applied afresh on every call.
  */
-const signed = new WeakMap<x509.X509Certificate, Map<string, Promise<CryptoKey>>>();
+const signed = new WeakMap<x509.X509Certificate, Map<string, SignedEntry>>();
 
-function signedKey(
-  cert: x509.X509Certificate,
-  pem: string,
-  ca: x509.X509Certificate,
-  name: string,
-): Promise<CryptoKey> {
+function signedCache(ca: x509.X509Certificate): Map<string, SignedEntry> {
   let cache = signed.get(ca);
   if (!cache) signed.set(ca, cache = new Map());
-  const key = `${name}\n${pem}`;
-  let entry = cache.get(key);
-  if (!entry) {
-    entry = (async () => {
+  return cache;
+}
+
+function signedKey(
+  cache: Map<string, SignedEntry>,
+  key: string,
+  cert: CertificateFields,
+  ca: CertificateFields,
+  name: string,
+): Promise<CryptoKey> {
+  const hit = cache.get(key);
+  if (hit) return hit.key;
+  const entry: SignedEntry = {
+    fields: cert,
+    key: (async () => {
       await verifyIssuedBy(cert, ca, { name });
-      try {
-        return await cert.publicKey.export(ECDSA_P256, ["verify"], crypto);
-      } catch (cause) {
-        throw new AuthError("Certificate key is not ECDSA P-256", { cause });
-      }
-    })();
-    // Failures are not cached: each caller gets the check, and its message, afresh.
-    entry.catch(() => cache.delete(key));
-    cache.set(key, entry);
-  }
-  return entry;
+      return await importCertificateKey(cert);
+    })(),
+  };
+  // Failures are not cached: each caller gets the check, and its message, afresh.
+  entry.key.catch(() => {
+    if (cache.get(key) === entry) cache.delete(key);
+  });
+  cache.set(key, entry);
+  return entry.key;
 }
 
 /**
@@ -121,13 +134,12 @@ export async function verifyPartyCertificate(
   expectedName: string,
   { use = "mesh", now = Date.now() }: CertificateCheckOptions = {},
 ): Promise<VerifiedParty> {
-  const accepted = checkCertificatePolicy(parseCertificate(pem), use, {
-    ca,
-    name: expectedName,
-    now,
-  });
-  const publicKey = await signedKey(accepted.certificate, pem, ca, expectedName);
-  await assertNotRevoked(accepted.certificate, accepted.name, ca);
+  const cache = signedCache(ca);
+  const key = `${expectedName}\n${pem}`;
+  const cert = cache.get(key)?.fields ?? readCertificateFields(pem);
+  const accepted = checkCertificatePolicy(cert, use, { ca, name: expectedName, now });
+  const publicKey = await signedKey(cache, key, cert, accepted.caFields, expectedName);
+  await assertNotRevoked(cert, accepted.name, ca);
   return { name: accepted.name, certPem: pem, publicKey };
 }
 
@@ -253,8 +265,11 @@ export const REVOCATION_FILE = "revoked.json";
 export const REVOCATION_PURPOSE = "revocation-list";
 
 /** SHA-256 of a certificate's DER, hex: how a deny-list names a certificate and its CA. */
-export async function certificateFingerprint(cert: x509.X509Certificate): Promise<string> {
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData)));
+export async function certificateFingerprint(
+  cert: x509.X509Certificate | CertificateFields,
+): Promise<string> {
+  const der = cert instanceof x509.X509Certificate ? cert.rawData : cert.der;
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", der)));
 }
 
 /** The fields the CA signs, in order: every field of the list but the signature. */
@@ -357,13 +372,13 @@ export function revocationsOf(ca: x509.X509Certificate): RevocationList | undefi
 }
 
 async function assertNotRevoked(
-  cert: x509.X509Certificate,
+  cert: CertificateFields,
   name: string,
   ca: x509.X509Certificate,
 ): Promise<void> {
   const list = denyLists.get(ca);
   if (list === undefined || list.entries.length === 0) return;
-  const serial = cert.serialNumber.toLowerCase();
+  const serial = cert.serial;
   const fingerprint = await certificateFingerprint(cert);
   const hit = list.entries.find((e) =>
     e.name === name || e.serial === serial || e.fingerprint === fingerprint

@@ -280,6 +280,11 @@ async function runRow(row: Row, serialStart: boolean): Promise<void> {
     await scenario([dir], async (processes: CliProcess[]) => {
       const round = await startRound(processes, dir, values, {
         timeoutS,
+        // No row leaves a peer unconnected, so the hospital starts as soon as
+        // every peer is in; a join deadline as short as the phases' failed
+        // rows on a heavily loaded machine, where starting a process took
+        // longer (the hospital started without the victim).
+        joinTimeoutS: 60,
         hospitalArgs: row.mode === "threshold" ? ["--threshold", THRESHOLD] : [],
         ...(proxy ? { hospitalAddress: { [victim]: proxy.address } } : {}),
       });

@@ -11,20 +11,18 @@
  * @module
  */
 
-import * as x509 from "@peculiar/x509";
-import { parseCertificate } from "../certpolicy.ts";
 import { abortable, deadlineSignal } from "../deadline.ts";
 import { randomHex } from "../encoding.ts";
-import { AuthError, describeError, RoundAbortedError } from "../errors.ts";
+import { describeError, RoundAbortedError } from "../errors.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
 import type { HostPort } from "../names.ts";
 import type { Connection } from "../net/connection.ts";
-import { listen, type Server } from "../net/server.ts";
+import type { Server } from "../net/server.ts";
 import { HospitalRound } from "../protocol/hospital/round.ts";
 import type { Outbox, VerifyParty } from "../protocol/types.ts";
 import { parseQuery, type Query } from "../query.ts";
 import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
-import type { StarHospitalResult } from "../runtime/hospital.ts";
+import { listenForPeers, type StarHospitalResult } from "../runtime/hospital.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
 import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
 import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
@@ -75,6 +73,12 @@ interface Peer {
   conn: Connection;
   certPem: string;
   raised: boolean;
+  /**
+   * What its reads and writes wait on: follows the service's stop, but is
+   * its own, since one signal with a listener per agent made every wait
+   * scan them all (Deno's EventTarget).
+   */
+  signal: AbortSignal;
 }
 
 /** What the service routes a connection's frames to while a question is being answered. */
@@ -110,28 +114,9 @@ export class HospitalService {
   static async start(options: ServiceOptions): Promise<HospitalService> {
     const { identity } = options;
     const certificates = new Map<string, string>();
-    const server = await listen({
-      hostname: options.listen.hostname,
-      port: options.listen.port,
-      ca: identity.caPem,
-      cert: identity.certPem,
-      key: identity.keyPem,
-      authorize: async (der) => {
-        const pem = x509.PemConverter.encode(Uint8Array.from(der), "CERTIFICATE") + "\n";
-        const names = parseCertificate(pem).subjectName.getField("CN");
-        if (names.length !== 1) {
-          throw new AuthError("Invalid certificate: it must have exactly one CN");
-        }
-        const name = names[0]!;
-        if (name === identity.name) {
-          throw new AuthError(`Refused: ${JSON.stringify(name)} is the hospital's own name`);
-        }
-        await verifyPartyCertificate(pem, identity.ca, name, { use: "peer" });
-        certificates.set(name, pem);
-        return name;
-      },
-      onRefused: (error, remote) =>
-        options.log(`refused a connection from ${remote}: ${error.message}`),
+    const server = await listenForPeers(identity, options.listen, {
+      log: options.log,
+      certificates,
     });
     const service = new HospitalService(options, server);
     service.#certificates = certificates;
@@ -175,7 +160,13 @@ export class HospitalService {
         continue;
       }
       const name = conn.party!;
-      const peer: Peer = { name, conn, certPem: this.#certificates.get(name)!, raised: false };
+      const peer: Peer = {
+        name,
+        conn,
+        certPem: this.#certificates.get(name)!,
+        raised: false,
+        signal: AbortSignal.any([this.#stop.signal]),
+      };
       const earlier = this.#peers.get(name);
       if (earlier) {
         log(`${name} connected again; its earlier connection is closed`);
@@ -195,7 +186,7 @@ export class HospitalService {
   async #readLoop(peer: Peer): Promise<void> {
     try {
       for (;;) {
-        const payload = await peer.conn.readFrame(this.#stop.signal);
+        const payload = await peer.conn.readFrame(peer.signal);
         const decoded = decodePayload(payload);
         if (!peer.raised) {
           peer.conn.raiseLimit();
@@ -348,7 +339,7 @@ export class HospitalService {
       const peer = current.links?.get(name);
       if (!peer || this.#peers.get(name) !== peer) continue;
       writes.push(
-        peer.conn.write(payload, this.#stop.signal).catch((error) =>
+        peer.conn.write(payload, peer.signal).catch((error) =>
           this.#options.log(`${name}: released result not sent: ${describeError(error)}`)
         ),
       );
@@ -381,7 +372,7 @@ export class HospitalService {
       );
       void peer.conn.write(
         encodeMessage({ type: "describe", session: current.session, variable }),
-        this.#stop.signal,
+        peer.signal,
       ).catch(() => current.describing?.get(peer.name)?.(undefined));
     }
     const deadline = deadlineSignal(this.#options.phaseTimeoutMs, "", this.#stop.signal);
@@ -450,7 +441,7 @@ export class HospitalService {
     const write = (to: string, payload: Uint8Array) => {
       const peer = links.get(to);
       if (!peer) return;
-      const done = peer.conn.write(payload, this.#stop.signal).catch((error) => {
+      const done = peer.conn.write(payload, peer.signal).catch((error) => {
         log(`${to}: ${describeError(error)}`);
         peer.conn.close();
       });

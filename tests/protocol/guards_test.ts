@@ -492,7 +492,9 @@ Deno.test("guard P10: n-of-n goes on only when every participant's confirmation 
     tamper: edit(HOSPITAL, "confirmations", (m) => ({
       ...m,
       confirmations: m.confirmations.map((c) =>
-        c.name === peerName(3) ? { ...c, signature: Uint8Array.from(c.signature).fill(1, 0, 1) } : c
+        c.name === peerName(3)
+          ? { ...c, signature: Uint8Array.from(c.signature).fill(c.signature[0]! ^ 1, 0, 1) }
+          : c
       ),
     }), p0),
   });
@@ -661,7 +663,7 @@ Deno.test("guard H1: a join with a bad signature is left out of the roster", asy
     tamper: edit(
       p1,
       "join",
-      (m) => ({ ...m, signature: Uint8Array.from(m.signature).fill(3, 10, 11) }),
+      (m) => ({ ...m, signature: Uint8Array.from(m.signature).fill(m.signature[10]! ^ 1, 10, 11) }),
     ),
   });
   assertAbortedWithout(result, [p1]);

@@ -55,11 +55,16 @@ async function startSparse(ctx: HospitalContext, k: number): Promise<HospitalSta
   ctx.graph = graph;
   order.forEach((name, q) => ctx.index.set(name, q));
   const rosterHash = toHex(ctx.startHash);
+  // One entry object per participant, shared by the K + 1 windows it is in,
+  // so the encoder writes its text once (lib/wire/messages.ts).
+  const positioned = new Map<string, Participant>();
+  for (const [name, entry] of ctx.entries) {
+    positioned.set(name, { ...entry, position: graph.position(name) });
+  }
   for (const p of ctx.roster) {
-    const participants = graph.neighbourhood(p.name).slice().sort().map((name) => ({
-      ...ctx.entries.get(name)!,
-      position: graph.position(name),
-    }));
+    const participants = graph.neighbourhood(p.name).slice().sort().map((name) =>
+      positioned.get(name)!
+    );
     ctx.send(p.name, {
       type: "start",
       session: ctx.session,

@@ -60,8 +60,19 @@ export class ConsistencyState extends HospitalState {
   #fields(from: string) {
     const graph = this.ctx.graph;
     if (!graph) return consistencyFields(this.ctx.session, this.ctx.startHash, this.#survivors);
-    return viewFields(this.ctx.session, this.ctx.startHash, graph.bitmap(from, this.#survived));
+    return viewFields(this.ctx.session, this.ctx.startHash, this.#view(from));
   }
+
+  /** `name`'s view of S in its window: asked once per signer and once per neighbour it has. */
+  #view(name: string): string {
+    let view = this.#views.get(name);
+    if (view === undefined) {
+      view = this.ctx.graph!.bitmap(name, this.#survived);
+      this.#views.set(name, view);
+    }
+    return view;
+  }
+  #views = new Map<string, string>();
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "consistency") return this;
@@ -108,7 +119,7 @@ export class ConsistencyState extends HospitalState {
           signatures: local.map((n) => ({
             name: n,
             signature: this.#signatures.get(n)!,
-            view: graph.bitmap(n, this.#survived),
+            view: this.#view(n),
           })),
         });
       }
