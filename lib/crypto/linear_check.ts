@@ -107,16 +107,20 @@ export async function challengeProducts(
         const bh = Math.floor(b / TWO_26);
         const bl = b - bh * TWO_26;
         // Each product < 2^52 and each running sum < m, so sums stay < 2m + 2^8 < 2^53.
-        high += ah * bh;
-        if (high >= modulus) high -= modulus;
-        if (high >= modulus) high -= modulus;
-        let cross = ah * bl + al * bh; // < 2^53 − 2^28 < 2m: one subtraction reduces it
-        if (cross >= modulus) cross -= modulus;
-        middle += cross;
-        if (middle >= modulus) middle -= modulus;
-        low += al * bl;
-        if (low >= modulus) low -= modulus;
-        if (low >= modulus) low -= modulus;
+        // Reductions are branch-free, t − m + m·[t − m < 0], as in field.ts addInto:
+        // whether a random sum wraps is a coin toss a branch would mispredict.
+        high += ah * bh - modulus;
+        high += modulus * +(high < 0);
+        high -= modulus;
+        high += modulus * +(high < 0);
+        let cross = ah * bl + al * bh - modulus; // < 2^53 − 2^28 < 2m: one subtraction reduces it
+        cross += modulus * +(cross < 0);
+        middle += cross - modulus;
+        middle += modulus * +(middle < 0);
+        low += al * bl - modulus;
+        low += modulus * +(low < 0);
+        low -= modulus;
+        low += modulus * +(low < 0);
       }
     }
     const m = BigInt(modulus);

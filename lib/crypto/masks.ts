@@ -7,8 +7,8 @@
  * segment are drawn by rejection against that segment's modulus, and the
  * next segment goes on where the last stopped. So the mask is uniform modulo
  * each prime, and every party that expands a seed over the same layout gets
- * the same vector. The stream is read in pieces, so a long vector never
- * needs a second full copy for a mask.
+ * the same vector. Each element is added as it is drawn, so a long vector
+ * never needs a second copy for its mask.
  *
  * The segments are a required argument, not a default of "all mod p1": a
  * caller that forgot them would mask a p2 segment modulo p1, and its
@@ -17,15 +17,14 @@
  * @module
  */
 
-import { addInto, assertSegmentsCover, type Segment, subInto } from "../field.ts";
+import { assertSegmentsCover, type Segment } from "../field.ts";
 import { FieldStream } from "../prg.ts";
-
-/** Mask elements drawn per step (512 KiB): bounds the extra memory of masking. */
-const MASK_CHUNK = 64 * 1024;
 
 /**
  * acc += sign · PRG(seed), segment by segment, each modulo its segment's
  * modulus, in place; sign is +1 or −1. `segments` must cover `acc` in order.
+ * Each element is drawn and added in one pass (FieldStream.addInto), so
+ * masking needs no buffer beyond the keystream's.
  */
 export async function applyMask(
   acc: Float64Array,
@@ -35,16 +34,8 @@ export async function applyMask(
 ): Promise<void> {
   assertSegmentsCover(segments, acc.length);
   const stream = await FieldStream.fromSeed(seed);
-  const buffer = new Float64Array(Math.min(MASK_CHUNK, acc.length));
   for (const { start, length, modulus } of segments) {
-    const end = start + length;
-    for (let offset = start; offset < end; offset += buffer.length) {
-      const part = acc.subarray(offset, Math.min(offset + buffer.length, end));
-      const mask = buffer.subarray(0, part.length);
-      await stream.fill(mask, modulus);
-      if (sign === 1) addInto(part, mask, modulus);
-      else subInto(part, mask, modulus);
-    }
+    await stream.addInto(acc.subarray(start, start + length), sign, modulus);
   }
 }
 

@@ -9,10 +9,12 @@
  *   {@linkcode TransportError} with reason `"truncated"`. Frames that
  *   arrived whole before the other side's input ended (cleanly or not) are
  *   delivered first.
- * - {@linkcode Connection.write} goes through one queue, so frames never
- *   interleave. A write aborted before it started is not sent; once started,
- *   a frame is sent whole or the connection is closed. A failed write
- *   closes the connection.
+ * - {@linkcode Connection.write} (and `writeBatch`, `writeLazily`) goes
+ *   through one queue, so frames never interleave. A write aborted before it
+ *   started is not sent; once started, a frame is sent whole or the
+ *   connection is closed. A failed write closes the connection.
+ *   `writeLazily` makes its payload only when its turn comes, so a long run
+ *   of large frames does not wait in the queue all at once.
  * - Until {@linkcode Connection.raiseLimit} (called once the other party's
  *   first message was accepted) frames are at most 16 KiB and at most one
  *   frame may sit unread; afterwards frames are up to 1 MiB + 64 and
@@ -259,7 +261,7 @@ export class Connection {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#enqueue(header, payload, 1, signal);
+    return this.#enqueue(() => [header, payload], 1, signal);
   }
 
   /**
@@ -284,18 +286,48 @@ export class Connection {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#enqueue(frames, EMPTY, payloads.length, signal);
+    return this.#enqueue(() => [frames, EMPTY], payloads.length, signal);
   }
 
-  /** Queues `head` then `tail` (together `frames` frames) behind every earlier write. */
+  /**
+   * Sends the payload `encode` returns as one frame, after every frame
+   * written before it, calling `encode` only when the frame's turn comes.
+   * For a long run of large frames, such as a masked vector's chunks: each
+   * passed to {@linkcode write}, their payloads would all be made at once
+   * and wait in the queue together, a second copy of the vector (8 MiB at
+   * 2^20 elements); this way one payload exists at a time, made once the
+   * previous one was handed to the socket. If `signal` aborts before the
+   * frame's turn, `encode` is never called; an error from it rejects this
+   * write only.
+   */
+  writeLazily(encode: () => Uint8Array, signal: AbortSignal): Promise<void> {
+    try {
+      this.#throwIfUnusable(signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#enqueue(
+      () => {
+        const payload = encode();
+        return [encodeFrameHeader(payload.length, this.#frameLimit), payload];
+      },
+      1,
+      signal,
+    );
+  }
+
+  /**
+   * Queues the frames `bytes` makes (a head then a tail, together `frames`
+   * frames) behind every earlier write; `bytes` is called when their turn comes.
+   */
   #enqueue(
-    head: Uint8Array,
-    tail: Uint8Array,
+    bytes: () => readonly [Uint8Array, Uint8Array],
     frames: number,
     signal: AbortSignal,
   ): Promise<void> {
     const job = this.#writes.then(async () => {
       this.#throwIfUnusable(signal);
+      const [head, tail] = bytes();
       try {
         await this.#link.write(head, tail);
       } catch (error) {

@@ -20,7 +20,14 @@ import {
   encodeMessage,
   type Terms,
 } from "../wire/messages.ts";
-import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
+import {
+  cpuMs,
+  flushWrites,
+  formatTimeline,
+  peerGrace,
+  phaseDeadline,
+  PhaseTimer,
+} from "./phase_timer.ts";
 
 /** Each phase's deadline when the hospital announced none (docs/protocol.md, Timers). */
 const DEFAULT_DEADLINES = {
@@ -175,8 +182,17 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
       void current.timeout().then(watch);
     },
   );
+  let idle: ReturnType<typeof setTimeout> | undefined;
   function watch(): void {
     timer.update(current.phase);
+    // Once what this event sent has left, the core may work ahead (its
+    // writes first: work started before them would hold them back).
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      void lastWrite.then(() => {
+        if (!stop.signal.aborted) current.prepare();
+      });
+    }, 0);
   }
   try {
     log(`connected to the hospital at ${address}; waiting for a round`);
@@ -184,12 +200,16 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     void readLoop(connection, current, watch, lost, stop.signal);
     const outcome = await current.finished;
     timer.stop();
+    clearTimeout(idle);
+    const end = { phase: "end", at: performance.now(), cpu: cpuMs() };
+    log(`phases: ${formatTimeline(timer.timeline, end)}`);
     await flushWrites([lastWrite]);
     if (outcome.kind === "aborted") throw new RoundAbortedError(outcome.reason);
     const { bytesIn, bytesOut } = connection.stats;
     return { outcome, session: current.session, bytesIn, bytesOut };
   } finally {
     timer.stop();
+    clearTimeout(idle);
     stop.abort(new RoundAbortedError("the peer stopped"));
     options.signal?.removeEventListener("abort", onOuterAbort);
     connection.close();

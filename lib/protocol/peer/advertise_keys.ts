@@ -170,8 +170,16 @@ export class AdvertiseKeysState extends PeerState {
       return `a key of ${p.name} is not a P-256 point`;
     }
     ctx.verifyKeys.set(p.name, key);
-    ctx.sealKeys.set(p.name, await importPublicKey(p.sealKey));
-    ctx.maskKeys.set(p.name, await importPublicKey(p.maskKey));
+    // This peer's own public keys are never used (it derives with its private
+    // keys), and n-of-n rounds seal nothing: neither is imported. Both points
+    // were checked above all the same.
+    if (p.name === ctx.name) return undefined;
+    const [sealKey, maskKey] = await Promise.all([
+      ctx.agreed.mode === "threshold" ? importPublicKey(p.sealKey) : undefined,
+      importPublicKey(p.maskKey),
+    ]);
+    if (sealKey) ctx.sealKeys.set(p.name, sealKey);
+    ctx.maskKeys.set(p.name, maskKey);
     return undefined;
   }
 }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { sealingKey, sharedSecret } from "../../crypto/agreement.ts";
+import { preparePairwiseSeeds, sealingKey } from "../../crypto/agreement.ts";
 import { exportScalar } from "../../crypto/mask_key.ts";
 import { sealShares } from "../../crypto/seal.ts";
 import { splitSecret } from "../../crypto/secret_sharing.ts";
@@ -34,6 +34,22 @@ import { abortSession, PeerState } from "./state.ts";
 /** Waiting for CONFIRMATIONS. */
 export class ConfirmState extends PeerState {
   readonly phase = "confirm";
+
+  /**
+   * Derives, while the hospital gathers the confirmations, what the next
+   * steps need for every other participant, which is almost always everyone:
+   * threshold rounds, the sealing ECDH (to seal shares to each who confirms);
+   * all rounds, the pairwise seeds (to mask with each who confirms and, in
+   * threshold rounds, shares).
+   */
+  override prepare(): void {
+    const ctx = this.ctx;
+    if (ctx.agreed.mode === "threshold") {
+      // Sealing shares needs one ECDH per participant who confirms.
+      for (const name of ctx.sealKeys.keys()) ctx.sealSecret(name).catch(() => {});
+    }
+    preparePairwiseSeeds(ctx.keys!.mask.privateKey, ctx.maskKeys, ctx.sessionBytes, ctx.name);
+  }
 
   protected async receive(message: Message): Promise<PeerState> {
     if (message.type !== "confirmations") return this;
@@ -82,9 +98,7 @@ export class ConfirmState extends PeerState {
         ctx.shares.set(to, pair);
         return undefined;
       }
-      const shared = await sharedSecret(keys.seal.privateKey, ctx.sealKeys.get(to)!);
-      ctx.sealSecrets.set(to, shared);
-      const key = await sealingKey(shared, ctx.sessionBytes, ctx.name, to);
+      const key = await sealingKey(await ctx.sealSecret(to), ctx.sessionBytes, ctx.name, to);
       return { to, sealed: await sealShares(key, ctx.sessionBytes, ctx.name, to, pair) };
     }));
     ctx.send({

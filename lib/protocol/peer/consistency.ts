@@ -58,27 +58,39 @@ export class ConsistencyState extends PeerState {
       return abortSession(ctx, "UNMASK names another set than the survivors set this peer signed");
     }
     // Signatures are checked over the set UNMASK names (the same as the
-    // signed one, by the check above), from distinct members of that set.
+    // signed one, by the check above), from distinct members of that set
+    // (the decoder refuses repeated names) whose keys this peer holds.
     const fields = consistencyFields(ctx.session, ctx.startHash, message.set);
-    const checks = await Promise.all(message.signatures.map(async ({ name, signature, view }) => {
-      const key = ctx.verifyKeys.get(name);
-      if (!message.set.includes(name) || key === undefined) return false;
-      if (!ctx.sparse) {
-        return view === undefined && await verify(key, signature, "consistency", fields);
+    const sparse = ctx.sparse !== undefined;
+    const candidates = message.signatures.filter(({ name, view }) =>
+      message.set.includes(name) && ctx.verifyKeys.has(name) && (view !== undefined) === sparse
+    );
+    const verifies = ({ name, signature, view }: (typeof candidates)[number]) =>
+      verify(
+        ctx.verifyKeys.get(name)!,
+        signature,
+        "consistency",
+        view === undefined ? fields : viewFields(ctx.session, ctx.startHash, view),
+      );
+    // The decision is the one checking every signature gives, with fewer
+    // checks: a signed view that contradicts this peer's decides the round if
+    // its signature verifies, so each of those is checked; of the rest, only
+    // until T verify (a signature past T changes nothing): |S| − T fewer
+    // ECDSA verifications per peer, up to 16 with K = 52, T = 37.
+    if (sparse) {
+      for (const entry of candidates) {
+        if (viewAgrees(ctx, entry.name, entry.view!) || !(await verifies(entry))) continue;
+        // The hospital told two neighbours different survivors. Reveal nothing.
+        return abortSession(ctx, `${entry.name} signed another survivors set than this peer`);
       }
-      if (view === undefined) return false;
-      const viewed = viewFields(ctx.session, ctx.startHash, view);
-      if (!(await verify(key, signature, "consistency", viewed))) return false;
-      return viewAgrees(ctx, name, view) ? true : name;
-    }));
-    const disagreeing = checks.find((c): c is string => typeof c === "string");
-    if (disagreeing !== undefined) {
-      // A signed view that contradicts this peer's: the hospital told two
-      // neighbours different survivors. Reveal nothing.
-      return abortSession(ctx, `${disagreeing} signed another survivors set than this peer`);
     }
-    const valid = checks.filter((c) => c === true).length;
     const t = ctx.agreed.threshold;
+    let valid = 0;
+    for (const entry of candidates) {
+      if (valid >= t) break;
+      if (sparse && !viewAgrees(ctx, entry.name, entry.view!)) continue;
+      if (await verifies(entry)) valid++;
+    }
     if (valid < t) {
       return abortSession(
         ctx,

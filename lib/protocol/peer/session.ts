@@ -76,6 +76,22 @@ export class PeerSession {
     return this.#run((state) => state.disconnected());
   }
 
+  /**
+   * The runtime is idle (what the last event sent has left): lets the
+   * current phase start work ahead, such as the pairwise seeds while it
+   * waits for CONFIRMATIONS. Not an event: it changes no state, sends
+   * nothing, and is not queued behind events.
+   */
+  prepare(): void {
+    if (this.#ctx.outcome) return;
+    try {
+      this.#state.prepare();
+    } catch (error) {
+      // Work ahead is only ever an optimisation: the event that needs it does it again.
+      this.#ctx.log(`could not prepare ahead: ${(error as Error).message}`);
+    }
+  }
+
   /** The current phase's deadline passed. */
   timeout(): Promise<void> {
     return this.#run((state) => state.timeout());

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { sealingKey } from "../../crypto/agreement.ts";
+import { preparePairwiseSeeds, sealingKey } from "../../crypto/agreement.ts";
 import { openShares, type SharePair } from "../../crypto/seal.ts";
 import type { Message } from "../../wire/messages.ts";
 import { sendMaskedInput } from "./masked_input.ts";
@@ -32,6 +32,16 @@ export class ShareKeysState extends PeerState {
     this.#selfSeed = selfSeed;
   }
 
+  /** As in ConfirmState: seeds not derived yet are started (the rest are found done). */
+  override prepare(): void {
+    preparePairwiseSeeds(
+      this.ctx.keys!.mask.privateKey,
+      this.ctx.maskKeys,
+      this.ctx.sessionBytes,
+      this.ctx.name,
+    );
+  }
+
   protected async receive(message: Message): Promise<PeerState> {
     if (message.type !== "shares") return this;
     const ctx = this.ctx;
@@ -41,7 +51,7 @@ export class ShareKeysState extends PeerState {
       }
     }
     const opened = await Promise.all(message.shares.map(async ({ from, sealed }) => {
-      const key = await sealingKey(ctx.sealSecrets.get(from)!, ctx.sessionBytes, from, ctx.name);
+      const key = await sealingKey(await ctx.sealSecret(from), ctx.sessionBytes, from, ctx.name);
       try {
         return await openShares(key, ctx.sessionBytes, from, ctx.name, sealed);
       } catch {

@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { SessionKeys } from "../../crypto/agreement.ts";
+import { type SessionKeys, sharedSecret } from "../../crypto/agreement.ts";
 import type { SharePair } from "../../crypto/seal.ts";
 import type { Layout } from "../../query.ts";
 import type { Message, MessageType, Participant, Terms } from "../../wire/messages.ts";
@@ -141,8 +141,11 @@ export class PeerContext {
   readonly verifyKeys = new Map<string, CryptoKey>();
   readonly sealKeys = new Map<string, CryptoKey>();
   readonly maskKeys = new Map<string, CryptoKey>();
-  /** ECDH of this peer's and each other participant's sealing keys (both directions use it). */
-  readonly sealSecrets = new Map<string, Uint8Array>();
+  /**
+   * ECDH of this peer's and each other participant's sealing keys (both
+   * directions use it), as started: ahead by `prepare`, or when first needed.
+   */
+  readonly #sealSecrets = new Map<string, Promise<Uint8Array>>();
   startHash: Uint8Array = new Uint8Array(0);
   /** Participants whose confirmation of this START verified, this peer included. */
   confirmed: string[] = [];
@@ -197,6 +200,18 @@ export class PeerContext {
   send(message: Message): void {
     this.outbox.send(this.hospitalName, message);
   }
+
+  /** The ECDH of the sealing keys with `name` (imported at START), derived once. */
+  sealSecret(name: string): Promise<Uint8Array> {
+    let secret = this.#sealSecrets.get(name);
+    if (!secret) {
+      const other = this.sealKeys.get(name);
+      if (!other || !this.keys) throw new Error(`Cannot seal to ${name}: no sealing key`);
+      secret = sharedSecret(this.keys.seal.privateKey, other);
+      this.#sealSecrets.set(name, secret);
+    }
+    return secret;
+  }
 }
 
 /** One phase of a peer session. */
@@ -242,6 +257,13 @@ export abstract class PeerState {
   timeout(): Promise<PeerState> {
     return Promise.resolve(abortSession(this.ctx, `timed out in phase ${this.phase}`));
   }
+
+  /**
+   * The runtime has nothing to do: start work this phase will need
+   * whatever arrives next, so that it is done when the message comes. It
+   * changes no state and sends nothing. By default there is none.
+   */
+  prepare(): void {}
 
   /** A message this phase waits for. */
   protected abstract receive(message: Message): Promise<PeerState>;
