@@ -670,7 +670,8 @@ export function decodeResult(
     ? Array.from(summed, (x) => BigInt(x))
     : decodeTotals(layout, summed);
   const at = (i: number) => totals[i]!;
-  const factor = 10 ** scale;
+  // Exact rationals, each rounded once to the nearest binary64.
+  const factor = 10n ** BigInt(scale);
   switch (query.kind) {
     case "sum":
       return { sum: scaledToJson(at(0), scale) };
@@ -681,7 +682,7 @@ export function decodeResult(
       return {
         sum: scaledToJson(sum, scale),
         count: scaledToJson(count, 0),
-        mean: count === 0n ? null : Number(sum) / Number(count) / factor,
+        mean: count === 0n ? null : nearestNumber(sum, count * factor),
       };
     }
     case "variance": {
@@ -691,15 +692,44 @@ export function decodeResult(
       return {
         sum: scaledToJson(sum, scale),
         count: scaledToJson(count, 0),
-        mean: count === 0n ? null : Number(sum) / Number(count) / factor,
-        variance: count === 0n
-          ? null
-          : Number(numerator) / Number(count * count) / (factor * factor),
+        mean: count === 0n ? null : nearestNumber(sum, count * factor),
+        variance: count === 0n ? null : nearestNumber(numerator, count * count * factor * factor),
       };
     }
     case "histogram":
       return { histogram: totals.map((t) => scaledToJson(t, 0)) };
   }
+}
+
+function bitLength(n: bigint): number {
+  return n.toString(2).length;
+}
+
+/**
+ * The binary64 nearest to n/d (d > 0; ties to even): a 54-bit quotient of
+ * |n|/d, then one rounding with the remainder as the sticky bit. Dividing
+ * Number(n) by Number(d) would round up to three times (each operand past
+ * 2^53, then the quotient) and can miss the nearest value.
+ */
+export function nearestNumber(n: bigint, d: bigint): number {
+  if (n < 0n) return -nearestNumber(-n, d);
+  if (n === 0n) return 0;
+  const shift = 55 - (bitLength(n) - bitLength(d));
+  const [top, bottom] = shift >= 0 ? [n << BigInt(shift), d] : [n, d << BigInt(-shift)];
+  let q = top / bottom;
+  let sticky = top % bottom !== 0n;
+  const extra = bitLength(q) - 54;
+  if (extra > 0) {
+    sticky ||= (q & ((1n << BigInt(extra)) - 1n)) !== 0n;
+    q >>= BigInt(extra);
+  }
+  // n/d ≈ q · 2^(extra − shift), q of 54 bits: 53 kept and the rounding bit.
+  let m = q >> 1n;
+  if ((q & 1n) === 1n && (sticky || (m & 1n) === 1n)) m += 1n;
+  const exponent = extra - shift + 1;
+  // Two steps, so that 2^exponent alone cannot overflow or underflow first.
+  const half = Math.trunc(exponent / 2);
+  return Number(m) * 2 ** half * 2 ** (exponent - half);
 }
 
 /**

@@ -6,7 +6,7 @@
 import { mulberry32 } from "./helpers.ts";
 import assert from "node:assert/strict";
 import { formatScaled, parseScaled } from "../lib/decimal.ts";
-import { addSegmentsInto, P, P_BIG } from "../lib/field.ts";
+import { addSegmentsInto, MODULI_BIG, P, P_BIG } from "../lib/field.ts";
 import { dataFromBytes, dataFromValue, type PeerData } from "../lib/input.ts";
 import {
   assertBoundsFit,
@@ -259,4 +259,120 @@ Deno.test("every element is checked: a bound that does not fit one element takes
   assertBoundsFit(4000, elementBounds(variance, P_BIG - 1n, 2 ** 40));
   assert.equal(formatScaled(-1234n, 2), "-12.34");
   assert.equal(formatScaled(5n, 3), "0.005");
+});
+
+/** x (finite, ≥ 0) as an exact fraction [numerator, 2^k]. */
+function exactOf(x: number): [bigint, bigint] {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const exponent = Number((bits >> 52n) & 0x7ffn);
+  const fraction = bits & ((1n << 52n) - 1n);
+  const mantissa = exponent === 0 ? fraction : fraction | (1n << 52n);
+  const power = (exponent === 0 ? 1 : exponent) - 1075;
+  return power >= 0 ? [mantissa << BigInt(power), 1n] : [mantissa, 1n << BigInt(-power)];
+}
+
+/** Whether x's last mantissa bit is 1. */
+function oddMantissa(x: number): boolean {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  return (view.getBigUint64(0) & 1n) === 1n;
+}
+
+/** The binary64 next to x (≥ 0) upwards or downwards. */
+function neighbour(x: number, step: 1n | -1n): number {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  view.setBigUint64(0, view.getBigUint64(0) + step);
+  return view.getFloat64(0);
+}
+
+/**
+ * Whether x is the binary64 nearest to n/d (ties to an even mantissa),
+ * decided in exact BigInt rationals: |x − n/d| against both neighbours'.
+ */
+function isNearest(x: number, n: bigint, d: bigint): boolean {
+  const distance = (y: number): [bigint, bigint] => {
+    const [a, b] = exactOf(y);
+    const top = a * d - n * b;
+    return [top < 0n ? -top : top, b * d];
+  };
+  const compare = ([a, b]: [bigint, bigint], [c, e]: [bigint, bigint]) => {
+    const left = a * e;
+    const right = c * b;
+    return left < right ? -1 : left > right ? 1 : 0;
+  };
+  const own = distance(x);
+  const others = x === 0 ? [neighbour(x, 1n)] : [neighbour(x, 1n), neighbour(x, -1n)];
+  for (const other of others) {
+    const order = compare(own, distance(other));
+    if (order > 0) return false;
+    if (order === 0 && oddMantissa(x)) return false; // a tie: the even one wins
+  }
+  return true;
+}
+
+Deno.test("the mean and variance are the binary64 nearest the exact fraction, small and past 2^53 (review 3, F12)", () => {
+  const mean = parseQuery("mean", 0);
+  const variance = parseQuery("variance", 0);
+  let checked = 0;
+  for (let scale = 0; scale <= 3; scale++) {
+    const factor = 10n ** BigInt(scale);
+    for (let count = 1; count <= 40; count++) {
+      for (let sum = 0; sum <= 300; sum++) {
+        const result = decodeResult(mean, Float64Array.of(sum, count), scale);
+        const m = result["mean"] as number;
+        assert.ok(
+          isNearest(m, BigInt(sum), BigInt(count) * factor),
+          `${sum}/${count} at ${scale}: ${m}`,
+        );
+        checked++;
+      }
+      // Variance: count·Σx² − (Σx)² over count²·10^(2·scale), for some sums of squares.
+      for (let sum = 0; sum <= 60; sum += 7) {
+        const c = BigInt(count);
+        const s = BigInt(sum);
+        for (const squares of [s * s, s * s + 1n, s * s * 3n + 11n]) {
+          if (c * squares < s * s) continue;
+          const result = decodeResult(
+            variance,
+            Float64Array.of(sum, Number(squares), count),
+            scale,
+          );
+          const n = c * squares - s * s;
+          const v = result["variance"] as number;
+          assert.ok(isNearest(v, n, c * c * factor * factor), `variance ${n} at ${scale}: ${v}`);
+        }
+      }
+    }
+  }
+  assert.equal(checked, 4 * 40 * 301);
+  // 1/3 exactly: 0.5 + 0.5 + 0 at scale 1.
+  assert.equal(decodeResult(mean, Float64Array.of(10, 3), 1)["mean"], 0.3333333333333333);
+
+  // Totals past 2^53, carried as residues: Number(sum) would already round.
+  const layout = vectorLayout(mean, { max: 1n << 40n, maxRows: 1 << 20, participants: 2 });
+  const sumComponent = layout.components[0]!;
+  assert.ok(sumComponent.residues > 1, "the sum takes residues");
+  for (let k = 0n; k < 40n; k++) {
+    for (const count of [1n, 3n, 7n, 1000n]) {
+      const total = (1n << 53n) + k * 1_000_003n + 1n;
+      const summed = new Float64Array(layout.dimension);
+      for (
+        const [component, value] of [[layout.components[0]!, total], [
+          layout.components[1]!,
+          count,
+        ]] as const
+      ) {
+        for (let j = 0; j < component.residues; j++) {
+          summed[component.start + j] = Number(value % MODULI_BIG[j]!);
+        }
+      }
+      const result = decodeResult(mean, summed, 0, layout);
+      assert.equal(result["sum"], total.toString());
+      const m = result["mean"] as number;
+      assert.ok(isNearest(m, total, count), `${total}/${count}: ${m}`);
+    }
+  }
 });

@@ -5,9 +5,11 @@
  * connection. The sans-I/O core decides the protocol; this layer adds what
  * only the agent knows: which variable a round is about (`describe`, before
  * INVITE), the data read afresh for each round, the policy (lib/agent/
- * policy.ts) checked at INVITE, at START (n-of-n: the contributor set is
- * the roster) and at SURVIVORS (threshold), the persistent state, and the
- * audit log.
+ * policy.ts) checked at INVITE before any data is read, at START (n-of-n:
+ * the contributor set is the roster) and at SURVIVORS (threshold), the
+ * contributor set recorded only when the data leaves for it (n-of-n: the
+ * masked input; threshold: the reveal), the persistent state, and the audit
+ * log. Every wait is bounded: terms without deadlines get the defaults.
  *
  * @module
  */
@@ -24,6 +26,7 @@ import { fromHex } from "../crypto/bytes.ts";
 import { encodeInput, parseQuery } from "../query.ts";
 import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
 import {
+  type Deadlines,
   decodePayload,
   encodeChunk,
   encodeMessage,
@@ -33,9 +36,16 @@ import {
 } from "../wire/messages.ts";
 import { ReleasedError, verifyReleased } from "../service/released.ts";
 import { appendAudit, type AuditEntry } from "./audit.ts";
+import { Liveness } from "./liveness.ts";
 import type { AgentConfig, Variable } from "./config.ts";
-import { readVariable, type VariableData } from "./data.ts";
-import { checkContributors, checkTerms, PolicyRefusal, REFUSED_BY_POLICY } from "./policy.ts";
+import { atScale, legacyVersions, readVariable, type VariableData } from "./data.ts";
+import {
+  checkContributors,
+  checkTerms,
+  PolicyRefusal,
+  recordContributors,
+  REFUSED_BY_POLICY,
+} from "./policy.ts";
 import type { AgentState } from "./state.ts";
 
 /** Options for {@linkcode runAgent}. */
@@ -49,6 +59,11 @@ export interface AgentOptions {
   signal: AbortSignal;
   /** First and largest delay between connection attempts; default 250 ms and 5 s. */
   retryMs?: { first: number; max: number };
+  /**
+   * Each phase's deadline when a round's signed terms announce none
+   * (`deadlines` is optional on the wire); default 30 s, as lib/runtime/peer.ts.
+   */
+  defaultPhaseMs?: number;
   /**
    * The variable a round is about when the hospital names none with
    * `describe`: a one-shot hospital's query has no variable name.
@@ -111,18 +126,36 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       await sleep(delay, signal);
       continue;
     }
-    attempt = 0;
     log(`connected to the hospital at ${address}; waiting for rounds`);
+    const connection = new AgentConnection(conn, options);
+    const since = performance.now();
     try {
-      await new AgentConnection(conn, options).serve();
+      await connection.serve();
     } finally {
       conn.close();
     }
+    if (settled(connection, since)) attempt = 0;
     if (signal.aborted) break;
     const delay = backoffDelay(attempt++, first, max);
     log(`lost the hospital; reconnecting in ${delay} ms`);
     await sleep(delay, signal);
   }
+}
+
+/** How long an accepted connection must last before the backoff starts again from `first`. */
+const SETTLED_MS = 10_000;
+
+/**
+ * Whether a connection that just ended resets the backoff: the hospital
+ * accepted this party (a valid frame came) and kept it for a while. A TLS
+ * handshake alone does not count: a hospital that refuses the party
+ * (revoked, wrong name) closes right after it; nor does a connection
+ * replaced at once (a second agent of the same name, whose every connect
+ * closes this one's). Either way the backoff keeps growing, instead of a
+ * retry four times a second for ever.
+ */
+function settled(connection: AgentConnection, since: number): boolean {
+  return connection.accepted && performance.now() - since >= SETTLED_MS;
 }
 
 /** Options for {@linkcode runOneRound}. */
@@ -182,23 +215,25 @@ export async function runOneRound(options: OneRoundOptions): Promise<OneRoundRes
         await sleep(delay, stop.signal);
         continue;
       }
-      attempt = 0;
       log(`connected to the hospital at ${address}; waiting for a round`);
+      const connection = new AgentConnection(conn, {
+        ...options,
+        signal: stop.signal,
+        onInvite: () => invited = true,
+        onRoundEnd: (end) => {
+          entry = end;
+          stop.abort(new Error("the round ended"));
+        },
+      });
+      const since = performance.now();
       try {
-        await new AgentConnection(conn, {
-          ...options,
-          signal: stop.signal,
-          onInvite: () => invited = true,
-          onRoundEnd: (end) => {
-            entry = end;
-            stop.abort(new Error("the round ended"));
-          },
-        }).serve();
+        await connection.serve();
       } finally {
         bytesIn += conn.stats.bytesIn;
         bytesOut += conn.stats.bytesOut;
         conn.close();
       }
+      if (settled(connection, since)) attempt = 0;
       // Lost before an invitation: the hospital may come back within the join window.
       if (invited || stop.signal.aborted) break;
       const delay = backoffDelay(attempt++, first, max);
@@ -220,6 +255,21 @@ export async function runOneRound(options: OneRoundOptions): Promise<OneRoundRes
 /** How long to wait for `released` when the terms announced no deadlines. */
 const DEFAULT_RELEASED_WAIT_MS = 10_000;
 
+/** A phase's deadline when the signed terms announce none, as in lib/runtime/peer.ts. */
+const DEFAULT_PHASE_MS = 30_000;
+
+/** The same deadline for every phase (docs/protocol.md §12: a peer MUST bound every wait). */
+function uniformDeadlines(ms: number): Deadlines {
+  return {
+    joinMs: ms,
+    confirmMs: ms,
+    shareMs: ms,
+    inputMs: ms,
+    consistencyMs: ms,
+    unmaskMs: ms,
+  };
+}
+
 /** Frames up to this size are batched into one socket write (see lib/runtime/peer.ts). */
 const BATCH_BYTES = 16 * 1024;
 
@@ -235,6 +285,11 @@ interface AgentRound {
   ended?: AuditEntry;
   /** The rule behind a refusal at INVITE. */
   refusal?: string;
+  /**
+   * The contributor set checked at START (n-of-n) or SURVIVORS (threshold),
+   * sorted: recorded when this agent's data leaves for it.
+   */
+  contributors?: string[];
   /** The round finished and was logged. */
   closed: Promise<void>;
   /** The hospital's key, from the certificate checked at INVITE. */
@@ -256,20 +311,41 @@ class AgentConnection {
   /** The variable the hospital named for each session (only the latest few are kept). */
   #described = new Map<string, Variable>();
   #round: AgentRound | undefined;
+  /** Writes held back until the contributor set is on disk (see #send). */
+  #held: Uint8Array[] | undefined;
+  #accepted = false;
 
   constructor(conn: Connection, options: AgentOptions) {
     this.#conn = conn;
     this.#options = options;
   }
 
+  /** Whether the hospital sent a valid message on this connection: it accepted this party. */
+  get accepted(): boolean {
+    return this.#accepted;
+  }
+
   async serve(): Promise<void> {
     const onAbort = () => this.#stop.abort(abortReason(this.#options.signal));
     this.#options.signal.addEventListener("abort", onAbort, { once: true });
+    // The serving hospital's heartbeat (docs/protocol.md §16.2): a dead path
+    // ends the connection, and the agent reconnects.
+    using liveness = new Liveness(this.#stop, {
+      busy: () => {
+        const round = this.#round;
+        return round !== undefined && !round.core.outcome && !round.ended;
+      },
+      log: this.#options.log,
+    });
     let first = true;
     try {
       for (;;) {
         const payload = await this.#conn.readFrame(this.#stop.signal);
+        // Not an acceptance: the service sends idle to every connection it takes, a same-name
+        // twin's included, and counting it would reset the backoff (review 3, F7).
+        if (liveness.heard(payload)) continue;
         const decoded = decodePayload(payload);
+        this.#accepted = true;
         if (first) {
           this.#conn.raiseLimit();
           first = false;
@@ -358,12 +434,14 @@ class AgentConnection {
           ? message.participants.map((p) => p.name)
           : message.set;
         try {
-          await checkContributors(variable, data.version, set, this.#options.state);
+          // Checked now, recorded only when the data leaves for this set (#send).
+          checkContributors(variable, data.version, set, this.#options.state);
         } catch (error) {
           if (!(error instanceof PolicyRefusal)) throw error;
           this.#refuseNow(round, error.rule);
           return;
         }
+        round.contributors = [...set].sort();
       } else if (message.type === "start" && variable) {
         // Threshold: the set is known at SURVIVORS; the roster must still meet the floor.
         if (message.participants.length < variable.policy.minContributors) {
@@ -398,6 +476,7 @@ class AgentConnection {
   #newRound(session: string): AgentRound {
     const { config, identity, state, log } = this.#options;
     const variable = this.#described.get(session) ?? this.#options.variable;
+    const fallback = uniformDeadlines(this.#options.defaultPhaseMs ?? DEFAULT_PHASE_MS);
     const outbox: Outbox = {
       send: (_to, message) => this.#send(message),
       sendChunk: (_to, chunk) => this.#write(encodeChunk(chunk.index, chunk.data)),
@@ -424,40 +503,49 @@ class AgentConnection {
           round.refusal = "the hospital named no variable for this round";
           throw new PolicyRefusal(round.refusal);
         }
+        // Before the data is read: the decision cannot depend on it.
         try {
           checkTerms(variable, terms, state, Date.now());
-          if (terms.scale < variable.scale) {
-            throw new PolicyRefusal(`the round's scale ${terms.scale} is below the variable's`);
-          }
         } catch (error) {
           if (error instanceof PolicyRefusal) round.refusal = error.rule;
           throw error;
         }
+        // Every round that reads the data counts towards max_rounds_per_day,
+        // joined or refused for the site's own data error.
+        await state.recordJoined(Date.now());
         let data: VariableData;
+        let x: Float64Array;
         try {
-          data = await readVariable(variable, terms.scale);
+          data = await readVariable(variable);
+          if (state.hasLegacy(variable.name)) {
+            await state.adoptLegacy(
+              variable.name,
+              data.version,
+              await legacyVersions(data.values, variable.scale),
+            );
+          }
           const query = parseQuery(terms.query, terms.scale);
-          const x = encodeInput(query, data, { scale: terms.scale, layout });
-          round.data = data;
-          if (data.skipped > 0) log(`${variable.name}: ${data.skipped} missing cells skipped`);
-          await state.recordJoined(Date.now());
-          return x;
+          // Exact: checkTerms made the round's R cover the declared max at its scale.
+          const values = atScale(data.values, variable.scale, terms.scale);
+          x = encodeInput(query, { values, where: data.where }, { scale: terms.scale, layout });
         } catch (error) {
-          if (error instanceof PolicyRefusal) throw error;
-          // Where, never what: the message names the file, line and column.
+          // This site's own data or configuration error, the same for every
+          // round until fixed. Where, never what: the file, line and column.
           round.refusal = `cannot use ${variable.name}: ${describeError(error)}`;
           log(round.refusal);
-          throw new Error(`this site cannot use its data for ${variable.name} (see its log)`);
+          throw new PolicyRefusal(round.refusal);
         }
+        round.data = data;
+        if (data.skipped > 0) log(`${variable.name}: ${data.skipped} missing cells skipped`);
+        return x;
       },
       minContributors: variable?.policy.minContributors ?? 2,
       log: (line) => log(`round ${session}: ${line}`),
     });
     const timer = new PhaseTimer(
       (phase) => {
-        const ms = round.core.terms?.deadlines === undefined
-          ? undefined
-          : phaseDeadline(round.core.terms.deadlines, phase);
+        // Terms without deadlines still get one per phase: never an unbounded wait.
+        const ms = phaseDeadline(round.core.terms?.deadlines ?? fallback, phase);
         return ms === undefined ? undefined : peerGrace(ms);
       },
       (phase) => {
@@ -557,10 +645,50 @@ class AgentConnection {
 
   #send(message: Message): void {
     this.#options.log(`sending ${message.type}`);
+    const round = this.#round;
+    const leaves = round?.terms?.mode === "nofn" ? "input" : "reveal";
+    if (
+      round !== undefined && round.contributors !== undefined && message.type === leaves &&
+      "session" in message && message.session === round.session
+    ) {
+      // The data leaves for this set now: the set goes on disk first, and
+      // this message and everything after it wait for that.
+      const set = round.contributors;
+      delete round.contributors;
+      this.#held ??= [];
+      this.#held.push(encodeMessage(message));
+      void this.#pin(round, set);
+      return;
+    }
     this.#write(encodeMessage(message));
   }
 
+  /** Records `set` for the round's data version, then lets the held writes go; refuses if it cannot. */
+  async #pin(round: AgentRound, set: string[]): Promise<void> {
+    const { variable, data } = round;
+    let refusal: string | undefined;
+    try {
+      await recordContributors(variable!, data!.version, set, this.#options.state);
+    } catch (error) {
+      refusal = error instanceof PolicyRefusal
+        ? error.rule
+        : `cannot record the contributor set: ${describeError(error)}`;
+    }
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    if (refusal !== undefined) {
+      // Nothing held leaves: the data stays here.
+      if (!round.ended) this.#refuseNow(round, refusal);
+      return;
+    }
+    for (const payload of held) this.#write(payload);
+  }
+
   #write(payload: Uint8Array): void {
+    if (this.#held !== undefined) {
+      this.#held.push(payload);
+      return;
+    }
     this.#pending.push(payload);
     if (this.#pending.length === 1) queueMicrotask(() => this.#flush());
   }

@@ -41,6 +41,15 @@ reading the data file afresh for each. The config (TOML) names the party,
 the hospital, the credentials, the variables and the policy; see
 docs/reference.md. Relative paths in it are relative to the config file.
 
+A round is joined only when its terms cover the variable's declaration, so
+that joining never depends on the data: a scale at least the variable's
+scale, an R at least its max (a histogram's LOW:HIGH from at most 0 to at
+least max), a row limit at least its max_rows (a vector: exactly its
+dimension). Data outside the declaration (a value below 0 or above max, more
+rows than max_rows) refuses every round for that variable until it is fixed;
+the log names the file, line and column, never the value. The hospital hears
+only "refused by policy".
+
 Options (each overrides the config's key of the same meaning):
   --config FILE        the agent's config (required)
   --name NAME          name
@@ -174,7 +183,8 @@ export async function oneShotCommand(args: string[], io: Io): Promise<number> {
   });
   const options = await agentOptions(flags);
   const variable = oneShotVariable(options.config, flags);
-  const joinTimeoutMs = joinTimeoutFlag(flags, timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS));
+  const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
+  const joinTimeoutMs = joinTimeoutFlag(flags, timeoutMs);
   const identity = await loadIdentity(options.name, options.credentials, { use: "peer" });
   const state = await AgentState.open(options.config.statePath);
   const { entry, bytesIn, bytesOut } = await runOneRound({
@@ -184,6 +194,8 @@ export async function oneShotCommand(args: string[], io: Io): Promise<number> {
     hospital: options.hospital,
     variable,
     joinTimeoutMs,
+    // Bounds each phase of a round whose terms announce no deadlines.
+    defaultPhaseMs: timeoutMs,
     log: io.err,
   });
   if (entry.outcome !== "done") {

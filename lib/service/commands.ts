@@ -76,7 +76,8 @@ variable the agents hold:
 Options:
   --control FILE       the hospital's control socket (default: ./${DEFAULT_CONTROL})
   --peers N            wait up to --timeout until the hospital serves and N agents
-                       holding VAR are connected
+                       are connected (any agents: the question then fails at once
+                       when fewer than N of them hold VAR)
   --threshold T        a threshold round (T > N/2) instead of n-of-n
   --min-contributors K with --threshold: never a sum over fewer than K inputs (default 2)
   --timeout SEC        how long to wait for --peers (default: ${DEFAULT_TIMEOUT_SECONDS})

@@ -6,7 +6,12 @@
  * standing connections; a failed round is reported to the asker and the
  * service goes on. Before INVITE the service asks each agent, with
  * `describe`, whether it holds the variable and at which declared range
- * (docs/protocol.md §16), and builds the terms from the answers.
+ * (docs/protocol.md §16), and builds the terms from the answers: it waits
+ * for those answers only until the holders the question needs have answered
+ * or a short describe deadline passes, and leaves out a holder whose declared
+ * range cannot fit the round, so one agent cannot stall or fail every
+ * question. Between rounds it sends each agent an `idle` heartbeat every H
+ * (§16.2), so an agent on a dead path notices and reconnects.
  *
  * @module
  */
@@ -14,6 +19,7 @@
 import { abortable, deadlineSignal } from "../deadline.ts";
 import { randomHex } from "../encoding.ts";
 import { describeError, RoundAbortedError } from "../errors.ts";
+import { IDLE_INTERVAL_MS } from "../agent/liveness.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
 import type { HostPort } from "../names.ts";
 import type { Connection } from "../net/connection.ts";
@@ -30,6 +36,7 @@ import {
   CHUNK_ELEMENTS,
   decodePayload,
   encodeChunk,
+  encodeIdle,
   encodeMessage,
   type Message,
   type MessageOf,
@@ -66,7 +73,31 @@ export interface ServiceOptions {
   /** Where each completed round's receipt goes (0600 files); none if absent. */
   receiptsDir?: string | undefined;
   log: (line: string) => void;
+  /**
+   * H, the interval of the `idle` heartbeat between rounds (§16.2); default
+   * 15 s, the most an agent allows for. Smaller in tests.
+   */
+  idleMs?: number;
+  /**
+   * The longest wait for `description` answers when the asker named no
+   * `peers` (and the bound when too few holders answer); default 3 s, at
+   * most the phase deadline. An answer is a look-up in the agent's config.
+   */
+  describeMs?: number;
 }
+
+/** Default of {@linkcode ServiceOptions.describeMs}. */
+const DESCRIBE_MS = 3_000;
+
+/**
+ * How much longer the describe step waits for the other agents once the
+ * asker's `peers` holders answered. Why not stop at once: the round's set
+ * would be whichever holders happened to answer first, and an agent pins
+ * its answered set (docs/protocol.md §16 rule 4), so a slower holder could
+ * be kept out of that data version for good, and the next question over
+ * another fastest set refused.
+ */
+const DESCRIBE_GRACE_MS = 300;
 
 interface Peer {
   name: string;
@@ -176,6 +207,36 @@ export class HospitalService {
       log(`${name} connected (${this.#peers.size} connected)`);
       this.#notify();
       void this.#readLoop(peer);
+      void this.#heartbeat(peer);
+    }
+  }
+
+  /**
+   * Sends `peer` an `idle` frame at once and then every H while it stays
+   * connected, except while it is invited to the round in progress: nothing
+   * but the round's messages reaches a peer inside a round (§16.2).
+   */
+  async #heartbeat(peer: Peer): Promise<void> {
+    const every = this.#options.idleMs ?? IDLE_INTERVAL_MS;
+    const idle = encodeIdle();
+    while (!peer.signal.aborted && this.#peers.get(peer.name) === peer) {
+      if (this.#current?.links?.get(peer.name) !== peer) {
+        try {
+          // A peer that cannot take 22 bytes within a phase deadline is as good as gone. Not
+          // tied to the service's stop (close() closes the connection): nothing accumulates there.
+          await peer.conn.write(
+            idle,
+            AbortSignal.timeout(Math.max(every, this.#options.phaseTimeoutMs)),
+          );
+        } catch (error) {
+          if (!peer.signal.aborted) {
+            this.#options.log(`${peer.name}: ${describeError(error)}`);
+            peer.conn.close();
+          }
+          return;
+        }
+      }
+      await sleep(every, peer.signal);
     }
   }
 
@@ -265,22 +326,39 @@ export class HospitalService {
     const current: Current = { session, said: new Map() };
     this.#current = current;
     try {
-      const offers = await this.#describe(current, request.variable);
-      const holders = [...offers.keys()].sort();
       const need = request.peers ?? 2;
-      if (holders.length < need) {
+      const offers = await this.#describe(current, request.variable, request.peers);
+      const answered = [...offers.keys()].sort();
+      if (answered.length < need) {
         throw new RoundFailedError(
-          `Cannot run round: ${holders.length} connected peer(s) answer for ${
+          `Cannot run round: ${answered.length} connected peer(s) answer for ${
             JSON.stringify(request.variable)
-          }${holders.length ? ` (${holders.join(", ")})` : ""}; ${need} needed${saying(current)}`,
+          }${answered.length ? ` (${answered.join(", ")})` : ""}; ${need} needed${saying(current)}`,
         );
       }
-      const { terms, query } = this.#terms(request, [...offers.values()]);
+      const { terms, query, leftOut } = this.#terms(request, offers);
+      for (const name of leftOut) {
+        log(
+          `round ${session}: left out ${name}: its declared range (scale, max, max_rows) does not fit a round with the others`,
+        );
+      }
+      const holders = answered.filter((name) => !leftOut.includes(name));
+      if (holders.length < need) {
+        throw new RoundFailedError(
+          `Cannot run round: ${holders.length} peer(s) for ${
+            JSON.stringify(request.variable)
+          } declare a range that fits; ${need} needed (left out: ${leftOut.join(", ")})`,
+        );
+      }
       log(
         `round ${session}: ${request.variable} ${terms.query} over ${holders.join(", ")}`,
       );
       const result = await this.#runRound(current, holders, terms);
-      const report = { variable: request.variable, ...starReport(result, terms, query) };
+      const report = {
+        variable: request.variable,
+        ...starReport(result, terms, query),
+        ...(leftOut.length ? { leftOut } : {}),
+      };
       await this.#release(current, request.variable, result, report.result).catch((error) =>
         log(`round ${session}: released result not sent: ${describeError(error)}`)
       );
@@ -352,13 +430,21 @@ export class HospitalService {
     }
   }
 
-  /** Asks every connected agent whether it holds `variable`; its declared ranges by name. */
+  /**
+   * Asks every connected agent whether it holds `variable`; its declared
+   * ranges by name. The wait ends when every agent answered, a short grace
+   * after `peers` holders did (the asker needs no more), or at the describe
+   * deadline: an agent that stays silent delays a question by that bound only.
+   */
   async #describe(
     current: Current,
     variable: string,
+    peers: number | undefined,
   ): Promise<Map<string, MessageOf<"description">>> {
     const offers = new Map<string, MessageOf<"description">>();
     const waits: Promise<void>[] = [];
+    const enough = Promise.withResolvers<void>();
+    let grace: ReturnType<typeof setTimeout> | undefined;
     current.describing = new Map();
     for (const peer of this.#peers.values()) {
       waits.push(
@@ -366,6 +452,9 @@ export class HospitalService {
           current.describing!.set(peer.name, (answer) => {
             current.describing!.delete(peer.name);
             if (answer && answer.variable === variable) offers.set(peer.name, answer);
+            if (peers !== undefined && offers.size >= peers && grace === undefined) {
+              grace = setTimeout(() => enough.resolve(), DESCRIBE_GRACE_MS);
+            }
             resolve();
           });
         }),
@@ -375,26 +464,38 @@ export class HospitalService {
         peer.signal,
       ).catch(() => current.describing?.get(peer.name)?.(undefined));
     }
-    const deadline = deadlineSignal(this.#options.phaseTimeoutMs, "", this.#stop.signal);
-    await abortable(Promise.all(waits), deadline).catch(() => {});
+    const ms = Math.min(this.#options.phaseTimeoutMs, this.#options.describeMs ?? DESCRIBE_MS);
+    const deadline = deadlineSignal(ms, "", this.#stop.signal);
+    const started = performance.now();
+    await abortable(Promise.race([Promise.all(waits), enough.promise]), deadline).catch(() => {});
+    clearTimeout(grace);
+    const unanswered = [...current.describing.keys()].sort();
     current.describing = undefined;
+    this.#options.log(
+      `round ${current.session}: ${offers.size} holder(s) answered describe in ${
+        ((performance.now() - started) / 1000).toFixed(2)
+      } s${unanswered.length ? `; not waited for: ${unanswered.join(", ")}` : ""}`,
+    );
     return offers;
   }
 
-  /** The round's terms from the holders' declared ranges: the widest scale, range and rows. */
+  /**
+   * The round's terms from the holders' declared ranges: the widest scale,
+   * range and rows. A holder whose declaration makes the layout impossible
+   * (R at or past p) is left out instead of failing the round for everyone:
+   * narrowest declarations first, each kept if the round still fits with it.
+   */
   #terms(
     request: AskRequest,
-    offers: MessageOf<"description">[],
-  ): { terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> }; query: Query } {
-    const scale = Math.max(...offers.map((o) => o.scale));
-    const max = offers.reduce((m, o) => {
-      const scaled = o.max * 10n ** BigInt(scale - o.scale);
-      return scaled > m ? scaled : m;
-    }, 0n);
-    const maxRows = Math.max(...offers.map((o) => o.maxRows));
+    offers: Map<string, MessageOf<"description">>,
+  ): {
+    terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> };
+    query: Query;
+    leftOut: string[];
+  } {
     let spec = request.query;
     if (spec === "vector") {
-      const dimensions = new Set(offers.map((o) => o.dimension));
+      const dimensions = new Set([...offers.values()].map((o) => o.dimension));
       const [d] = dimensions;
       if (dimensions.size !== 1 || !d) {
         throw new RoundFailedError(
@@ -403,10 +504,52 @@ export class HospitalService {
       }
       spec = `vector:${d}`;
     }
+    const all = [...offers.values()];
+    const leftOut: string[] = [];
+    let kept = all;
+    try {
+      this.#build(request, spec, all, false);
+    } catch (cause) {
+      const common = Math.max(...all.map((o) => o.scale));
+      const width = (o: MessageOf<"description">) =>
+        o.max * 10n ** BigInt(common - o.scale) * BigInt(o.maxRows);
+      const order = [...offers].sort(([a, x], [b, y]) => {
+        const dx = width(x);
+        const dy = width(y);
+        return dx < dy ? -1 : dx > dy ? 1 : a < b ? -1 : 1;
+      });
+      kept = [];
+      for (const [name, offer] of order) {
+        try {
+          this.#build(request, spec, [...kept, offer], false);
+          kept.push(offer);
+        } catch {
+          leftOut.push(name);
+        }
+      }
+      // No holder fits even alone: the question itself cannot be answered.
+      if (kept.length === 0) throw cause;
+    }
+    return { ...this.#build(request, spec, kept, true), leftOut: leftOut.sort() };
+  }
+
+  /** Terms over `offers`; with the asker's threshold floors checked when `floors`. */
+  #build(
+    request: AskRequest,
+    spec: string,
+    offers: MessageOf<"description">[],
+    floors: boolean,
+  ): { terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> }; query: Query } {
+    const scale = Math.max(...offers.map((o) => o.scale));
+    const max = offers.reduce((m, o) => {
+      const scaled = o.max * 10n ** BigInt(scale - o.scale);
+      return scaled > m ? scaled : m;
+    }, 0n);
+    const maxRows = Math.max(...offers.map((o) => o.maxRows));
     try {
       const query = parseQuery(spec, scale);
       const peers = offers.length;
-      if (request.threshold !== undefined) {
+      if (floors && request.threshold !== undefined) {
         assertThresholdFloors(peers, request.threshold, request.minContributors ?? 2);
       }
       const terms = roundTerms({
@@ -421,7 +564,13 @@ export class HospitalService {
       });
       return { terms, query };
     } catch (cause) {
-      throw new RoundFailedError(`Cannot run round: ${(cause as Error).message}`, { cause });
+      // Said once: the layout's own errors already start so, and describeError
+      // drops a cause that repeats its error's message.
+      const text = (cause as Error).message;
+      throw new RoundFailedError(
+        text.startsWith("Cannot run round") ? text : `Cannot run round: ${text}`,
+        { cause },
+      );
     }
   }
 
@@ -529,4 +678,16 @@ function saying(current: Current): string {
 function unreadCap(dimension: number): number {
   return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
     (FRAME_HEADER_BYTES + FRAME_LIMIT);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }

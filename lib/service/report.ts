@@ -11,9 +11,11 @@
 
 import { formatScaled } from "../decimal.ts";
 import { P_BIG } from "../field.ts";
-import { decodeResult, decodeTotals, type Query, vectorLayout } from "../query.ts";
+import { decodeResult, decodeTotals, nearestNumber, type Query, vectorLayout } from "../query.ts";
 import type { StarHospitalResult } from "../runtime/hospital.ts";
 import type { Terms } from "../wire/messages.ts";
+
+export { nearestNumber };
 
 /** A round's report: the statistics under `result`, then the terms and parties. */
 export type Report = Record<string, unknown> & { result: Record<string, unknown> };
@@ -103,34 +105,6 @@ export function binEdges(low: bigint, high: bigint, bins: number, scale: number)
   return edges;
 }
 
-function bitLength(n: bigint): number {
-  return n.toString(2).length;
-}
-
-/**
- * The binary64 nearest to n/d (n ≥ 0, d > 0; ties to even): a 54-bit
- * quotient, then one rounding with the remainder as the sticky bit.
- */
-export function nearestNumber(n: bigint, d: bigint): number {
-  if (n === 0n) return 0;
-  const shift = 55 - (bitLength(n) - bitLength(d));
-  const [top, bottom] = shift >= 0 ? [n << BigInt(shift), d] : [n, d << BigInt(-shift)];
-  let q = top / bottom;
-  let sticky = top % bottom !== 0n;
-  const extra = bitLength(q) - 54;
-  if (extra > 0) {
-    sticky ||= (q & ((1n << BigInt(extra)) - 1n)) !== 0n;
-    q >>= BigInt(extra);
-  }
-  // n/d ≈ q · 2^(extra − shift), q of 54 bits: 53 kept and the rounding bit.
-  let m = q >> 1n;
-  if ((q & 1n) === 1n && (sticky || (m & 1n) === 1n)) m += 1n;
-  const exponent = extra - shift + 1;
-  // Two steps, so that 2^exponent alone cannot overflow or underflow first.
-  const half = Math.trunc(exponent / 2);
-  return Number(m) * 2 ** half * 2 ** (exponent - half);
-}
-
 /** numerator/denominator in lowest terms, as "N/D" (or "N" when D is 1). */
 function fraction(numerator: bigint, denominator: bigint): string {
   const g = gcd(numerator, denominator) || 1n;
@@ -154,7 +128,7 @@ function rationalJson(numerator: bigint, denominator: bigint, scale: number): un
   while (d % 10n === 0n) [d, places] = [d / 10n, places + 1];
   while (d % 2n === 0n) [n, d, places] = [n * 5n, d / 2n, places + 1];
   while (d % 5n === 0n) [n, d, places] = [n * 2n, d / 5n, places + 1];
-  if (d !== 1n) return Number(numerator) / Number(denominator) / 10 ** scale;
+  if (d !== 1n) return nearestNumber(numerator, denominator * 10n ** BigInt(scale));
   const text = trimDecimal(formatScaled(n, places));
   const number = Number(text);
   return Number.isSafeInteger(Number(text.replace(/[.-]/g, ""))) && String(number) === text

@@ -723,6 +723,33 @@ function validate(value: unknown): Message {
   return { type, ...codec.decode(body, type) } as Message;
 }
 
+/**
+ * The one spelling of `idle` (docs/protocol.md §16.2), a serving hospital's
+ * heartbeat between rounds. It carries nothing, not even a session, so it
+ * stays outside {@linkcode Message} (whose every type names one) and is told
+ * apart by its exact bytes before decoding: any other spelling is an
+ * unknown type to {@linkcode decodeMessage}.
+ */
+const IDLE_PAYLOAD: Uint8Array = (() => {
+  const json = encoder.encode(JSON.stringify({ v: PROTOCOL_VERSION, type: "idle" }));
+  const payload = new Uint8Array(1 + json.length);
+  payload[0] = KIND_MESSAGE;
+  payload.set(json, 1);
+  return payload;
+})();
+
+/** The payload of an `idle` frame: 0x01 then `{"v":2,"type":"idle"}`. */
+export function encodeIdle(): Uint8Array {
+  return IDLE_PAYLOAD.slice();
+}
+
+/** Whether `payload` is the `idle` heartbeat, byte for byte. */
+export function isIdle(payload: Uint8Array): boolean {
+  if (payload.length !== IDLE_PAYLOAD.length) return false;
+  for (let i = 0; i < payload.length; i++) if (payload[i] !== IDLE_PAYLOAD[i]) return false;
+  return true;
+}
+
 const CHUNK_HEADER = 5;
 
 /** Encodes chunk `index` of a vector: 0x02, u32 BE index, binary64 LE elements. */

@@ -256,3 +256,21 @@ Deno.test("crypto: a mask over segments is one stream, each segment drawn below 
   await applyMask(masked, seed, -1, segments);
   assert.deepEqual(masked, x);
 });
+
+Deno.test("crypto: neighbourhood-sized sharings (52 points up to 10,000, T = 37) rebuild exactly and catch a lying extra share", () => {
+  for (let round = 0; round < 4; round++) {
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    const points = new Set<number>();
+    while (points.size < 52) {
+      points.add(1 + (crypto.getRandomValues(new Uint32Array(1))[0]! % 10_000));
+    }
+    const shares = splitSecret(secret, [...points], 37);
+    assert.deepEqual(combineSecret(shares, 37), secret);
+    assert.deepEqual(combineSecret(shares.slice(10, 47), 37), secret);
+    // A lie in any one share, base or extra, is refused (the base: as an inconsistent extra).
+    const liar = round * 13;
+    const bad = shares.map((s) => ({ x: s.x, words: Float64Array.from(s.words) }));
+    bad[liar]!.words[round]! = (bad[liar]!.words[round]! + 1) % P1;
+    assert.throws(() => combineSecret(bad, 37), InconsistentSharesError);
+  }
+});

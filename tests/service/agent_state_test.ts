@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseAgentConfig } from "../../lib/agent/config.ts";
-import { checkContributors, checkTerms, PolicyRefusal } from "../../lib/agent/policy.ts";
+import {
+  checkContributors,
+  checkTerms,
+  PolicyRefusal,
+  recordContributors,
+} from "../../lib/agent/policy.ts";
 import { AgentState } from "../../lib/agent/state.ts";
 import { roundTerms } from "../../lib/runtime/terms.ts";
 import { parseQuery } from "../../lib/query.ts";
@@ -51,25 +56,38 @@ Deno.test("agent state: sessions seen and the answered set survive a restart", a
     const variable = config.variables.get("chol")!;
     const first = await AgentState.open(path);
     assert.equal(await first.claimSession("a".repeat(32)), true);
-    await checkContributors(variable, "v1", ["bob", "north", "alice"], first);
+    // A check records nothing; the set is recorded when the data leaves for it.
+    checkContributors(variable, "v1", ["bob", "north"], first);
+    assert.equal(first.answeredSet("chol", "v1"), undefined);
+    await recordContributors(variable, "v1", ["bob", "north", "alice"], first);
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
 
+    // One process at a time: a second agent of this config is refused while the first runs.
+    await assert.rejects(AgentState.open(path), /another agent is running with it/);
+    first.close();
     // A new process: the same session is a replay, another set a difference.
     const again = await AgentState.open(path);
     assert.equal(await again.claimSession("a".repeat(32)), false);
     assert.equal(await again.claimSession("b".repeat(32)), true);
-    await checkContributors(variable, "v1", ["alice", "bob", "north"], again);
-    await assert.rejects(
-      checkContributors(variable, "v1", ["bob", "north"], again),
+    checkContributors(variable, "v1", ["alice", "bob", "north"], again);
+    assert.throws(
+      () => checkContributors(variable, "v1", ["bob", "north"], again),
       (e) => e instanceof PolicyRefusal && e.message === "refused by policy",
     );
-    await assert.rejects(
-      checkContributors(variable, "v1", ["alice", "bob", "carol", "north"], again),
+    assert.throws(
+      () => checkContributors(variable, "v1", ["alice", "bob", "carol", "north"], again),
       PolicyRefusal,
     );
+    await assert.rejects(
+      recordContributors(variable, "v1", ["bob", "north"], again),
+      PolicyRefusal,
+      "recording re-checks",
+    );
+    assert.deepEqual(again.answeredSet("chol", "v1"), ["alice", "bob", "north"]);
     // A new data version may be answered over any set meeting the floor.
-    await checkContributors(variable, "v2", ["bob", "north"], again);
-    await assert.rejects(checkContributors(variable, "v3", ["north"], again), PolicyRefusal);
+    checkContributors(variable, "v2", ["bob", "north"], again);
+    assert.throws(() => checkContributors(variable, "v3", ["north"], again), PolicyRefusal);
+    again.close();
   } finally {
     await removeDir(dir);
   }
@@ -96,6 +114,7 @@ Deno.test("agent policy: kinds, bins, the contributor floor and rounds per day a
     assert.throws(() => checkTerms(variable, terms("sum", 3), state, now), PolicyRefusal);
     // A day later the count starts again.
     checkTerms(variable, terms("sum", 3), state, now + 86_400_000);
+    state.close();
   } finally {
     await removeDir(dir);
   }

@@ -16,9 +16,17 @@
  * | session seen before                          | refuse                      |
  * | terms invalid (dimension ≠ layout's, not     | refuse                      |
  * |   representable, …), T below the minimum     |                             |
- * | input refused, or not fitting the layout     | refuse with the input error |
- * |   (length, segment moduli, element bounds)   |                             |
+ * | input refused, or not fitting the layout     | refuse, saying only "input  |
+ * |   (length, segment moduli, element bounds)   | refused" (the detail stays  |
+ * |                                              | in the local log)           |
  * | otherwise                                    | join                        |
+ *
+ * Why an input was refused is about the data ("line 2: outside [0, R]"
+ * says what line 2 holds; "N rows, more than the limit" gives the row
+ * count), so the hospital hears one fixed reason, {@linkcode INPUT_REFUSED},
+ * and the detail goes to this peer's own log only. A runtime whose refusal
+ * says nothing about the data (an agent's "refused by policy") throws a
+ * {@linkcode StatedRefusal}, whose message is sent as it is.
  *
  * @module
  */
@@ -33,6 +41,17 @@ import { shapeOf } from "../terms.ts";
 import { inviteFields, joinFields, sessionBytes } from "../transcript.ts";
 import { AdvertiseKeysState } from "./advertise_keys.ts";
 import { PeerAbortedState, PeerState } from "./state.ts";
+
+/** What the hospital hears about any input refused for what it holds. */
+export const INPUT_REFUSED = "input refused: the input does not fit the round's terms";
+
+/**
+ * An input refusal whose message is a fixed text that says nothing about
+ * the data, so it may go to the hospital as it is ("input refused: MESSAGE").
+ */
+export class StatedRefusal extends Error {
+  override name = "StatedRefusal";
+}
 
 /**
  * Why an encoded input does not fit the layout, or undefined: it must have
@@ -107,10 +126,11 @@ export class AwaitInviteState extends PeerState {
     try {
       x = await ctx.input(terms, layout);
     } catch (error) {
-      return this.#refuse(`input refused: ${(error as Error).message}`);
+      const detail = `input refused: ${(error as Error).message}`;
+      return this.#refuse(error instanceof StatedRefusal ? detail : INPUT_REFUSED, detail);
     }
     const problem = inputProblem(x, layout);
-    if (problem) return this.#refuse(`input refused: ${problem}`);
+    if (problem) return this.#refuse(INPUT_REFUSED, `input refused: ${problem}`);
     ctx.x = Float64Array.from(x);
     ctx.keys = await generateSessionKeys();
     const { seal, mask } = ctx.keys;
@@ -135,8 +155,9 @@ export class AwaitInviteState extends PeerState {
     return new PeerAbortedState(this.ctx);
   }
 
-  #refuse(reason: string): PeerState {
-    this.ctx.send({ type: "refuse", session: this.ctx.session, reason: fitReason(reason) });
-    return this.#fail(`refused the round: ${reason}`);
+  /** Sends REFUSE with `sent`; `detail` (default: the same) goes to the local log only. */
+  #refuse(sent: string, detail = sent): PeerState {
+    this.ctx.send({ type: "refuse", session: this.ctx.session, reason: fitReason(sent) });
+    return this.#fail(`refused the round: ${detail}`);
   }
 }

@@ -1,0 +1,200 @@
+/**
+ * One connected agent must not slow or block every question (review 3, F4;
+ * docs/protocol.md §16 rule 2), with real processes: the CLI's serving
+ * hospital, `peer --serve` agents, `ask` through the control socket, and
+ * eve, an authenticated party that either never answers `describe` (a
+ * small program on lib/net/client.ts) or declares an absurd range (a stock
+ * agent with scale 15 and max_rows 2^31).
+ *
+ * - Silent eve: `ask --peers 2` goes on once two holders answered; `ask`
+ *   without `--peers` waits the short describe deadline (3 s), not the
+ *   phase deadline (20 s here).
+ * - Absurd eve: she is left out, the hospital logs who and why (no values),
+ *   the asker is told who, and the round runs over the others.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { CliProcess, makePki, ROOT, scenario } from "../helpers.ts";
+import { ask, resultOf, type Site, startAgent, writeSite } from "./helpers.ts";
+
+const NAMES = ["hospital", "north", "south", "eve"];
+const SITES: Site[] = [
+  { name: "north", column: "chol", cells: ["180.5", "220.0"] },
+  { name: "south", column: "chol", cells: ["199.9"] },
+];
+const SUM = 600.4;
+/** A phase deadline far above the describe deadline, so the two cannot be confused. */
+const PHASE_S = 20;
+
+async function startHospital(
+  processes: CliProcess[],
+  pki: string,
+  control: string,
+): Promise<{ hospital: CliProcess; port: number }> {
+  const hospital = new CliProcess("hospital", [
+    "hospital",
+    "--serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--control",
+    control,
+    "--certs",
+    pki,
+    "--timeout",
+    String(PHASE_S),
+  ]);
+  processes.push(hospital);
+  const address = (await hospital.waitForLine(/listening on (\S+)$/, 30_000))[1]!;
+  await hospital.waitForLine(/control socket /, 10_000);
+  return { hospital, port: Number(address.split(":").pop()) };
+}
+
+/** Eve as a program that authenticates, reads everything and answers nothing. */
+async function startSilentEve(
+  processes: CliProcess[],
+  dir: string,
+  pki: string,
+  port: number,
+): Promise<CliProcess> {
+  const lib = (path: string) => new URL(`../../lib/${path}`, import.meta.url).href;
+  const script = join(dir, "silent_eve.ts");
+  await Deno.writeTextFile(
+    script,
+    `import { connect } from "${lib("net/client.ts")}";
+const pki = ${JSON.stringify(pki)};
+const read = (name: string) => Deno.readTextFileSync(pki + "/" + name);
+const stop = AbortSignal.timeout(120_000);
+const conn = await connect({
+  hostname: "127.0.0.1", port: ${port}, ca: read("ca.crt"), cert: read("eve.crt"),
+  key: read("eve.key"), peer: "the hospital",
+}, stop);
+console.error("eve: connected, answering nothing");
+try {
+  for (;;) await conn.readFrame(stop);
+} catch (error) {
+  console.error("eve: " + (error as Error).message);
+} finally {
+  conn.close();
+}
+`,
+  );
+  const eve = new CliProcess("eve", [], [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--config",
+    join(ROOT, "deno.json"),
+    "--allow-all",
+    script,
+  ]);
+  processes.push(eve);
+  await eve.waitForLine(/eve: connected/, 30_000);
+  return eve;
+}
+
+/** The seconds the hospital's describe step of `session` took, and whom it did not wait for. */
+function describeStep(
+  hospital: CliProcess,
+  session: string,
+): { seconds: number; unanswered: string } {
+  const line = hospital.stderrLines.find((l) =>
+    l.startsWith(`round ${session}: `) && l.includes("answered describe in")
+  );
+  assert.ok(line, `no describe line for ${session}\n${hospital.log()}`);
+  const [, seconds, unanswered] = /answered describe in ([\d.]+) s(?:; not waited for: (.*))?$/
+    .exec(line)!;
+  return { seconds: Number(seconds), unanswered: unanswered ?? "" };
+}
+
+Deno.test("describe: a silent agent delays an ask by the short describe deadline at most", async () => {
+  const pki = await makePki(NAMES);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-describe-" });
+  await scenario([pki, dir], async (processes) => {
+    const control = join(dir, "control.sock");
+    const { hospital, port } = await startHospital(processes, pki, control);
+    for (const site of SITES) {
+      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
+    }
+    await startSilentEve(processes, dir, pki, port);
+    await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
+
+    // --peers 2: two holders answered, nothing more to wait for.
+    const named = resultOf(await ask(processes, control, ["--peers", "2", "sum", "chol"]));
+    assert.equal(named.result["sum"], SUM);
+    assert.deepEqual(named.contributors, ["north", "south"]);
+    const first = describeStep(hospital, named.session);
+    assert.equal(first.unanswered, "eve");
+    assert.ok(first.seconds < 1.5, `--peers 2 waited ${first.seconds} s for describe answers`);
+
+    // No --peers: the short describe deadline, not the 20 s phase deadline.
+    const started = performance.now();
+    const open = resultOf(await ask(processes, control, ["sum", "chol"]));
+    const took = (performance.now() - started) / 1000;
+    assert.equal(open.result["sum"], SUM);
+    assert.deepEqual(open.contributors, ["north", "south"]);
+    const second = describeStep(hospital, open.session);
+    assert.equal(second.unanswered, "eve");
+    assert.ok(
+      second.seconds >= 2.9 && second.seconds < 6,
+      `describe took ${second.seconds} s, not the 3 s deadline`,
+    );
+    assert.ok(took < PHASE_S, `ask took ${took} s`);
+  });
+});
+
+Deno.test("describe: an agent declaring a range no round can hold is left out; the ask succeeds over the others", async () => {
+  const pki = await makePki(NAMES);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-describe-" });
+  await scenario([pki, dir], async (processes) => {
+    const control = join(dir, "control.sock");
+    const { hospital, port } = await startHospital(processes, pki, control);
+    for (const site of SITES) {
+      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
+    }
+    // A stock agent, configured absurdly (scale 15, up to 2^31 rows): R would pass p.
+    await Deno.writeTextFile(join(dir, "eve.csv"), "id,chol\n1,0.5\n");
+    const eveConfig = join(dir, "eve.toml");
+    await Deno.writeTextFile(
+      eveConfig,
+      `name = "eve"
+hospital = "127.0.0.1:${port}"
+hospital_name = "hospital"
+certs = "${pki}"
+
+[data.chol]
+file = "eve.csv"
+column = "chol"
+scale = 15
+max = 1
+max_rows = 2147483648
+
+[policy]
+allow = ["count", "sum", "mean", "variance", "histogram"]
+min_contributors = 2
+`,
+    );
+    startAgent(processes, "eve", eveConfig);
+    await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
+
+    const answer = await ask(processes, control, ["sum", "chol"]);
+    const report = resultOf(answer);
+    assert.equal(report.result["sum"], SUM);
+    assert.deepEqual(report.contributors, ["north", "south"]);
+    assert.deepEqual(answer.json["leftOut"], ["eve"]);
+    assert.equal(describeStep(hospital, report.session).unanswered, "");
+    const line = hospital.stderrLines.find((l) => l.includes(`left out eve`));
+    assert.ok(line, hospital.log());
+    assert.match(line, /^round [0-9a-f]{32}: left out eve: its declared range .* does not fit/);
+    // Who and why, never the declared values.
+    assert.doesNotMatch(hospital.log(), /2147483648|1000000000000000/);
+
+    // An asker who needs all three is told who was left out.
+    const three = await ask(processes, control, ["--peers", "3", "sum", "chol"]);
+    assert.notEqual(three.code, 0);
+    assert.match(
+      JSON.stringify(three.json),
+      /2 peer\(s\) for \\"chol\\" declare a range that fits; 3 needed \(left out: eve\)/,
+    );
+  });
+});
