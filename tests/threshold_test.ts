@@ -69,82 +69,95 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
   let aborted = 0;
   /** The kill points some peer's output reached: a point never printed would kill no one. */
   const reached = new Set<RegExp>();
-  try {
-    for (const [n, t] of configs) {
-      const names = demoPeerNames(n);
-      const values = new Map(names.map((name) => [name, Math.floor(random() * 1_000_000)]));
-      // Kill 0 to n − t + 1 peers (up to one more than the threshold
-      // tolerates), each at a random point.
-      const victims = new Map<string, RegExp>();
-      const killCount = Math.floor(random() * (n - t + 2));
-      for (const name of [...names].sort(() => random() - 0.5).slice(0, killCount)) {
-        victims.set(name, KILL_POINTS[Math.floor(random() * KILL_POINTS.length)]!);
+  // Every scenario is drawn first, in order, so the seed replays them whatever order the
+  // rounds finish in; then two rounds run at a time (most of a round's time is waiting:
+  // a peer killed before it is counted holds the join until its deadline).
+  const scenarios = configs.map(([n, t]) => {
+    const names = demoPeerNames(n);
+    const values = new Map(names.map((name) => [name, Math.floor(random() * 1_000_000)]));
+    // Kill 0 to n − t + 1 peers (up to one more than the threshold
+    // tolerates), each at a random point.
+    const victims = new Map<string, RegExp>();
+    const killCount = Math.floor(random() * (n - t + 2));
+    for (const name of [...names].sort(() => random() - 0.5).slice(0, killCount)) {
+      victims.set(name, KILL_POINTS[Math.floor(random() * KILL_POINTS.length)]!);
+    }
+    return { n, t, names, values, victims };
+  });
+  async function runScenario(
+    { t, names, values, victims }: (typeof scenarios)[number],
+  ): Promise<void> {
+    const n = names.length;
+    const processes: CliProcess[] = [];
+    const what = `N=${n} T=${t} killed ${
+      [...victims].map(([v, p]) => `${v}@${p.source}`).join(", ") || "none"
+    }`;
+    try {
+      // A round without faults must complete, so a slow start on a loaded
+      // machine must not end it: its join window is wide. (With faults, a
+      // peer killed between its handshake and being counted holds the join
+      // until its deadline, so that one stays short.)
+      const join = victims.size === 0 ? ["--join-timeout", String(JOIN_TIMEOUT_S)] : [];
+      const round = await startStar(
+        processes,
+        dir,
+        names.map((name) => [name, [
+          "--value",
+          String(values.get(name)),
+          "--timeout",
+          String(TIMEOUT_S * 2),
+          ...join,
+        ]]),
+        { hospitalArgs: ["--threshold", String(t), "--timeout", String(TIMEOUT_S), ...join] },
+      );
+      const kills: Promise<void>[] = [];
+      for (const [name, peer] of round.peers) {
+        const point = victims.get(name);
+        if (point) {
+          kills.push(peer.waitForLine(point, 30_000).then(() => peer.kill("SIGKILL"), () => {}));
+        }
       }
-      const processes: CliProcess[] = [];
-      const what = `N=${n} T=${t} killed ${
-        [...victims].map(([v, p]) => `${v}@${p.source}`).join(", ") || "none"
-      }`;
-      try {
-        // A round without faults must complete, so a slow start on a loaded
-        // machine must not end it: its join window is wide. (With faults, a
-        // peer killed between its handshake and being counted holds the join
-        // until its deadline, so that one stays short.)
-        const join = victims.size === 0 ? ["--join-timeout", String(JOIN_TIMEOUT_S)] : [];
-        const round = await startStar(
-          processes,
-          dir,
-          names.map((name) => [name, [
-            "--value",
-            String(values.get(name)),
-            "--timeout",
-            String(TIMEOUT_S * 2),
-            ...join,
-          ]]),
-          { hospitalArgs: ["--threshold", String(t), "--timeout", String(TIMEOUT_S), ...join] },
+      const result = await round.hospital.finish(60_000);
+      await Promise.all(kills);
+      if (result.code === 0) {
+        const report = JSON.parse(result.stdout);
+        const contributors: string[] = report.contributors;
+        assert.ok(contributors.length >= 2, `${what}: at least 2 contributors`);
+        assert.ok(contributors.every((c) => names.includes(c)));
+        const expected = contributors.reduce((a, c) => a + values.get(c)!, 0);
+        assert.equal(report.sum, expected, `${what}: sum over exactly ${contributors.join(",")}`);
+        // Without faults, every peer's input counts.
+        if (victims.size === 0) assert.deepEqual(contributors, names, what);
+        completed++;
+      } else {
+        assert.equal(result.code, 1, what);
+        assertNoResult(`${what}: the hospital`, result.stdout);
+        assert.match(
+          result.stderr,
+          TOO_FEW,
+          `${what}: aborts only because too few remain`,
         );
-        const kills: Promise<void>[] = [];
-        for (const [name, peer] of round.peers) {
-          const point = victims.get(name);
-          if (point) {
-            kills.push(peer.waitForLine(point, 30_000).then(() => peer.kill("SIGKILL"), () => {}));
-          }
-        }
-        const result = await round.hospital.finish(60_000);
-        await Promise.all(kills);
-        if (result.code === 0) {
-          const report = JSON.parse(result.stdout);
-          const contributors: string[] = report.contributors;
-          assert.ok(contributors.length >= 2, `${what}: at least 2 contributors`);
-          assert.ok(contributors.every((c) => names.includes(c)));
-          const expected = contributors.reduce((a, c) => a + values.get(c)!, 0);
-          assert.equal(report.sum, expected, `${what}: sum over exactly ${contributors.join(",")}`);
-          // Without faults, every peer's input counts.
-          if (victims.size === 0) assert.deepEqual(contributors, names, what);
-          completed++;
-        } else {
-          assert.equal(result.code, 1, what);
-          assertNoResult(`${what}: the hospital`, result.stdout);
-          assert.match(
-            result.stderr,
-            TOO_FEW,
-            `${what}: aborts only because too few remain`,
-          );
-          assert.ok(victims.size > 0, `${what}: a round without faults must complete`);
-          aborted++;
-        }
-      } catch (error) {
-        console.error(`seed ${SEED}, ${what}`);
-        dumpLogs(processes);
-        throw error;
-      } finally {
-        await stopAll(processes);
-        for (const peer of processes.slice(1)) {
-          for (const point of KILL_POINTS) {
-            if (peer.stderrLines.some((line) => point.test(line))) reached.add(point);
-          }
+        assert.ok(victims.size > 0, `${what}: a round without faults must complete`);
+        aborted++;
+      }
+    } catch (error) {
+      console.error(`seed ${SEED}, ${what}`);
+      dumpLogs(processes);
+      throw error;
+    } finally {
+      await stopAll(processes);
+      for (const peer of processes.slice(1)) {
+        for (const point of KILL_POINTS) {
+          if (peer.stderrLines.some((line) => point.test(line))) reached.add(point);
         }
       }
     }
+  }
+  try {
+    const queue = [...scenarios];
+    await Promise.all([0, 1].map(async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await runScenario(next);
+    }));
   } finally {
     await removeDir(dir);
   }

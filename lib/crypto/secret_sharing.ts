@@ -117,14 +117,13 @@ function invertAll(values: readonly number[]): number[] {
 }
 
 /**
- * Lagrange weights of `base` points for evaluating their polynomial at `at`:
- * away from the points, ℓ_j(at) = λ_j · L(at) / (at − x_j) with
+ * Lagrange weights of `base` points for evaluating their polynomial at `at`,
+ * a point not among them (0, or an extra share's point, which the caller
+ * keeps distinct): ℓ_j(at) = λ_j · L(at) / (at − x_j) with
  * L(at) = Π_m (at − x_m). The points are distinct and far below p, so no
  * difference is zero.
  */
 function weights(base: readonly SecretShare[], at: number): readonly number[] {
-  // At a base point the polynomial is that point's value (L(at) would be 0).
-  if (base.some((share) => share.x === at)) return base.map((share) => share.x === at ? 1 : 0);
   const lambdas = barycentric(base);
   const differences = base.map((share) => sub(at, share.x));
   const whole = differences.reduce((product, d) => mul(product, d), 1);
