@@ -100,3 +100,20 @@ export async function raceDeadline<T>(
 export function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
+
+/**
+ * Resolves after `ms`, or as soon as `signal` aborts, whichever comes first
+ * (never rejects: a caller checks the signal after), and leaves no timer or
+ * listener behind.
+ */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

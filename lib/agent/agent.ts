@@ -14,7 +14,7 @@
  * @module
  */
 
-import { abortable, abortReason } from "../deadline.ts";
+import { abortable, abortReason, sleep } from "../deadline.ts";
 import { describeError, RoundAbortedError, TimeoutError } from "../errors.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
 import { formatHostPort, type HostPort } from "../names.ts";
@@ -25,8 +25,8 @@ import type { Outbox, PeerOutcome, VerifyParty } from "../protocol/types.ts";
 import { fromHex } from "../crypto/bytes.ts";
 import { encodeInput, parseQuery } from "../query.ts";
 import { flushWrites, peerGrace, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
+import { uniformDeadlines } from "../runtime/terms.ts";
 import {
-  type Deadlines,
   decodePayload,
   encodeChunk,
   encodeMessage,
@@ -95,18 +95,6 @@ function connectToHospital(
     key: options.identity.keyPem,
     peer: `the hospital at ${formatHostPort(options.hospital)}`,
   }, signal);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 /** Runs until `options.signal` aborts. */
@@ -257,18 +245,6 @@ const DEFAULT_RELEASED_WAIT_MS = 10_000;
 
 /** A phase's deadline when the signed terms announce none, as in lib/runtime/peer.ts. */
 const DEFAULT_PHASE_MS = 30_000;
-
-/** The same deadline for every phase (docs/protocol.md §12: a peer MUST bound every wait). */
-function uniformDeadlines(ms: number): Deadlines {
-  return {
-    joinMs: ms,
-    confirmMs: ms,
-    shareMs: ms,
-    inputMs: ms,
-    consistencyMs: ms,
-    unmaskMs: ms,
-  };
-}
 
 /** Frames up to this size are batched into one socket write (see lib/runtime/peer.ts). */
 const BATCH_BYTES = 16 * 1024;

@@ -173,13 +173,18 @@ export function roundTerms(options: RoundTermsOptions): Terms & { deadlines: Dea
     dimension: layout.dimension,
     participants: peers,
     ...(options.neighbors !== undefined ? { neighbors: options.neighbors } : {}),
-    deadlines: {
-      joinMs: ms,
-      confirmMs: ms,
-      shareMs: ms,
-      inputMs: ms,
-      consistencyMs: ms,
-      unmaskMs: ms,
-    },
+    deadlines: uniformDeadlines(ms),
+  };
+}
+
+/** The same deadline for every phase (docs/protocol.md §12: a peer MUST bound every wait). */
+export function uniformDeadlines(ms: number): Deadlines {
+  return {
+    joinMs: ms,
+    confirmMs: ms,
+    shareMs: ms,
+    inputMs: ms,
+    consistencyMs: ms,
+    unmaskMs: ms,
   };
 }

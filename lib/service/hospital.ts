@@ -16,7 +16,7 @@
  * @module
  */
 
-import { abortable, deadlineSignal } from "../deadline.ts";
+import { abortable, deadlineSignal, sleep } from "../deadline.ts";
 import { randomHex } from "../encoding.ts";
 import { describeError, RoundAbortedError } from "../errors.ts";
 import { IDLE_INTERVAL_MS } from "../agent/liveness.ts";
@@ -678,16 +678,4 @@ function saying(current: Current): string {
 function unreadCap(dimension: number): number {
   return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
     (FRAME_HEADER_BYTES + FRAME_LIMIT);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
