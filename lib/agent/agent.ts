@@ -266,6 +266,12 @@ interface AgentRound {
    * sorted: recorded when this agent's data leaves for it.
    */
   contributors?: string[];
+  /**
+   * START (n-of-n) or SURVIVORS (threshold) was checked: the core acts on the
+   * first only, and so does the agent (review 4: a second START, ignored by
+   * the core, replaced the set the agent recorded).
+   */
+  decided?: boolean;
   /** The round finished and was logged. */
   closed: Promise<void>;
   /** The hospital's key, from the certificate checked at INVITE. */
@@ -405,7 +411,13 @@ class AgentConnection {
       const { terms, data, variable } = round;
       const decides = terms !== undefined &&
         (message.type === "start") === (terms.mode === "nofn");
+      if (decides && round.decided) {
+        // The core ignores it as late; its set must not replace the one checked.
+        log(`ignored a second ${message.type} in round ${round.session}`);
+        return;
+      }
       if (decides && data && variable) {
+        round.decided = true;
         const set = message.type === "start"
           ? message.participants.map((p) => p.name)
           : message.set;
@@ -628,9 +640,15 @@ class AgentConnection {
       "session" in message && message.session === round.session
     ) {
       // The data leaves for this set now: the set goes on disk first, and
-      // this message and everything after it wait for that.
-      const set = round.contributors;
+      // this message and everything after it wait for that. The set is the
+      // one the core checked and sends to; it must be the one checked here.
+      const checked = round.contributors;
       delete round.contributors;
+      const set = round.core.contributors;
+      if (set === undefined || set.join("\n") !== checked.join("\n")) {
+        this.#refuseNow(round, "the contributor set is not the one checked");
+        return;
+      }
       this.#held ??= [];
       this.#held.push(encodeMessage(message));
       void this.#pin(round, set);

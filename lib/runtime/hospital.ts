@@ -80,6 +80,12 @@ export interface PeerListenerOptions {
   log: (line: string) => void;
   /** Filled with the certificate (PEM) each party presented, from its latest connection. */
   certificates: Map<string, string>;
+  /**
+   * How many authenticated parties may wait for their first message at once
+   * (lib/net/server.ts, default 1,024): a round's peers all wait for the
+   * invitation, so a round of more peers needs at least that many.
+   */
+  maxWaiting?: number;
 }
 
 /**
@@ -112,6 +118,7 @@ export function listenForPeers(
     },
     onRefused: (error, remote) =>
       options.log(`refused a connection from ${remote}: ${error.message}`),
+    ...(options.maxWaiting === undefined ? {} : { maxWaiting: options.maxWaiting }),
   });
 }
 
@@ -126,7 +133,14 @@ export async function runStarHospital(options: StarHospitalOptions): Promise<Sta
   options.signal?.addEventListener("abort", onOuterAbort, { once: true });
   /** The certificate each party presented, PEM, from its latest connection. */
   const certificates = new Map<string, string>();
-  const server = await listenForPeers(identity, options.listen, { log, certificates });
+  // Every invited peer waits for INVITE at once: above 1,024 peers the default
+  // turned the rest away as busy, and a 10,000-peer round sat at 1,024 until its
+  // join deadline.
+  const server = await listenForPeers(identity, options.listen, {
+    log,
+    certificates,
+    maxWaiting: Math.max(1024, options.peers),
+  });
   const connections = new Map<string, Connection>();
   try {
     options.onListening?.({ hostname: server.hostname, port: server.port });

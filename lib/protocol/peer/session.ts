@@ -56,6 +56,22 @@ export class PeerSession {
     return this.#state.phase;
   }
 
+  /**
+   * The set this peer's input goes to, as this core accepted it (sorted): the
+   * names of the START roster it checked in an n-of-n round (a sparse round:
+   * its window), the survivors set it signed in a threshold round; undefined
+   * before then. A runtime that records the set must take it from here, not
+   * from a message, since a message the core ignored (a second START) was
+   * never checked.
+   */
+  get contributors(): string[] | undefined {
+    const ctx = this.#ctx;
+    if (ctx.terms?.mode === "nofn") {
+      return ctx.roster.length > 0 ? ctx.roster.map((p) => p.name).sort() : undefined;
+    }
+    return ctx.survivors.length > 0 ? [...ctx.survivors].sort() : undefined;
+  }
+
   /** The outcome, once there is one. */
   get outcome(): PeerOutcome | undefined {
     return this.#ctx.outcome;
