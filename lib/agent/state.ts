@@ -25,6 +25,7 @@
  */
 
 import { FileError } from "../errors.ts";
+import { dirname } from "node:path";
 
 const FORMAT = "sumshare-agent-state/2";
 const FORMAT_1 = "sumshare-agent-state/1";
@@ -295,6 +296,14 @@ async function writePrivateAtomically(path: string, text: string): Promise<void>
       file.close();
     }
     await Deno.rename(temporary, path);
+    // The rename itself is durable only once the folder is: without this a
+    // power cut could bring back the state from before the set was recorded.
+    const folder = await Deno.open(dirname(path) || ".", { read: true });
+    try {
+      await folder.sync();
+    } finally {
+      folder.close();
+    }
   } catch (cause) {
     throw new FileError(`Cannot write agent state ${path}: ${(cause as Error).message}`, {
       cause,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Bytes, lp } from "./bytes.ts";
+import { type Bytes, lpAll } from "./bytes.ts";
 
 const ECDSA = { name: "ECDSA", hash: "SHA-256" } as const;
 
@@ -33,7 +33,7 @@ export type Purpose =
 
 /** The exact bytes a signature for `purpose` over `fields` covers. */
 export function signingInput(purpose: Purpose, fields: readonly Bytes[]): Uint8Array<ArrayBuffer> {
-  return lp(`sumshare/2 ${purpose}`, ...fields);
+  return lpAll([`sumshare/2 ${purpose}`, ...fields]);
 }
 
 /** Signs `fields` for `purpose` with an ECDSA P-256 private key. */

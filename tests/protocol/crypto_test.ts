@@ -274,3 +274,16 @@ Deno.test("crypto: neighbourhood-sized sharings (52 points up to 10,000, T = 37)
     assert.throws(() => combineSecret(bad, 37), InconsistentSharesError);
   }
 });
+
+Deno.test("crypto: a signing input of 10,000 participants' fields is built (no spread call overflows the stack)", async () => {
+  // START's transcript at N = 10,000: 50,002 fields, 100,006 length-prefixed parts.
+  const fields = Array.from({ length: 50_002 }, (_, i) => (i % 2 ? "peer" : new Uint8Array(65)));
+  const input = signingInput("start", fields);
+  assert.equal(input.length, 4 + "sumshare/2 start".length + 25_001 * (8 + 65 + 4));
+  const participants = Array.from({ length: 12_000 }, (_, i) => `p${i}`);
+  assert.equal((await sha256Of(signingInput("consistency", participants))).length, 32);
+});
+
+async function sha256Of(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
