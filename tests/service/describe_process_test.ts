@@ -15,8 +15,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CliProcess, makePki, ROOT, scenario } from "../helpers.ts";
-import { ask, resultOf, type Site, startAgent, writeSite } from "./helpers.ts";
+import { CliProcess, makePki, scenario } from "../helpers.ts";
+import { ask, resultOf, type Site, startAgent, startScript, writeSite } from "./helpers.ts";
 
 const NAMES = ["hospital", "north", "south", "eve"];
 const SITES: Site[] = [
@@ -79,18 +79,7 @@ try {
 }
 `,
   );
-  const eve = new CliProcess("eve", [], [
-    Deno.execPath(),
-    "run",
-    "--no-prompt",
-    "--config",
-    join(ROOT, "deno.json"),
-    "--allow-all",
-    script,
-  ]);
-  processes.push(eve);
-  await eve.waitForLine(/eve: connected/, 30_000);
-  return eve;
+  return await startScript(processes, "eve", script, /eve: connected/);
 }
 
 /** The seconds the hospital's describe step of `session` took, and whom it did not wait for. */

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CliProcess } from "../helpers.ts";
+import { CliProcess, ROOT } from "../helpers.ts";
 
 /** Each phase's timeout for the service under test, in seconds. */
 export const PHASE_S = 8;
@@ -204,4 +204,28 @@ export async function waitForAudit(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Runs a hand-written party (`script`, a Deno module) as its own process
+ * named `name`, and returns once it prints a line matching `ready`.
+ */
+export async function startScript(
+  processes: CliProcess[],
+  name: string,
+  script: string,
+  ready: RegExp,
+): Promise<CliProcess> {
+  const party = new CliProcess(name, [], [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--config",
+    join(ROOT, "deno.json"),
+    "--allow-all",
+    script,
+  ]);
+  processes.push(party);
+  await party.waitForLine(ready, 30_000);
+  return party;
 }

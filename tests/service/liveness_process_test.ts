@@ -27,6 +27,7 @@ import {
   resultOf,
   type Site,
   startAgent,
+  startScript,
   startService,
   writeSite,
 } from "./helpers.ts";
@@ -257,18 +258,7 @@ try {
 }
 `,
   );
-  const eve = new CliProcess("eve", [], [
-    Deno.execPath(),
-    "run",
-    "--no-prompt",
-    "--config",
-    join(ROOT, "deno.json"),
-    "--allow-all",
-    script,
-  ]);
-  processes.push(eve);
-  await eve.waitForLine(/eve: connected/, 30_000);
-  return eve;
+  return await startScript(processes, "eve", script, /eve: connected/);
 }
 
 Deno.test("liveness: no heartbeat reaches an invitee while its round is in progress", async () => {
