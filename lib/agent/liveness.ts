@@ -10,7 +10,9 @@
  * (the one-shot hospital) is not held to a heartbeat it never promised, and
  * a one-shot round keeps the waits it had. While a round is in progress
  * (`busy`), silence is the round's phase deadlines' business, not this one's:
- * the hospital sends no heartbeat inside a round.
+ * the hospital sends no heartbeat inside an agent's part of a round, and
+ * resumes it once that part is over (refused, dropped, attested), however
+ * long the rest of the round takes.
  *
  * @module
  */

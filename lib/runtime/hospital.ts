@@ -15,6 +15,7 @@ import { commonNames } from "../certpolicy.ts";
 import { deadlineSignal } from "../deadline.ts";
 import { AuthError, describeError, RoundAbortedError } from "../errors.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import { notePeakRss } from "../memory.ts";
 import type { HostPort } from "../names.ts";
 import type { Connection } from "../net/connection.ts";
 import { listen, type Server } from "../net/server.ts";
@@ -318,6 +319,7 @@ async function readLoop(
   try {
     for (;;) {
       const payload = await conn.readFrame(stop);
+      notePeakRss();
       const decoded = decodePayload(payload);
       if (first) {
         // The party's first message decoded: from now on it may send full

@@ -9,6 +9,7 @@
 
 import { describeError, RoundAbortedError } from "../errors.ts";
 import { type Identity, verifyPartyCertificate } from "../identity.ts";
+import { notePeakRss } from "../memory.ts";
 import { formatHostPort, type HostPort } from "../names.ts";
 import { connect } from "../net/client.ts";
 import { PeerSession } from "../protocol/peer/session.ts";
@@ -143,6 +144,7 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     },
     sendChunk: (_to, chunk) => {
       write(encodeChunk(chunk.index, chunk.data));
+      notePeakRss();
       const total = session?.terms?.dimension ?? 0;
       const report = options.onProgress;
       if (report && total > CHUNK_ELEMENTS) {
@@ -228,6 +230,7 @@ async function readLoop(
   try {
     for (;;) {
       const payload = await conn.readFrame(stop);
+      notePeakRss();
       const decoded = decodePayload(payload);
       if (first) {
         // The hospital's first message decoded: from now on it may send full frames.

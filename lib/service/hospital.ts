@@ -43,6 +43,13 @@ import {
   type Payload,
   type Terms,
 } from "../wire/messages.ts";
+import {
+  chooseHolders,
+  commonDimension,
+  type CommonRange,
+  commonRange,
+  type Declaration,
+} from "./leave_out.ts";
 import { signReleased, statisticsText } from "./released.ts";
 import { starReport } from "./report.ts";
 
@@ -120,6 +127,12 @@ interface Current {
   round?: HospitalRound;
   /** The connection of each invitee when it was invited. */
   links?: Map<string, Peer>;
+  /**
+   * Invitees whose part of the round is over: they refused or aborted, the
+   * round dropped them (it sent them `abort`), or their ATTEST came. Nothing
+   * of the round but `released` goes to them now, so the heartbeat resumes.
+   */
+  over?: Set<string>;
   /** What each refusing or aborting agent said. */
   said: Map<string, string>;
   watch?: () => void;
@@ -213,14 +226,17 @@ export class HospitalService {
 
   /**
    * Sends `peer` an `idle` frame at once and then every H while it stays
-   * connected, except while it is invited to the round in progress: nothing
-   * but the round's messages reaches a peer inside a round (§16.2).
+   * connected, except while its part of the round in progress is open:
+   * nothing but the round's messages reaches a peer inside its round part
+   * (§16.2). Once that part is over (it refused, was dropped, or attested)
+   * the beat resumes, since the rest of the round can outlast the agent's
+   * 3·H watchdog (review 4, R4-1).
    */
   async #heartbeat(peer: Peer): Promise<void> {
     const every = this.#options.idleMs ?? IDLE_INTERVAL_MS;
     const idle = encodeIdle();
     while (!peer.signal.aborted && this.#peers.get(peer.name) === peer) {
-      if (this.#current?.links?.get(peer.name) !== peer) {
+      if (!this.#inRoundPart(peer)) {
         try {
           // A peer that cannot take 22 bytes within a phase deadline is as good as gone. Not
           // tied to the service's stop (close() closes the connection): nothing accumulates there.
@@ -238,6 +254,12 @@ export class HospitalService {
       }
       await sleep(every, peer.signal);
     }
+  }
+
+  /** Whether `peer` is an invitee of the round in progress whose part of it is not over. */
+  #inRoundPart(peer: Peer): boolean {
+    const current = this.#current;
+    return current?.links?.get(peer.name) === peer && !current.over?.has(peer.name);
   }
 
   #notify(): void {
@@ -295,6 +317,10 @@ export class HospitalService {
         return;
       }
       if (inRound && message.type !== "description") {
+        // Its last message of the round: nothing but `released` goes to it now.
+        if (message.type === "refuse" || message.type === "abort" || message.type === "attest") {
+          current.over?.add(peer.name);
+        }
         await current.round!.message(peer.name, message);
         current.watch?.();
         return;
@@ -336,13 +362,10 @@ export class HospitalService {
           }${answered.length ? ` (${answered.join(", ")})` : ""}; ${need} needed${saying(current)}`,
         );
       }
-      const { terms, query, leftOut } = this.#terms(request, offers);
-      for (const name of leftOut) {
-        log(
-          `round ${session}: left out ${name}: its declared range (scale, max, max_rows) does not fit a round with the others`,
-        );
-      }
-      const holders = answered.filter((name) => !leftOut.includes(name));
+      const { terms, query, leftOut: why } = this.#terms(request, offers);
+      const leftOut = [...why.keys()].sort();
+      for (const name of leftOut) log(`round ${session}: left out ${name}: ${why.get(name)}`);
+      const holders = answered.filter((name) => !why.has(name));
       if (holders.length < need) {
         throw new RoundFailedError(
           `Cannot run round: ${holders.length} peer(s) for ${
@@ -482,8 +505,11 @@ export class HospitalService {
   /**
    * The round's terms from the holders' declared ranges: the widest scale,
    * range and rows. A holder whose declaration makes the layout impossible
-   * (R at or past p) is left out instead of failing the round for everyone:
-   * narrowest declarations first, each kept if the round still fits with it.
+   * (R at or past p) is left out instead of failing the round for everyone
+   * (lib/service/leave_out.ts: the most holders that fit together, so one
+   * absurd declaration leaves out only itself), and so is, for a vector, a
+   * holder declaring another length than most. Each left-out holder comes
+   * with why, for the log.
    */
   #terms(
     request: AskRequest,
@@ -491,64 +517,61 @@ export class HospitalService {
   ): {
     terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> };
     query: Query;
-    leftOut: string[];
+    leftOut: Map<string, string>;
   } {
+    const leftOut = new Map<string, string>();
     let spec = request.query;
+    let holders: Map<string, Declaration> = offers;
     if (spec === "vector") {
-      const dimensions = new Set([...offers.values()].map((o) => o.dimension));
-      const [d] = dimensions;
-      if (dimensions.size !== 1 || !d) {
+      const common = commonDimension(offers);
+      if (common === undefined) {
         throw new RoundFailedError(
-          `Cannot run round: ${request.variable} is not a vector of one length at every peer`,
+          `Cannot run round: ${request.variable} is not a vector of one length at most peers`,
         );
       }
-      spec = `vector:${d}`;
+      for (const name of common.leftOut) {
+        leftOut.set(name, "its declared dimension is not the one most holders declared");
+      }
+      holders = new Map(common.kept.map((name) => [name, offers.get(name)!]));
+      spec = `vector:${common.dimension}`;
     }
-    const all = [...offers.values()];
-    const leftOut: string[] = [];
+    const all = [...holders.values()];
     let kept = all;
     try {
-      this.#build(request, spec, all, false);
+      this.#build(request, spec, commonRange(all), false);
     } catch (cause) {
-      const common = Math.max(...all.map((o) => o.scale));
-      const width = (o: MessageOf<"description">) =>
-        o.max * 10n ** BigInt(common - o.scale) * BigInt(o.maxRows);
-      const order = [...offers].sort(([a, x], [b, y]) => {
-        const dx = width(x);
-        const dy = width(y);
-        return dx < dy ? -1 : dx > dy ? 1 : a < b ? -1 : 1;
-      });
-      kept = [];
-      for (const [name, offer] of order) {
+      const fits = (range: CommonRange) => {
         try {
-          this.#build(request, spec, [...kept, offer], false);
-          kept.push(offer);
+          this.#build(request, spec, range, false);
+          return true;
         } catch {
-          leftOut.push(name);
+          return false;
         }
-      }
+      };
+      const choice = chooseHolders(holders, fits);
       // No holder fits even alone: the question itself cannot be answered.
-      if (kept.length === 0) throw cause;
+      if (choice.kept.length === 0) throw cause;
+      for (const name of choice.leftOut) {
+        leftOut.set(
+          name,
+          "its declared range (scale, max, max_rows) does not fit a round with the others",
+        );
+      }
+      kept = choice.kept.map((name) => holders.get(name)!);
     }
-    return { ...this.#build(request, spec, kept, true), leftOut: leftOut.sort() };
+    return { ...this.#build(request, spec, commonRange(kept), true), leftOut };
   }
 
-  /** Terms over `offers`; with the asker's threshold floors checked when `floors`. */
+  /** Terms for `range`; with the asker's threshold floors checked when `floors`. */
   #build(
     request: AskRequest,
     spec: string,
-    offers: MessageOf<"description">[],
+    range: CommonRange,
     floors: boolean,
   ): { terms: Terms & { deadlines: NonNullable<Terms["deadlines"]> }; query: Query } {
-    const scale = Math.max(...offers.map((o) => o.scale));
-    const max = offers.reduce((m, o) => {
-      const scaled = o.max * 10n ** BigInt(scale - o.scale);
-      return scaled > m ? scaled : m;
-    }, 0n);
-    const maxRows = Math.max(...offers.map((o) => o.maxRows));
+    const { scale, max, maxRows, peers } = range;
     try {
       const query = parseQuery(spec, scale);
-      const peers = offers.length;
       if (floors && request.threshold !== undefined) {
         assertThresholdFloors(peers, request.threshold, request.minContributors ?? 2);
       }
@@ -596,8 +619,13 @@ export class HospitalService {
       });
       lastWrite.set(to, done);
     };
+    const over = new Set<string>();
     const outbox: Outbox = {
-      send: (to, message: Message) => write(to, encodeMessage(message)),
+      send: (to, message: Message) => {
+        // Dropped (or the round aborted): the round has nothing more for it.
+        if (message.type === "abort") over.add(to);
+        write(to, encodeMessage(message));
+      },
       sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
     };
     const verifyParty: VerifyParty = async (certPem, name, role) =>
@@ -629,6 +657,7 @@ export class HospitalService {
       timer.update(round.phase);
     }
     current.links = links;
+    current.over = over;
     current.round = round;
     current.watch = watch;
     try {

@@ -25,8 +25,7 @@ function cpuMs(since?: NodeJS.CpuUsage): number {
 
 if (import.meta.main) {
   // Sampled: getrusage's maximum would include the parent's memory at the fork.
-  // Every 20 ms: sampling costs CPU (Deno.memoryUsage), and a round's memory moves slowly.
-  trackPeakRss(20);
+  trackPeakRss();
   let listening: NodeJS.CpuUsage | undefined;
   const io = {
     out: (line: string) => console.log(line),

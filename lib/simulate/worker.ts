@@ -135,8 +135,7 @@ function encodeFor(terms: Terms, data: ReturnType<typeof peerData>): Float64Arra
 
 /** Runs every peer of `config` and reports how each ended. */
 export async function runWorker(config: WorkerConfig): Promise<WorkerReport> {
-  // Every 20 ms: sampling costs CPU (Deno.memoryUsage), and a round's memory moves slowly.
-  trackPeakRss(20);
+  trackPeakRss();
   const query: Query = parseQuery(config.query, 0);
   const events: Record<string, EventSpan> = {};
   const note = (event: string) => {

@@ -10,7 +10,10 @@
  *   without `--peers` waits the short describe deadline (3 s), not the
  *   phase deadline (20 s here).
  * - Absurd eve: she is left out, the hospital logs who and why (no values),
- *   the asker is told who, and the round runs over the others.
+ *   the asker is told who, and the round runs over the others; so is eve
+ *   declaring the narrowest range at scale 15 over 2^31 rows (review 4,
+ *   R4-2, which left out every honest holder instead), and eve declaring a
+ *   vector of another length than the others'.
  */
 
 import assert from "node:assert/strict";
@@ -185,5 +188,78 @@ min_contributors = 2
       JSON.stringify(three.json),
       /2 peer\(s\) for \\"chol\\" declare a range that fits; 3 needed \(left out: eve\)/,
     );
+  });
+});
+
+Deno.test("describe: review 4's wide eve (scale 15, max 10^-15, 2^31 rows) and a vector of another length leave out only eve", async () => {
+  const pki = await makePki(NAMES);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-describe-" });
+  await scenario([pki, dir], async (processes) => {
+    const control = join(dir, "control.sock");
+    const { hospital, port } = await startHospital(processes, pki, control);
+    // Each site also holds a vector v; eve's has another length than north's and south's.
+    const vector = (name: string, values: number[]) => {
+      Deno.writeTextFileSync(join(dir, `${name}.json`), JSON.stringify(values));
+      return `[data.v]\nfile = "${name}.json"\nmax = 100\ndimension = ${values.length}\n` +
+        `allow = ["vector"]\n`;
+    };
+    const sites: Site[] = [
+      { ...SITES[0]!, more: vector("north", [1, 2]) },
+      { ...SITES[1]!, more: vector("south", [10, 20]) },
+    ];
+    for (const site of sites) {
+      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
+    }
+    // A stock agent: the narrowest range there is (one unit at scale 15) over 2^31 rows, which
+    // sorted first by width at scale 15 and was kept while north and south were left out.
+    await Deno.writeTextFile(join(dir, "eve.csv"), "id,chol\n1,0\n");
+    const eveConfig = join(dir, "eve.toml");
+    await Deno.writeTextFile(
+      eveConfig,
+      `name = "eve"
+hospital = "127.0.0.1:${port}"
+hospital_name = "hospital"
+certs = "${pki}"
+
+[data.chol]
+file = "eve.csv"
+column = "chol"
+scale = 15
+max = "0.000000000000001"
+max_rows = 2147483648
+
+${vector("eve", [1, 2, 3])}
+[policy]
+allow = ["count", "sum", "mean", "variance", "histogram"]
+min_contributors = 2
+`,
+    );
+    startAgent(processes, "eve", eveConfig);
+    await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
+
+    const answer = await ask(processes, control, ["--peers", "2", "mean", "chol"]);
+    const report = resultOf(answer);
+    assert.equal(report.result["sum"], SUM);
+    assert.deepEqual(report.contributors, ["north", "south"]);
+    assert.deepEqual(answer.json["leftOut"], ["eve"]);
+    const lines = hospital.stderrLines.filter((l) =>
+      l.includes(`round ${report.session}: left out`)
+    );
+    assert.equal(lines.length, 1, hospital.log());
+    assert.match(lines[0]!, /left out eve: its declared range .* does not fit/);
+
+    const sum = await ask(processes, control, ["--peers", "2", "vector", "v"]);
+    const summed = resultOf(sum);
+    assert.deepEqual(summed.result["vector"], [11, 22]);
+    assert.deepEqual(summed.contributors, ["north", "south"]);
+    assert.deepEqual(sum.json["leftOut"], ["eve"]);
+    assert.ok(
+      hospital.stderrLines.some((l) =>
+        l.startsWith(`round ${summed.session}: left out eve: its declared dimension`)
+      ),
+      hospital.log(),
+    );
+    // Who and why, never the declared values.
+    assert.doesNotMatch(hospital.log(), /2147483648/);
   });
 });

@@ -12,6 +12,11 @@
  * - A frozen hospital (SIGSTOP: its sockets stay open and silent) is noticed
  *   by the agent before anything closes, and once the hospital is replaced
  *   the agent is back within the bound.
+ * - No heartbeat reaches an invitee inside its part of a round, and it comes
+ *   back once that part is over while the round goes on (review 4, R4-1): an
+ *   agent that refused at INVITE, agents done and waiting for `released`
+ *   while the hospital waits for another's ATTEST, an invitee dropped at the
+ *   join deadline. None of them is cut off by its 3·H watchdog.
  */
 
 import assert from "node:assert/strict";
@@ -19,7 +24,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CliProcess, makePki, ROOT, scenario } from "../helpers.ts";
 import { connect } from "../../lib/net/client.ts";
-import { isIdle } from "../../lib/wire/messages.ts";
+import type { Connection } from "../../lib/net/connection.ts";
+import { listen, type Server } from "../../lib/net/server.ts";
+import { decodePayload, isIdle } from "../../lib/wire/messages.ts";
 import { TcpProxy } from "../proxy.ts";
 import {
   ask,
@@ -29,6 +36,7 @@ import {
   startAgent,
   startScript,
   startService,
+  waitForAudit,
   writeSite,
 } from "./helpers.ts";
 
@@ -289,6 +297,241 @@ Deno.test("liveness: no heartbeat reaches an invitee while its round is in progr
     // The round held eve until the join deadline at least: no beat inside it.
     assert.ok(after >= phaseMs - 50, `a heartbeat ${after} ms into eve's round\n${hospital.log()}`);
   });
+});
+
+Deno.test("liveness: an agent whose part of a round is over hears the heartbeat again while the round goes on", async () => {
+  // Review 4, R4-1: north refuses at INVITE (its floor of 9 contributors is above the round's
+  // 5); the threshold round goes on without it, held until the join deadline by eve, who never
+  // joins. That is far longer than north's 3·H: without a heartbeat north dropped the
+  // connection as lost in the middle of the round.
+  const pki = await makePki([...NAMES, "east", "west", "eve"]);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-liveness-" });
+  await scenario([pki, dir], async (processes) => {
+    const H = 200;
+    const phaseMs = 3_000;
+    const port = freePort();
+    const control = join(dir, "control.sock");
+    const hospital = await startHospital(processes, dir, pki, {
+      port,
+      control,
+      idleMs: H,
+      name: "hospital",
+      phaseMs,
+    });
+    const sites: Site[] = [
+      { ...SITES[0]!, variable: "min_contributors = 9" },
+      SITES[1]!,
+      { name: "east", column: "chol", cells: ["150.0"] },
+      { name: "west", column: "chol", cells: ["250.0"] },
+    ];
+    const agents = new Map<string, CliProcess>();
+    for (const site of sites) {
+      agents.set(
+        site.name,
+        startAgent(processes, site.name, await writeSite(dir, pki, site, port)),
+      );
+    }
+    await startInvitedEve(processes, dir, pki, port);
+    await hospital.waitForLines(/^(north|south|east|west|eve) connected/, 5, 30_000);
+    // Long enough for every agent to see two heartbeats and learn H.
+    await new Promise((resolve) => setTimeout(resolve, 5 * H));
+    const started = performance.now();
+    const answer = resultOf(
+      await ask(processes, control, ["--peers", "5", "--threshold", "3", "sum", "chol"]),
+    );
+    const took = performance.now() - started;
+    assert.equal(answer.result["sum"], 199.9 + 150 + 250);
+    assert.deepEqual(answer.contributors, ["east", "south", "west"]);
+    const north = agents.get("north")!;
+    await north.waitForLine(/refused by policy|refused: /, 10_000);
+    // Not vacuous: the round outlasted north's 3·H by far after north was done with it.
+    assert.ok(took >= phaseMs, `the round took ${took} ms`);
+    assert.ok(
+      hospital.stderrLines.some((l) => /north refused/.test(l)),
+      `north did not refuse\n${hospital.log()}`,
+    );
+    // A little longer, then: north never lost the hospital, and the hospital never lost north.
+    await new Promise((resolve) => setTimeout(resolve, 3 * H));
+    for (const agent of agents.values()) {
+      assert.ok(
+        !agent.stderrLines.some((l) => /Connection lost|lost the hospital/.test(l)),
+        agent.log(),
+      );
+    }
+    assert.equal(
+      hospital.stderrLines.filter((l) => /^north connected/.test(l)).length,
+      1,
+      hospital.log(),
+    );
+    assert.ok(!hospital.stderrLines.some((l) => /^north: /.test(l)), hospital.log());
+  });
+});
+
+/**
+ * A man in the middle for one agent (it holds the hospital's and the agent's
+ * credentials, from the test's PKI) that passes every frame but the agent's
+ * `attest`: the hospital then waits for that ATTEST until the attest deadline
+ * while the other agents are done and wait for `released`. It takes one
+ * connection only, and keeps the hospital's side open when the agent's
+ * ends, so nothing cuts the hospital's wait short.
+ */
+class AttestWithholder {
+  withheld = 0;
+  #server: Server;
+  #stop = new AbortController();
+  #conns = new Set<Connection>();
+
+  private constructor(server: Server, pki: string, as: string, target: number) {
+    this.#server = server;
+    void this.#relay(pki, as, target);
+  }
+
+  static async start(pki: string, as: string, target: number): Promise<AttestWithholder> {
+    const read = (file: string) => Deno.readTextFile(join(pki, file));
+    const server = await listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      ca: await read("ca.crt"),
+      cert: await read("hospital.crt"),
+      key: await read("hospital.key"),
+      authorize: () => Promise.resolve(as),
+    });
+    return new AttestWithholder(server, pki, as, target);
+  }
+
+  get port(): number {
+    return this.#server.port;
+  }
+
+  close(): void {
+    this.#stop.abort();
+    this.#server.close();
+    for (const conn of this.#conns) conn.close();
+  }
+
+  async #relay(pki: string, as: string, target: number): Promise<void> {
+    const read = (file: string) => Deno.readTextFile(join(pki, file));
+    const signal = this.#stop.signal;
+    let agent: Connection;
+    try {
+      agent = await this.#server.accept(signal);
+    } catch {
+      return;
+    }
+    this.#conns.add(agent);
+    this.#server.close();
+    let hospital: Connection;
+    try {
+      hospital = await connect({
+        hostname: "127.0.0.1",
+        port: target,
+        ca: await read("ca.crt"),
+        cert: await read(`${as}.crt`),
+        key: await read(`${as}.key`),
+      }, signal);
+    } catch {
+      agent.close();
+      return;
+    }
+    this.#conns.add(hospital);
+    const pump = async (from: Connection, to: Connection, keep: (p: Uint8Array) => boolean) => {
+      try {
+        for (let first = true;; first = false) {
+          const payload = await from.readFrame(signal);
+          if (first) from.raiseLimit();
+          if (keep(payload)) await to.write(payload, signal);
+        }
+      } catch {
+        from.close();
+      }
+    };
+    void pump(hospital, agent, () => true);
+    void pump(agent, hospital, (payload) => {
+      const decoded = decodePayload(payload);
+      const attest = decoded.kind === "message" && decoded.message.type === "attest";
+      if (attest) this.withheld++;
+      return !attest;
+    });
+  }
+}
+
+Deno.test("liveness: agents done with a round, or dropped from it, hear the heartbeat while the round goes on; the done ones get released", async () => {
+  // Review 4, R4-1, the costly case: east's ATTEST never reaches the hospital, which waits for
+  // it until the attest deadline; north and south are done, waiting for `released`, far longer
+  // than their 3·H. Without a heartbeat they dropped the connection and lost the record. And
+  // eve, who never joins, is dropped at the join deadline: her beat resumes then, not at the end.
+  const pki = await makePki([...NAMES, "east", "eve"]);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-liveness-" });
+  let middle: AttestWithholder | undefined;
+  try {
+    await scenario([pki, dir], async (processes) => {
+      const H = 200;
+      const phaseMs = 3_000;
+      const port = freePort();
+      const control = join(dir, "control.sock");
+      const hospital = await startHospital(processes, dir, pki, {
+        port,
+        control,
+        idleMs: H,
+        name: "hospital",
+        phaseMs,
+      });
+      middle = await AttestWithholder.start(pki, "east", port);
+      const sites: Site[] = [...SITES, { name: "east", column: "chol", cells: ["150.0"] }];
+      const agents = new Map<string, CliProcess>();
+      for (const site of sites) {
+        const to = site.name === "east" ? middle.port : port;
+        agents.set(
+          site.name,
+          startAgent(processes, site.name, await writeSite(dir, pki, site, to)),
+        );
+      }
+      const eve = await startInvitedEve(processes, dir, pki, port);
+      await hospital.waitForLines(/^(north|south|east|eve) connected/, 4, 30_000);
+      // Long enough for every agent to see two heartbeats and learn H.
+      await new Promise((resolve) => setTimeout(resolve, 5 * H));
+      const started = performance.now();
+      // A threshold round (T = 3 of 4) goes on without eve.
+      const answer = resultOf(
+        await ask(processes, control, ["--threshold", "3", "sum", "chol"]),
+      );
+      const took = performance.now() - started;
+      assert.equal(answer.result["sum"], SUM + 150);
+      assert.deepEqual(answer.contributors, ["east", "north", "south"]);
+      // Not vacuous: the hospital waited out the join deadline (eve) and then the attest one.
+      assert.equal(middle.withheld, 1);
+      assert.ok(took >= 2 * phaseMs, `the round took ${took} ms`);
+      // Eve heard nothing inside her part of the round, and the beat once she was dropped.
+      const [first] = await eve.waitForLines(/eve: idle \d+ ms after the invitation/, 1, 10_000);
+      const after = Number(/idle (\d+) ms/.exec(first!)![1]);
+      assert.ok(after >= phaseMs - 50, `a heartbeat ${after} ms into eve's round`);
+      assert.ok(
+        after < phaseMs + 1_500,
+        `eve's first heartbeat came ${after} ms after the invitation`,
+      );
+      assert.ok(
+        hospital.stderrLines.some((l) => /the attest phase's deadline passed/.test(l)),
+        hospital.log(),
+      );
+      for (const name of ["north", "south"]) {
+        const [entry] = await waitForAudit(dir, name, "done", 1);
+        assert.equal(entry!["session"], answer.session);
+        assert.ok(entry!["released"], `${name} kept no released record: ${JSON.stringify(entry)}`);
+        const agent = agents.get(name)!;
+        assert.ok(
+          !agent.stderrLines.some((l) => /Connection lost|lost the hospital/.test(l)),
+          agent.log(),
+        );
+        assert.equal(
+          hospital.stderrLines.filter((l) => new RegExp(`^${name} connected`).test(l)).length,
+          1,
+          hospital.log(),
+        );
+      }
+    });
+  } finally {
+    middle?.close();
+  }
 });
 
 Deno.test("liveness: the CLI's serving hospital sends idle at once to an agent it accepts", async () => {

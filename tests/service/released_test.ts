@@ -25,6 +25,7 @@ import {
 import {
   decodeMessage,
   encodeMessage,
+  isIdle,
   MAX_RELEASED_CHARS,
   type MessageOf,
 } from "../../lib/wire/messages.ts";
@@ -131,7 +132,8 @@ class Middle {
   }
 
   #alter(payload: Uint8Array): Uint8Array {
-    if (payload[0] !== 0x01 || this.tamper === "none") return payload;
+    // The heartbeat is not a message decodeMessage knows; it passes untouched.
+    if (payload[0] !== 0x01 || this.tamper === "none" || isIdle(payload)) return payload;
     const message = decodeMessage(payload);
     if (message.type !== "released") return payload;
     this.tampered++;
