@@ -327,6 +327,9 @@ class AgentConnection {
         // twin's included, and counting it would reset the backoff (review 3, F7).
         if (liveness.heard(payload)) continue;
         const decoded = decodePayload(payload);
+        // The read buffer grew to fit this message (START holds about 1.3 KB a participant):
+        // an agent lives for many rounds, so the room goes back now.
+        if (decoded.kind === "message") this.#conn.compact();
         this.#accepted = true;
         if (first) {
           this.#conn.raiseLimit();

@@ -59,12 +59,9 @@ export class MaskKeyError extends Error {
   override name = "MaskKeyError";
 }
 
+/** A JWK field (base64url, no padding, from Web Crypto's own export). */
 function fromBase64Url(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/").padEnd(
-    Math.ceil(text.length / 4) * 4,
-    "=",
-  );
-  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return Uint8Array.fromBase64(text, { alphabet: "base64url", lastChunkHandling: "loose" });
 }
 
 /** The private scalar d of an extractable ECDH P-256 key, 32 bytes big-endian. */

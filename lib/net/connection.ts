@@ -29,6 +29,9 @@
  *   fast sender get far ahead (measured: 50 MB of a 64 MiB upload unread at
  *   once). The peer's `Deno.connectTls` socket has real backpressure: it is
  *   read only while less than one frame is unread.
+ * - Between frames the read buffer keeps room for one whole frame, so that a
+ *   run of chunk frames reuses it; {@linkcode Connection.compact} gives that
+ *   room back once the run is over.
  * - Every wait takes an `AbortSignal`. An abort ends that wait and leaves
  *   the connection usable; {@linkcode Connection.close} ends everything and
  *   may be called any number of times.
@@ -173,6 +176,22 @@ export class Connection {
   /** Bytes received and not yet returned by {@linkcode readFrame}. */
   get buffered(): number {
     return this.#decoder.buffered;
+  }
+
+  /** Bytes allocated to hold unread input (see {@linkcode compact}). */
+  get capacity(): number {
+    return this.#decoder.capacity;
+  }
+
+  /**
+   * Lets go of read-buffer memory that unread input does not need. The
+   * buffer keeps room for one whole frame between frames, so that a vector
+   * transfer reuses it for every chunk; call this once such a run of large
+   * frames is over (the last chunk of a masked input, a peer's message),
+   * never between its frames.
+   */
+  compact(): void {
+    this.#decoder.compact();
   }
 
   /** A snapshot of the byte and frame counters. */

@@ -316,6 +316,8 @@ async function readLoop(
 ): Promise<void> {
   let first = true;
   let received = 0;
+  // Chunks are numbered 0, 1, … ceil(d / 65536) − 1 (docs/protocol.md §9.8).
+  const lastChunk = Math.ceil(dimension / CHUNK_ELEMENTS) - 1;
   try {
     for (;;) {
       const payload = await conn.readFrame(stop);
@@ -333,6 +335,10 @@ async function readLoop(
         await round.message(name, decoded.message);
       } else {
         await round.chunk(name, decoded.chunk);
+        // The party's masked input is in: the room the connection kept for
+        // its chunk frames (1 MiB a connection) would otherwise stay until
+        // the round ends, a gigabyte at 1,000 peers.
+        if (decoded.chunk.index === lastChunk) conn.compact();
         if (onProgress && dimension > CHUNK_ELEMENTS) {
           received += decoded.chunk.data.length;
           onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);

@@ -110,8 +110,11 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     void session.disconnected().then(watch);
   };
   // Frames the core sends in one go leave together: small ones in one socket
-  // write (see Connection.writeBatch), large ones (vector chunks) alone.
-  let pending: Uint8Array[] = [];
+  // write (see Connection.writeBatch), large ones alone. A large vector chunk
+  // is encoded only when its turn to be written comes (Connection.writeLazily):
+  // the core hands over every chunk of the masked vector at once, and encoded
+  // up front they would all wait in the queue, a second copy of the vector.
+  let pending: (Uint8Array | (() => Uint8Array))[] = [];
   const flush = () => {
     const batch = pending;
     pending = [];
@@ -122,7 +125,10 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
       small = [];
     };
     for (const payload of batch) {
-      if (payload.length > BATCH_BYTES) {
+      if (typeof payload === "function") {
+        sendSmall();
+        lastWrite = connection.writeLazily(payload, stop.signal).catch(lost);
+      } else if (payload.length > BATCH_BYTES) {
         sendSmall();
         lastWrite = connection.write(payload, stop.signal).catch(lost);
       } else {
@@ -131,7 +137,7 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
     }
     sendSmall();
   };
-  const write = (payload: Uint8Array) => {
+  const write = (payload: Uint8Array | (() => Uint8Array)) => {
     pending.push(payload);
     if (pending.length === 1) queueMicrotask(flush);
   };
@@ -143,7 +149,11 @@ export async function runStarPeer(options: StarPeerOptions): Promise<StarPeerRes
       write(encodeMessage(message));
     },
     sendChunk: (_to, chunk) => {
-      write(encodeChunk(chunk.index, chunk.data));
+      // A chunk's payload is 5 bytes more than its elements: over BATCH_BYTES
+      // exactly when the elements alone are at least that.
+      const { index, data } = chunk;
+      if (data.length * 8 >= BATCH_BYTES) write(() => encodeChunk(index, data));
+      else write(encodeChunk(index, data));
       notePeakRss();
       const total = session?.terms?.dimension ?? 0;
       const report = options.onProgress;
@@ -237,8 +247,15 @@ async function readLoop(
         conn.raiseLimit();
         first = false;
       }
-      if (decoded.kind === "message") await session.message(decoded.message);
-      else await session.chunk();
+      if (decoded.kind === "message") {
+        // The read buffer grew to fit this message (START holds about 1.3 KB
+        // a participant): let that go now, not at the end of the round, and
+        // before the core works on the message.
+        conn.compact();
+        await session.message(decoded.message);
+      } else {
+        await session.chunk();
+      }
       watch();
       if (session.outcome) return;
     }

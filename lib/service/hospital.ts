@@ -301,7 +301,13 @@ export class HospitalService {
     const inRound = current?.round !== undefined && current.links?.get(peer.name) === peer;
     if (decoded.kind === "chunk") {
       if (inRound) {
-        await current!.round!.chunk(peer.name, decoded.chunk);
+        const round = current!.round!;
+        await round.chunk(peer.name, decoded.chunk);
+        // Its masked input is in: let go of the room its chunk frames took
+        // (1 MiB a connection), as the one-shot hospital does.
+        if (decoded.chunk.index === Math.ceil(round.terms.dimension / CHUNK_ELEMENTS) - 1) {
+          peer.conn.compact();
+        }
         current!.watch?.();
       }
       return;

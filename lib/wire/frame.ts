@@ -125,10 +125,35 @@ export class FrameDecoder {
 
   /**
    * Bytes allocated to hold input: at most the larger of 4,096 and twice the
-   * most ever held at once (the buffer doubles as it grows).
+   * most ever held at once (the buffer doubles as it grows), and after
+   * {@linkcode compact} at most the larger of 4,096 and twice what is held.
    */
   get capacity(): number {
     return this.#buffer.length;
+  }
+
+  /**
+   * Gives back the capacity beyond what the bytes held need: the buffer
+   * shrinks to the smallest of 4,096, 8,192, 16,384, … bytes that holds them
+   * (4,096 when nothing is held), if that is smaller than it is.
+   * {@linkcode next} keeps a buffer that fits one whole frame, so that a
+   * vector transfer reuses it for every chunk; once the transfer is over,
+   * this lets the 1 MiB a chunk frame needed go, instead of it staying for
+   * the rest of the round on every connection. Call it where a run of large
+   * frames has ended, not between them (the buffer would be made again for
+   * the next one).
+   */
+  compact(): void {
+    if (this.#failure) return;
+    const held = this.buffered;
+    let capacity = MIN_CAPACITY;
+    while (capacity < held) capacity *= 2;
+    if (capacity >= this.#buffer.length) return;
+    const smaller = new Uint8Array(capacity);
+    smaller.set(this.#buffer.subarray(this.#start, this.#end));
+    this.#buffer = smaller;
+    this.#start = 0;
+    this.#end = held;
   }
 
   /** Whether the bytes held so far end exactly on a frame boundary (none held). */

@@ -4,7 +4,9 @@
  * not change which error a party sees. A first frame announcing more than
  * the pre-authentication limit is that error even when its header arrives in
  * one read together with more bytes than the unread cap (which a loaded
- * machine's socket can deliver), not "more than one frame".
+ * machine's socket can deliver), not "more than one frame". And `compact`
+ * gives back the read buffer a run of chunk frames left, without losing a
+ * byte of what is unread.
  *
  * @module
  */
@@ -66,4 +68,33 @@ Deno.test("two frames within the limit before the first is accepted are an overr
     assert.ok(error instanceof TransportError, String(error));
     assert.equal(error.reason, "overrun");
   }
+});
+
+Deno.test("compact lets go of the room a run of chunk frames kept, and reading goes on", async () => {
+  const link = new MemoryLink();
+  const conn = new Connection(link, { remote: "127.0.0.1:1", peer: "carol" });
+  const signal = AbortSignal.timeout(5_000);
+  const deliver = (bytes: Uint8Array) => {
+    // As a socket delivers it: TLS records of 16 KiB.
+    for (let i = 0; i < bytes.length; i += 16_384) link.sink!.data(bytes.subarray(i, i + 16_384));
+  };
+  deliver(frame(100, 100));
+  assert.equal((await conn.readFrame(signal)).length, 100);
+  conn.raiseLimit();
+  const chunk = frame(524_293, 524_293);
+  for (let k = 0; k < 3; k++) {
+    deliver(chunk);
+    assert.deepEqual(await conn.readFrame(signal), chunk.subarray(FRAME_HEADER_BYTES));
+    // Kept between the chunks of one transfer: it is reused for the next.
+    assert.ok(conn.capacity >= chunk.length, `${conn.capacity} bytes after chunk ${k}`);
+  }
+  conn.compact();
+  assert.equal(conn.capacity, 4096);
+  assert.equal(conn.buffered, 0);
+  deliver(frame(2_000, 2_000));
+  deliver(chunk);
+  assert.equal((await conn.readFrame(signal)).length, 2_000);
+  assert.deepEqual(await conn.readFrame(signal), chunk.subarray(FRAME_HEADER_BYTES));
+  assert.equal(conn.closed, false);
+  conn.close();
 });

@@ -15,7 +15,9 @@
  *   given, and its buffer never exceeds twice the most it held (at most one
  *   frame under the limit plus the chunk being pushed);
  * - without a raise, the result equals a whole-buffer reference decoder's,
- *   whatever the chunking.
+ *   whatever the chunking, and whether or not the decoder is compacted
+ *   after every push (every third input), which leaves it at most twice
+ *   what it holds.
  *
  * Inputs come from mulberry32, a tiny seeded PRNG written here: the same
  * seed gives the same inputs, so a failure can be replayed exactly (the
@@ -199,6 +201,54 @@ Deno.test("a burst of frames held at once does not leave a big buffer behind onc
   assert.equal(one.capacity, kept);
 });
 
+Deno.test("compact gives back the room a chunk frame left, and frames decode across it", () => {
+  const decoder = new FrameDecoder({ limit: FRAME_LIMIT });
+  const chunk = new Uint8Array(524_293).map((_, i) => i * 7);
+  const frame = encodeFrame(chunk);
+  // As a socket delivers it: in pieces, so the buffer grows to fit the frame.
+  for (let i = 0; i < frame.length; i += 16_384) decoder.push(frame.subarray(i, i + 16_384));
+  assert.deepEqual(decoder.next(), chunk);
+  assert.ok(decoder.capacity >= frame.length, `kept ${decoder.capacity} bytes for the next chunk`);
+  decoder.compact();
+  assert.equal(decoder.buffered, 0);
+  assert.equal(decoder.capacity, 4096);
+  decoder.compact();
+  assert.equal(decoder.capacity, 4096);
+  // Still decodes: a small frame, then a large one again (the buffer grows back).
+  decoder.push(encodeFrame(new Uint8Array([1, 2, 3])));
+  assert.deepEqual(decoder.next(), new Uint8Array([1, 2, 3]));
+  decoder.push(frame);
+  assert.deepEqual(decoder.next(), chunk);
+  assert.equal(decoder.next(), undefined);
+  decoder.end();
+});
+
+Deno.test("compact with bytes held keeps them and shrinks to fit them", () => {
+  const decoder = new FrameDecoder({ limit: FRAME_LIMIT });
+  const big = new Uint8Array(300_000).fill(9);
+  const next = new Uint8Array(20_000).map((_, i) => i);
+  const nextFrame = encodeFrame(next);
+  decoder.push(concat([encodeFrame(big), nextFrame.subarray(0, 10_001)]));
+  assert.deepEqual(decoder.next(), big);
+  assert.equal(decoder.buffered, 10_001);
+  assert.ok(decoder.capacity >= 300_000);
+  decoder.compact();
+  // The smallest of 4 KiB doubled that holds the 10,001 bytes: 16 KiB.
+  assert.equal(decoder.capacity, 16_384);
+  assert.equal(decoder.buffered, 10_001);
+  assert.equal(decoder.next(), undefined);
+  decoder.push(nextFrame.subarray(10_001));
+  assert.deepEqual(decoder.next(), next);
+  decoder.end();
+  // A header announcing too much, held across a compact, is still refused.
+  const bad = new FrameDecoder({ limit: 1000 });
+  bad.push(new Uint8Array(2));
+  bad.compact();
+  assert.throws(() => bad.push(new Uint8Array([0x10, 0])), FrameError);
+  bad.compact();
+  assert.throws(() => bad.next(), FrameError);
+});
+
 Deno.test("end of input: clean between frames, an error inside one (a short read)", () => {
   const between = new FrameDecoder();
   between.push(encodeFrame(new Uint8Array([1])));
@@ -323,6 +373,7 @@ function run(
   chunks: Uint8Array[],
   limit: number,
   raise: { after: number; to: number } | undefined,
+  compact: boolean,
   fail: (why: string) => never,
 ): Outcome {
   const decoder = new FrameDecoder({ limit });
@@ -377,6 +428,12 @@ function run(
     }
     const bound = Math.max(4096, 2 * (FRAME_HEADER_BYTES + decoder.limit + maxChunk));
     if (decoder.capacity > bound) fail(`buffer of ${decoder.capacity} bytes over ${bound}`);
+    if (compact) {
+      decoder.compact();
+      if (decoder.buffered !== pushed - consumed) fail("compact changed the bytes held");
+      const fit = Math.max(4096, 2 * decoder.buffered);
+      if (decoder.capacity > fit) fail(`compacted to ${decoder.capacity} bytes, over ${fit}`);
+    }
   }
   const error = step("end", () => decoder.end());
   return { frames, error, at: "end", raisedAfter };
@@ -401,7 +458,8 @@ Deno.test(`fuzz: ${INPUTS} seeded random and mutated inputs (seed 0x${SEED.toStr
         }): ${why}`,
       );
     };
-    const out = run(chunks, limit, raise, fail);
+    // Every third input is compacted after every push: frames decode across it all the same.
+    const out = run(chunks, limit, raise, i % 3 === 0, fail);
     if (out.raisedAfter !== undefined) seen.raised++;
     // Payloads re-encoded are exactly the input consumed.
     const consumed = concat(out.frames.map((f) => encodeFrame(f, 2 ** 32 - 1)));

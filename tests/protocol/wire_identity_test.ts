@@ -1,11 +1,12 @@
 /**
  * The codec's fast paths write and accept exactly what the straightforward
  * ones did (lib/wire/messages.ts): START assembled from cached entry texts is
- * byte for byte JSON.stringify of the whole message; native base64 writes
- * lib/encoding.ts `toBase64`'s text and accepts exactly the strings
- * `fromCanonicalBase64` accepts; messages read by V8's parser decode to what
- * the strict reader makes of them, and what it refuses is refused with its
- * reason.
+ * byte for byte JSON.stringify of the whole message; native base64
+ * (lib/encoding.ts `toBase64` and `fromCanonicalBase64`, which the codec
+ * uses) writes what `btoa` wrote and accepts exactly the strings that decode
+ * with `atob` and encode back to themselves; messages read by V8's parser
+ * decode to what the strict reader makes of them, and what it refuses is
+ * refused with its reason.
  *
  * @module
  */
@@ -24,6 +25,26 @@ import { parseStrictJson } from "../../lib/wire/strict_json.ts";
 import { Rng } from "../rng.ts";
 
 const encoder = new TextEncoder();
+
+/** Base64 as it was written before the native encoder: `btoa` of the bytes as a binary string. */
+function referenceBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/** Canonical base64 as it was read before: `atob`, kept only if it encodes back to `text`. */
+function referenceFromBase64(text: string): Uint8Array | undefined {
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+  return referenceBase64(bytes) === text ? bytes : undefined;
+}
 
 function bytes(rng: Rng, length: number): Uint8Array {
   return Uint8Array.from({ length }, () => rng.int(256));
@@ -64,9 +85,9 @@ function reference(message: MessageOf<"start">): Uint8Array {
     participants: message.participants.map((p) => ({
       name: p.name,
       cert: p.cert,
-      sealKey: toBase64(p.sealKey),
-      maskKey: toBase64(p.maskKey),
-      signature: toBase64(p.signature),
+      sealKey: referenceBase64(p.sealKey),
+      maskKey: referenceBase64(p.maskKey),
+      signature: referenceBase64(p.signature),
       ...(p.position === undefined ? {} : { position: p.position }),
     })),
     ...(message.rosterHash === undefined ? {} : { rosterHash: message.rosterHash }),
@@ -153,7 +174,7 @@ function checkSignature(text: string): void {
   const payload = new Uint8Array(1 + message.length);
   payload[0] = 1;
   payload.set(message, 1);
-  const old = text.length === 88 ? fromCanonicalBase64(text) : undefined;
+  const old = text.length === 88 ? referenceFromBase64(text) : undefined;
   const expected = old !== undefined && old.length === 64 ? old : undefined;
   let got: Uint8Array | undefined;
   try {
@@ -186,7 +207,7 @@ Deno.test("base64 fields accept exactly the canonical spellings the old decoder 
     if (rng.int(4) === 0) chars[chars.length - 2] = alphabet[rng.int(64)]!;
     const text = chars.join("");
     checkSignature(text);
-    if (fromCanonicalBase64(text)?.length !== 64 || text.length !== 88) refused++;
+    if (referenceFromBase64(text)?.length !== 64 || text.length !== 88) refused++;
   }
   assert.ok(refused > 1000, `only ${refused} of the strings were refused: a weak sample`);
   // By hand: the last character's unused bits, no padding, white space.
@@ -205,22 +226,93 @@ Deno.test("base64 fields accept exactly the canonical spellings the old decoder 
   checkSignature(`${good.slice(0, 80)}    ${good.slice(84)}`);
 });
 
-Deno.test("base64 fields are written as lib/encoding.ts toBase64 writes them", () => {
+Deno.test("base64 fields are written as btoa wrote them", () => {
   const rng = new Rng(5);
   for (let n = 0; n < 200; n++) {
     const signature = bytes(rng, 64);
     const payload = encodeMessage({ type: "confirm", session: "00".repeat(16), signature });
     const json = JSON.parse(new TextDecoder().decode(payload.subarray(1)));
-    assert.equal(json.signature, toBase64(signature));
+    assert.equal(json.signature, referenceBase64(signature));
     // A view into a larger buffer is written as its own bytes only.
     const big = bytes(rng, 80);
     const view = big.subarray(8, 72);
     const viewed = encodeMessage({ type: "confirm", session: "00".repeat(16), signature: view });
     assert.equal(
       JSON.parse(new TextDecoder().decode(viewed.subarray(1))).signature,
-      toBase64(view.slice()),
+      referenceBase64(view.slice()),
     );
   }
+});
+
+Deno.test("toBase64 writes what btoa wrote, for every length and for views", () => {
+  const rng = new Rng(9);
+  for (let length = 0; length <= 300; length++) {
+    const data = bytes(rng, length);
+    assert.equal(toBase64(data), referenceBase64(data), `length ${length}`);
+    const big = bytes(rng, length + 20);
+    const view = big.subarray(7, 7 + length);
+    assert.equal(toBase64(view), referenceBase64(view.slice()), `view of length ${length}`);
+  }
+  const mib = rng.blockBytes(1 << 20);
+  assert.equal(toBase64(mib), referenceBase64(mib));
+});
+
+Deno.test("fromCanonicalBase64 accepts exactly the strings atob reads and btoa writes back", () => {
+  const rng = new Rng(13);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n\t\r\f\v";
+  let accepted = 0;
+  let refused = 0;
+  const check = (text: string) => {
+    const got = fromCanonicalBase64(text);
+    assert.deepEqual(got, referenceFromBase64(text), JSON.stringify(text));
+    if (got === undefined) refused++;
+    else accepted++;
+  };
+  for (let n = 0; n < 20_000; n++) {
+    const chars = [...referenceBase64(bytes(rng, rng.int(40)))];
+    for (let e = rng.int(3); e > 0; e--) {
+      const at = rng.int(chars.length + 1);
+      const c = alphabet[rng.int(alphabet.length)]!;
+      const kind = rng.int(3);
+      if (kind === 0 && at < chars.length) chars[at] = c;
+      else if (kind === 1) chars.splice(at, 0, c);
+      else chars.splice(at, 1);
+    }
+    // Near the end sit the padding and the bits under it.
+    if (chars.length >= 2 && rng.int(4) === 0) chars[chars.length - 2] = alphabet[rng.int(64)]!;
+    check(chars.join(""));
+  }
+  assert.ok(accepted > 5000 && refused > 5000, `accepted ${accepted}, refused ${refused}`);
+  // By hand: empty, bits under the padding, missing padding, white space, URL alphabet, non-ASCII.
+  for (
+    const text of [
+      "",
+      "AA==",
+      "AB==",
+      "AAA=",
+      "AAE=",
+      "AA",
+      "AA=",
+      "AA===",
+      "AAAA",
+      " AAAA",
+      "AAAA\n",
+      "AA\tAA",
+      "AAA\r",
+      "_-8=",
+      "/+8=",
+      "AAAA=",
+      "A===",
+      "AA==AA==",
+      "\u00a0AAAA",
+      "AAAA\u2028",
+    ]
+  ) check(text);
+  const mib = rng.blockBytes(1 << 20);
+  const text = referenceBase64(mib);
+  assert.deepEqual(fromCanonicalBase64(text), mib);
+  check(`${text.slice(0, -1)}\n`);
+  check(`${text.slice(0, 1000)} ${text.slice(1001)}`);
 });
 
 function payloadOf(text: string): Uint8Array {

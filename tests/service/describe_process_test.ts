@@ -145,28 +145,15 @@ Deno.test("describe: an agent declaring a range no round can hold is left out; t
       startAgent(processes, site.name, await writeSite(dir, pki, site, port));
     }
     // A stock agent, configured absurdly (scale 15, up to 2^31 rows): R would pass p.
-    await Deno.writeTextFile(join(dir, "eve.csv"), "id,chol\n1,0.5\n");
-    const eveConfig = join(dir, "eve.toml");
-    await Deno.writeTextFile(
-      eveConfig,
-      `name = "eve"
-hospital = "127.0.0.1:${port}"
-hospital_name = "hospital"
-certs = "${pki}"
-
-[data.chol]
-file = "eve.csv"
-column = "chol"
-scale = 15
-max = 1
-max_rows = 2147483648
-
-[policy]
-allow = ["count", "sum", "mean", "variance", "histogram"]
-min_contributors = 2
-`,
-    );
-    startAgent(processes, "eve", eveConfig);
+    const eve: Site = {
+      name: "eve",
+      column: "chol",
+      cells: ["0.5"],
+      scale: 15,
+      max: "1",
+      variable: "max_rows = 2147483648",
+    };
+    startAgent(processes, "eve", await writeSite(dir, pki, eve, port));
     await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
 
     const answer = await ask(processes, control, ["sum", "chol"]);
@@ -212,29 +199,16 @@ Deno.test("describe: review 4's wide eve (scale 15, max 10^-15, 2^31 rows) and a
     }
     // A stock agent: the narrowest range there is (one unit at scale 15) over 2^31 rows, which
     // sorted first by width at scale 15 and was kept while north and south were left out.
-    await Deno.writeTextFile(join(dir, "eve.csv"), "id,chol\n1,0\n");
-    const eveConfig = join(dir, "eve.toml");
-    await Deno.writeTextFile(
-      eveConfig,
-      `name = "eve"
-hospital = "127.0.0.1:${port}"
-hospital_name = "hospital"
-certs = "${pki}"
-
-[data.chol]
-file = "eve.csv"
-column = "chol"
-scale = 15
-max = "0.000000000000001"
-max_rows = 2147483648
-
-${vector("eve", [1, 2, 3])}
-[policy]
-allow = ["count", "sum", "mean", "variance", "histogram"]
-min_contributors = 2
-`,
-    );
-    startAgent(processes, "eve", eveConfig);
+    const eve: Site = {
+      name: "eve",
+      column: "chol",
+      cells: ["0"],
+      scale: 15,
+      max: '"0.000000000000001"',
+      variable: "max_rows = 2147483648",
+      more: vector("eve", [1, 2, 3]),
+    };
+    startAgent(processes, "eve", await writeSite(dir, pki, eve, port));
     await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
 
     const answer = await ask(processes, control, ["--peers", "2", "mean", "chol"]);

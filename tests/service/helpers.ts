@@ -10,6 +10,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { connect } from "../../lib/net/client.ts";
+import type { Connection } from "../../lib/net/connection.ts";
+import { listen, type Server } from "../../lib/net/server.ts";
 import { CliProcess, ROOT } from "../helpers.ts";
 
 /** Each phase's timeout for the service under test, in seconds. */
@@ -27,6 +30,8 @@ export interface Site {
   /** More TOML at the end (more [data.VAR] tables). */
   more?: string;
   scale?: number;
+  /** chol's declared `max` as TOML (default 400). */
+  max?: string;
 }
 
 /** Writes a site's CSV (with a second column, as a clinic's table has) and its agent config. */
@@ -50,7 +55,7 @@ certs = "${pki}"
 file = "${site.name}.csv"
 column = "${site.column}"
 scale = ${site.scale ?? 1}
-max = 400
+max = ${site.max ?? "400"}
 ${site.variable ?? ""}
 
 [policy]
@@ -228,4 +233,133 @@ export async function startScript(
   processes.push(party);
   await party.waitForLine(ready, 30_000);
   return party;
+}
+
+/**
+ * What an {@linkcode AgentRelay} passes on for one frame payload: the
+ * payloads to send in its place (none: dropped; several: injected).
+ */
+export type RelayHook = (payload: Uint8Array<ArrayBuffer>) => Uint8Array[];
+
+/** Options for {@linkcode AgentRelay.start}. */
+export interface AgentRelayOptions {
+  /** Frames from the hospital to the agent (default: passed as they are). */
+  toAgent?: RelayHook;
+  /** Frames from the agent to the hospital (default: passed as they are). */
+  toHospital?: RelayHook;
+  /**
+   * Take one agent connection only, and when one side ends leave the other
+   * open, so that nothing cuts short a wait the test is causing (default:
+   * every connection, both sides closed together, so the agent reconnects).
+   */
+  once?: boolean;
+}
+
+/**
+ * A man in the middle for one agent, holding the hospital's and the agent's
+ * credentials from the test's PKI: mutual TLS to the agent as the
+ * hospital and to the hospital as the agent, every frame passed through the
+ * hooks. It stands for a hospital gone bad (its key in hostile hands) or a
+ * network that loses what the hooks drop.
+ */
+export class AgentRelay {
+  #server: Server;
+  #stop = new AbortController();
+  #conns = new Set<Connection>();
+  #options: AgentRelayOptions;
+  #pki: string;
+  #as: string;
+  #target: number;
+
+  private constructor(
+    server: Server,
+    pki: string,
+    as: string,
+    target: number,
+    options: AgentRelayOptions,
+  ) {
+    this.#server = server;
+    this.#pki = pki;
+    this.#as = as;
+    this.#target = target;
+    this.#options = options;
+    void this.#accept();
+  }
+
+  /** Relays agent `as`'s connections to the hospital at 127.0.0.1:`target`. */
+  static async start(
+    pki: string,
+    as: string,
+    target: number,
+    options: AgentRelayOptions = {},
+  ): Promise<AgentRelay> {
+    const read = (file: string) => Deno.readTextFile(join(pki, file));
+    const server = await listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      ca: await read("ca.crt"),
+      cert: await read("hospital.crt"),
+      key: await read("hospital.key"),
+      authorize: () => Promise.resolve(as),
+    });
+    return new AgentRelay(server, pki, as, target, options);
+  }
+
+  /** Where the agent connects instead of the hospital. */
+  get port(): number {
+    return this.#server.port;
+  }
+
+  close(): void {
+    this.#stop.abort();
+    this.#server.close();
+    for (const conn of this.#conns) conn.close();
+  }
+
+  async #accept(): Promise<void> {
+    const read = (file: string) => Deno.readTextFile(join(this.#pki, file));
+    const signal = this.#stop.signal;
+    const pass: RelayHook = (payload) => [payload];
+    while (!signal.aborted) {
+      let agent: Connection;
+      try {
+        agent = await this.#server.accept(signal);
+      } catch {
+        return;
+      }
+      this.#conns.add(agent);
+      if (this.#options.once) this.#server.close();
+      let hospital: Connection;
+      try {
+        hospital = await connect({
+          hostname: "127.0.0.1",
+          port: this.#target,
+          ca: await read("ca.crt"),
+          cert: await read(`${this.#as}.crt`),
+          key: await read(`${this.#as}.key`),
+        }, signal);
+      } catch {
+        agent.close();
+        continue;
+      }
+      this.#conns.add(hospital);
+      void this.#pump(hospital, agent, this.#options.toAgent ?? pass);
+      void this.#pump(agent, hospital, this.#options.toHospital ?? pass);
+      if (this.#options.once) return;
+    }
+  }
+
+  async #pump(from: Connection, to: Connection, hook: RelayHook): Promise<void> {
+    const signal = this.#stop.signal;
+    try {
+      for (let first = true;; first = false) {
+        const payload = await from.readFrame(signal);
+        if (first) from.raiseLimit();
+        for (const out of hook(payload)) await to.write(out, signal);
+      }
+    } catch {
+      from.close();
+      if (!this.#options.once) to.close();
+    }
+  }
 }

@@ -12,9 +12,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { describeError } from "../../lib/errors.ts";
-import { connect } from "../../lib/net/client.ts";
-import type { Connection } from "../../lib/net/connection.ts";
-import { listen, type Server } from "../../lib/net/server.ts";
 import {
   type Release,
   ReleasedError,
@@ -31,7 +28,15 @@ import {
 } from "../../lib/wire/messages.ts";
 import { fromCanonicalBase64 } from "../../lib/encoding.ts";
 import { CliProcess, makePki, scenario } from "../helpers.ts";
-import { ask, resultOf, type Site, startAgent, startService, writeSite } from "./helpers.ts";
+import {
+  AgentRelay,
+  ask,
+  resultOf,
+  type Site,
+  startAgent,
+  startService,
+  writeSite,
+} from "./helpers.ts";
 
 const NAMES = ["hospital", "north", "south", "east"];
 const ECDSA = { name: "ECDSA", hash: "SHA-256" } as const;
@@ -39,111 +44,24 @@ const ECDSA = { name: "ECDSA", hash: "SHA-256" } as const;
 type Tamper = "none" | "statistics" | "unsigned";
 
 /**
- * A man in the middle for one agent: TLS to the agent as the hospital, TLS
- * to the hospital as the agent, frames passed through, and the hospital's
- * `released` altered as `tamper` says. It stands for a hospital whose
- * record does not match its key.
+ * What a hospital whose record does not match its key sends for one frame:
+ * its `released` altered as `state.tamper` says (counted), the rest as is.
  */
-class Middle {
-  tamper: Tamper = "none";
-  tampered = 0;
-  #server: Server;
-  #stop = new AbortController();
-  #conns = new Set<Connection>();
-  #pki: string;
-  #as: string;
-  #target: number;
-
-  private constructor(server: Server, pki: string, as: string, target: number) {
-    this.#server = server;
-    this.#pki = pki;
-    this.#as = as;
-    this.#target = target;
-    void this.#accept();
+function tamperReleased(
+  state: { tamper: Tamper; tampered: number },
+  payload: Uint8Array,
+): Uint8Array {
+  // The heartbeat is not a message decodeMessage knows; it passes untouched.
+  if (payload[0] !== 0x01 || state.tamper === "none" || isIdle(payload)) return payload;
+  const message = decodeMessage(payload);
+  if (message.type !== "released") return payload;
+  state.tampered++;
+  if (state.tamper === "unsigned") {
+    return encodeMessage({ ...message, signature: new Uint8Array(64) });
   }
-
-  static async start(pki: string, as: string, target: number): Promise<Middle> {
-    const read = (file: string) => Deno.readTextFile(join(pki, file));
-    const server = await listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      ca: await read("ca.crt"),
-      cert: await read("hospital.crt"),
-      key: await read("hospital.key"),
-      authorize: () => Promise.resolve(as),
-    });
-    return new Middle(server, pki, as, target);
-  }
-
-  get port(): number {
-    return this.#server.port;
-  }
-
-  close(): void {
-    this.#stop.abort();
-    this.#server.close();
-    for (const conn of this.#conns) conn.close();
-  }
-
-  async #accept(): Promise<void> {
-    const read = (file: string) => Deno.readTextFile(join(this.#pki, file));
-    while (!this.#stop.signal.aborted) {
-      let agent: Connection;
-      try {
-        agent = await this.#server.accept(this.#stop.signal);
-      } catch {
-        return;
-      }
-      this.#conns.add(agent);
-      let hospital: Connection;
-      try {
-        hospital = await connect({
-          hostname: "127.0.0.1",
-          port: this.#target,
-          ca: await read("ca.crt"),
-          cert: await read(`${this.#as}.crt`),
-          key: await read(`${this.#as}.key`),
-        }, this.#stop.signal);
-      } catch {
-        agent.close();
-        continue;
-      }
-      this.#conns.add(hospital);
-      void this.#pump(hospital, agent, (payload) => this.#alter(payload));
-      void this.#pump(agent, hospital, (payload) => payload);
-    }
-  }
-
-  async #pump(from: Connection, to: Connection, alter: (p: Uint8Array) => Uint8Array) {
-    let first = true;
-    try {
-      for (;;) {
-        const payload = await from.readFrame(this.#stop.signal);
-        if (first) {
-          from.raiseLimit();
-          first = false;
-        }
-        await to.write(alter(payload), this.#stop.signal);
-      }
-    } catch {
-      from.close();
-      to.close();
-    }
-  }
-
-  #alter(payload: Uint8Array): Uint8Array {
-    // The heartbeat is not a message decodeMessage knows; it passes untouched.
-    if (payload[0] !== 0x01 || this.tamper === "none" || isIdle(payload)) return payload;
-    const message = decodeMessage(payload);
-    if (message.type !== "released") return payload;
-    this.tampered++;
-    if (this.tamper === "unsigned") {
-      return encodeMessage({ ...message, signature: new Uint8Array(64) });
-    }
-    const statistics = JSON.parse(message.statistics!) as Record<string, unknown>;
-    statistics["mean"] = 1;
-    return encodeMessage({ ...message, statistics: JSON.stringify(statistics) });
-  }
+  const statistics = JSON.parse(message.statistics!) as Record<string, unknown>;
+  statistics["mean"] = 1;
+  return encodeMessage({ ...message, statistics: JSON.stringify(statistics) });
 }
 
 /** The public key of the hospital's certificate in `pki`, for checking a record by hand. */
@@ -175,11 +93,14 @@ async function doneEntry(
 Deno.test("released: each agent's audit log holds the statistics ask printed, signed by the hospital; an altered or unsigned record is logged and not kept", async () => {
   const pki = await makePki(NAMES);
   const dir = await Deno.makeTempDir({ prefix: "sumshare-released-" });
-  let middle: Middle | undefined;
+  let middle: AgentRelay | undefined;
+  const state: { tamper: Tamper; tampered: number } = { tamper: "none", tampered: 0 };
   await scenario([pki, dir], async (processes: CliProcess[]) => {
     const control = join(dir, "control.sock");
     const { hospital, port } = await startService(processes, pki, control);
-    middle = await Middle.start(pki, "north", port);
+    middle = await AgentRelay.start(pki, "north", port, {
+      toAgent: (payload) => [tamperReleased(state, payload)],
+    });
     const sites: Site[] = [
       { name: "north", column: "chol", cells: ["180.5", "220.0", "95.5"] },
       { name: "south", column: "c", cells: ["199.9", "301.0"] },
@@ -224,7 +145,7 @@ Deno.test("released: each agent's audit log holds the statistics ask printed, si
 
     // Altered statistics, then no signature: north logs it and does not keep it.
     for (const tamper of ["statistics", "unsigned"] as const) {
-      middle.tamper = tamper;
+      state.tamper = tamper;
       const answer = resultOf(await ask(processes, control, ["mean", "chol"]));
       const entry = await doneEntry(dir, "north", answer.session);
       assert.equal(entry["released"], undefined, `${tamper}: ${JSON.stringify(entry)}`);
@@ -240,7 +161,7 @@ Deno.test("released: each agent's audit log holds the statistics ask printed, si
         );
       }
     }
-    assert.equal(middle.tampered, 2);
+    assert.equal(state.tampered, 2);
   }).finally(() => middle?.close());
 });
 

@@ -5,9 +5,9 @@
  * set was answered and a site's value came out by difference).
  *
  * The hostile hospital is the real serving hospital with a man in the
- * middle that holds the hospital's key (so the agents' TLS checks pass, as
- * they would for a hospital gone bad) and each agent's key towards the
- * hospital, and adds the second START after the real one.
+ * middle (AgentRelay) that holds the hospital's key (so the agents' TLS
+ * checks pass, as they would for a hospital gone bad) and each agent's key
+ * towards the hospital, and adds the second START after the real one.
  *
  * @module
  */
@@ -15,93 +15,45 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CliProcess, makePki, scenario } from "../helpers.ts";
-import { FRAME_LIMIT, FrameDecoder } from "../../lib/wire/frame.ts";
 import { decodePayload, encodeMessage } from "../../lib/wire/messages.ts";
-import { encodeFrame } from "../../lib/wire/frame.ts";
-import { ask, resultOf, type Site, startAgent, startService, writeSite } from "./helpers.ts";
+import {
+  AgentRelay,
+  ask,
+  type RelayHook,
+  resultOf,
+  type Site,
+  startAgent,
+  startService,
+  writeSite,
+} from "./helpers.ts";
 
 /**
- * Relays one agent's connection to the hospital, adding after each START a
- * copy without `drop`. Returns its port and a close function.
+ * The hostile hospital's frames to one agent: each START passed on, then a
+ * copy without `drop` (counted in `injected`).
  */
-function hostileRelay(pki: string, name: string, hospitalPort: number, drop: string) {
-  const listener = Deno.listenTls({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: Deno.readTextFileSync(join(pki, "hospital.crt")),
-    key: Deno.readTextFileSync(join(pki, "hospital.key")),
-  });
-  const open = new Set<Deno.Conn>();
-  let injected = 0;
-  const serving = (async () => {
-    for await (const agent of listener) {
-      open.add(agent);
-      (async () => {
-        const hospital = await Deno.connectTls({
-          hostname: "127.0.0.1",
-          port: hospitalPort,
-          caCerts: [await Deno.readTextFile(join(pki, "ca.crt"))],
-          cert: await Deno.readTextFile(join(pki, `${name}.crt`)),
-          key: await Deno.readTextFile(join(pki, `${name}.key`)),
-        });
-        open.add(hospital);
-        const up = agent.readable.pipeTo(hospital.writable).catch(() => {});
-        const decoder = new FrameDecoder({ limit: FRAME_LIMIT });
-        const writer = agent.writable.getWriter();
-        try {
-          for await (const bytes of hospital.readable) {
-            await writer.write(bytes);
-            decoder.push(bytes);
-            for (let payload = decoder.next(); payload; payload = decoder.next()) {
-              if (payload[0] !== 1) continue;
-              let decoded;
-              try {
-                decoded = decodePayload(payload);
-              } catch {
-                continue; // idle and other frames the decoder does not take
-              }
-              if (decoded.kind !== "message" || decoded.message.type !== "start") continue;
-              const start = decoded.message;
-              const second = {
-                ...start,
-                participants: start.participants.filter((p) => p.name !== drop),
-              };
-              await writer.write(encodeFrame(encodeMessage(second)));
-              injected++;
-            }
-          }
-        } catch {
-          // either side went away
-        } finally {
-          await up;
-          for (const conn of [agent, hospital]) {
-            try {
-              conn.close();
-            } catch { /* closed already */ }
-          }
-        }
-      })();
+function secondStart(drop: string, injected: { count: number }): RelayHook {
+  return (payload) => {
+    let decoded;
+    try {
+      decoded = decodePayload(payload);
+    } catch {
+      return [payload]; // idle and other frames the decoder does not take
     }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    injected: () => injected,
-    async close() {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      }
-      await serving;
-    },
+    if (decoded.kind !== "message" || decoded.message.type !== "start") return [payload];
+    const start = decoded.message;
+    injected.count++;
+    return [
+      payload,
+      encodeMessage({ ...start, participants: start.participants.filter((p) => p.name !== drop) }),
+    ];
   };
 }
 
 Deno.test("service: a second START naming a smaller set does not change the set an agent records", async () => {
   const pki = await makePki(["hospital", "a", "b", "c"]);
   const dir = await Deno.makeTempDir({ prefix: "sumshare-second-start-" });
-  const relays: ReturnType<typeof hostileRelay>[] = [];
+  const relays: AgentRelay[] = [];
+  const injected = new Map<string, { count: number }>();
   try {
     await scenario([pki, dir], async (processes: CliProcess[]) => {
       const control = join(dir, "control.sock");
@@ -115,7 +67,11 @@ Deno.test("service: a second START naming a smaller set does not change the set 
       for (const site of sites) {
         let to = port;
         if (site.name !== "a") {
-          const relay = hostileRelay(pki, site.name, port, "a");
+          const count = { count: 0 };
+          injected.set(site.name, count);
+          const relay = await AgentRelay.start(pki, site.name, port, {
+            toAgent: secondStart("a", count),
+          });
           relays.push(relay);
           to = relay.port;
         }
@@ -128,7 +84,10 @@ Deno.test("service: a second START naming a smaller set does not change the set 
       const first = resultOf(await ask(processes, control, ["--peers", "3", "sum", "chol"]));
       assert.deepEqual(first.contributors, ["a", "b", "c"]);
       assert.equal(first.result["sum"], 310);
-      assert.ok(relays.every((r) => r.injected() >= 1), "each relay sent a second START");
+      assert.ok(
+        [...injected.values()].every((i) => i.count >= 1),
+        "each relay sent a second START",
+      );
 
       agents.get("a")!.kill("SIGKILL");
       await hospital.waitForLines(/^a: /, 1, 30_000);
@@ -143,6 +102,6 @@ Deno.test("service: a second START naming a smaller set does not change the set 
       }
     });
   } finally {
-    for (const relay of relays) await relay.close();
+    for (const relay of relays) relay.close();
   }
 });
