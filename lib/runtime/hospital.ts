@@ -318,6 +318,7 @@ async function readLoop(
   let received = 0;
   // Chunks are numbered 0, 1, … ceil(d / 65536) − 1 (docs/protocol.md §9.8).
   const lastChunk = Math.ceil(dimension / CHUNK_ELEMENTS) - 1;
+  let compacted = false;
   try {
     for (;;) {
       const payload = await conn.readFrame(stop);
@@ -337,8 +338,13 @@ async function readLoop(
         await round.chunk(name, decoded.chunk);
         // The party's masked input is in: the room the connection kept for
         // its chunk frames (1 MiB a connection) would otherwise stay until
-        // the round ends, a gigabyte at 1,000 peers.
-        if (decoded.chunk.index === lastChunk) conn.compact();
+        // the round ends, a gigabyte at 1,000 peers. Once only: a party
+        // sending "last" chunks over and over must not make the hospital
+        // give back and regrow megabytes each time (review 5, R5-2).
+        if (decoded.chunk.index === lastChunk && !compacted) {
+          conn.compact();
+          compacted = true;
+        }
         if (onProgress && dimension > CHUNK_ELEMENTS) {
           received += decoded.chunk.data.length;
           onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);

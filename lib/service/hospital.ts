@@ -135,6 +135,8 @@ interface Current {
   over?: Set<string>;
   /** What each refusing or aborting agent said. */
   said: Map<string, string>;
+  /** Invitees whose connection gave back its chunk room this round (once each). */
+  compacted: Set<string>;
   watch?: () => void;
 }
 
@@ -304,8 +306,12 @@ export class HospitalService {
         const round = current!.round!;
         await round.chunk(peer.name, decoded.chunk);
         // Its masked input is in: let go of the room its chunk frames took
-        // (1 MiB a connection), as the one-shot hospital does.
-        if (decoded.chunk.index === Math.ceil(round.terms.dimension / CHUNK_ELEMENTS) - 1) {
+        // (1 MiB a connection), as the one-shot hospital does, once a round
+        // (review 5, R5-2: "last" chunks sent over and over must not make
+        // the hospital give back and regrow megabytes each time).
+        const last = Math.ceil(round.terms.dimension / CHUNK_ELEMENTS) - 1;
+        if (decoded.chunk.index === last && !current!.compacted.has(peer.name)) {
+          current!.compacted.add(peer.name);
           peer.conn.compact();
         }
         current!.watch?.();
@@ -355,7 +361,7 @@ export class HospitalService {
     const { log } = this.#options;
     if (request.peers !== undefined) await this.#waitForPeers(request.peers, request.timeoutMs);
     const session = randomHex(16);
-    const current: Current = { session, said: new Map() };
+    const current: Current = { session, said: new Map(), compacted: new Set() };
     this.#current = current;
     try {
       const need = request.peers ?? 2;
@@ -376,7 +382,9 @@ export class HospitalService {
         throw new RoundFailedError(
           `Cannot run round: ${holders.length} peer(s) for ${
             JSON.stringify(request.variable)
-          } declare a range that fits; ${need} needed (left out: ${leftOut.join(", ")})`,
+          } declare ${
+            request.query === "vector" ? "a length and range that fit" : "a range that fits"
+          }; ${need} needed (left out: ${leftOut.join(", ")})`,
         );
       }
       log(
@@ -541,10 +549,9 @@ export class HospitalService {
       holders = new Map(common.kept.map((name) => [name, offers.get(name)!]));
       spec = `vector:${common.dimension}`;
     }
-    const all = [...holders.values()];
-    let kept = all;
+    let range = commonRange([...holders.values()]);
     try {
-      this.#build(request, spec, commonRange(all), false);
+      this.#build(request, spec, range, false);
     } catch (cause) {
       const fits = (range: CommonRange) => {
         try {
@@ -563,9 +570,10 @@ export class HospitalService {
           "its declared range (scale, max, max_rows) does not fit a round with the others",
         );
       }
-      kept = choice.kept.map((name) => holders.get(name)!);
+      // The range at the scale the choice tested, not recomputed: the round runs at that scale.
+      range = choice.range!;
     }
-    return { ...this.#build(request, spec, commonRange(kept), true), leftOut };
+    return { ...this.#build(request, spec, range, true), leftOut };
   }
 
   /** Terms for `range`; with the asker's threshold floors checked when `floors`. */

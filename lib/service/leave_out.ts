@@ -6,8 +6,9 @@
  * the one absurd declaration and left out every honest holder (review 4,
  * R4-2). Instead each declared scale is tried as the common one, keeping the
  * holders at or below it that fit there, and the scale that keeps the most
- * wins: one holder's declaration can then only ever leave out itself when
- * the others fit together.
+ * wins: one holder's declaration can then not leave out honest holders that
+ * fit together, in the cases the tests and review 5 tried (a greedy over
+ * two orders, not an exhaustive search).
  *
  * @module
  */
@@ -35,10 +36,12 @@ export interface CommonRange {
   peers: number;
 }
 
-/** Holders kept and left out, each list sorted by name. */
+/** Holders kept and left out, each list sorted by name, and the range to build the round at. */
 export interface Choice {
   kept: string[];
   leftOut: string[];
+  /** The kept holders' range at the scale chosen (absent when none is kept). */
+  range?: CommonRange;
 }
 
 /** The range a round over `declarations` (at least one) needs. */
@@ -56,12 +59,18 @@ export function commonRange(declarations: readonly Declaration[]): CommonRange {
 }
 
 /**
- * The most holders of `declared` whose common range `fits`. For each
- * declared scale s, ascending: the holders declared at scale s or below,
- * narrowest first (`max` at s times `maxRows`, then name), each kept if the
- * range still fits with it. The s keeping the most wins; a tie goes to the
- * lower s. `fits` must be monotone (a range no smaller in any field, over no
- * fewer peers, fits only if the smaller one does), as the layout's bounds
+ * The most holders of `declared` whose common range `fits`, and that range.
+ * For each declared scale s, ascending: the holders declared at scale s or
+ * below, each kept if the range at scale s still fits with it, in two
+ * orders, narrowest first (`max` at s times `maxRows`: what a sum's bound
+ * grows with) and smallest `max` at s first (a vector's bound ignores
+ * `maxRows`, so there a holder declaring one row and a huge `max` must not
+ * go first; review 5, R5-1). Ties within an order go by name. Ranges are
+ * tested at s, never at the largest scale kept so far: a query can fit at a
+ * higher scale and not at a lower one (a histogram's edge 9.5 at scale 0;
+ * review 5, R5-3), and the round then runs at s. The most holders win; a
+ * tie goes to the lower s, then to the first order. `fits` must be monotone
+ * in `max`, `maxRows` and `peers` at a given scale, as the layout's bounds
  * are. Every holder is left out when none fits even alone.
  */
 export function chooseHolders(
@@ -69,54 +78,62 @@ export function chooseHolders(
   fits: (range: CommonRange) => boolean,
 ): Choice {
   const scales = [...new Set([...declared.values()].map((d) => d.scale))].sort((a, b) => a - b);
-  let best: string[] = [];
+  let best: { kept: string[]; range?: CommonRange } = { kept: [] };
   for (const s of scales) {
-    const kept = keptAt(s, declared, fits);
-    if (kept.length > best.length) best = kept;
+    for (const order of ORDERS) {
+      const found = keptAt(s, declared, fits, order);
+      if (found.kept.length > best.kept.length) best = found;
+    }
   }
-  const kept = new Set(best);
+  const kept = new Set(best.kept);
   return {
     kept: [...kept].sort(byName),
     leftOut: [...declared.keys()].filter((name) => !kept.has(name)).sort(byName),
+    ...(best.range === undefined ? {} : { range: best.range }),
   };
 }
 
-/** The holders kept with `s` as the highest scale allowed (see {@linkcode chooseHolders}). */
+/** A holder as {@linkcode keptAt} weighs it: its `max` at the scale tried. */
+interface Candidate {
+  name: string;
+  max: bigint;
+  maxRows: number;
+}
+
+const compareBig = (a: bigint, b: bigint) => a < b ? -1 : a > b ? 1 : 0;
+
+/** The orders {@linkcode chooseHolders} tries holders in, each breaking ties by name. */
+const ORDERS: ((a: Candidate, b: Candidate) => number)[] = [
+  (a, b) =>
+    compareBig(a.max * BigInt(a.maxRows), b.max * BigInt(b.maxRows)) || byName(a.name, b.name),
+  (a, b) => compareBig(a.max, b.max) || a.maxRows - b.maxRows || byName(a.name, b.name),
+];
+
+/** The holders kept with `s` as the round's scale, tried in `order`, and their range. */
 function keptAt(
   s: number,
   declared: ReadonlyMap<string, Declaration>,
   fits: (range: CommonRange) => boolean,
-): string[] {
-  const candidates = [...declared]
+  order: (a: Candidate, b: Candidate) => number,
+): { kept: string[]; range?: CommonRange } {
+  const candidates: Candidate[] = [...declared]
     .filter(([, d]) => d.scale <= s)
-    .map(([name, d]) => {
-      const max = d.max * 10n ** BigInt(s - d.scale);
-      return { name, scale: d.scale, max, maxRows: d.maxRows, width: max * BigInt(d.maxRows) };
-    })
-    .sort((a, b) => a.width < b.width ? -1 : a.width > b.width ? 1 : byName(a.name, b.name));
+    .map(([name, d]) => ({ name, max: d.max * 10n ** BigInt(s - d.scale), maxRows: d.maxRows }))
+    .sort(order);
   const kept: string[] = [];
-  // The running range, with `max` held at s: exact at any kept scale below
-  // it, since every kept holder's `max` at s is a multiple of 10^(s − its scale).
-  let scale = 0;
-  let max = 0n;
-  let maxRows = 0;
+  let range: CommonRange | undefined;
   for (const c of candidates) {
-    const next = {
-      scale: Math.max(scale, c.scale),
-      max: c.max > max ? c.max : max,
-      maxRows: Math.max(maxRows, c.maxRows),
-    };
-    const range: CommonRange = {
-      scale: next.scale,
-      max: next.max / 10n ** BigInt(s - next.scale),
-      maxRows: next.maxRows,
+    const next: CommonRange = {
+      scale: s,
+      max: range === undefined || c.max > range.max ? c.max : range.max,
+      maxRows: Math.max(range?.maxRows ?? 0, c.maxRows),
       peers: kept.length + 1,
     };
-    if (!fits(range)) continue;
+    if (!fits(next)) continue;
     kept.push(c.name);
-    ({ scale, max, maxRows } = next);
+    range = next;
   }
-  return kept;
+  return range === undefined ? { kept } : { kept, range };
 }
 
 /**

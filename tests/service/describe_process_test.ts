@@ -237,3 +237,34 @@ Deno.test("describe: review 4's wide eve (scale 15, max 10^-15, 2^31 rows) and a
     assert.doesNotMatch(hospital.log(), /2147483648/);
   });
 });
+
+Deno.test("describe: a histogram edge that needs scale 1 keeps a scale-0 holder with a scale-1 one; only the absurd eve is left out (review 5, R5-3)", async () => {
+  // histogram:0:9.5:19 has no layout at scale 0. North (scale 0) fits only at south's scale 1;
+  // the leave-out once tried it at scale 0 alone, refused it, and left it out with eve.
+  const pki = await makePki(NAMES);
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-describe-" });
+  await scenario([pki, dir], async (processes) => {
+    const control = join(dir, "control.sock");
+    const { hospital, port } = await startHospital(processes, pki, control);
+    const sites: Site[] = [
+      { name: "north", column: "chol", cells: ["3", "7"], scale: 0, max: "9" },
+      { name: "south", column: "chol", cells: ["2.5"], scale: 1, max: '"9.4"' },
+      { name: "eve", column: "chol", cells: ["0"], scale: 15, max: "1" },
+    ];
+    for (const site of sites) {
+      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
+    }
+    await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
+    const answer = await ask(processes, control, ["--peers", "2", "histogram", "chol", "0:9.5:19"]);
+    const report = resultOf(answer);
+    assert.deepEqual(report.contributors, ["north", "south"]);
+    assert.deepEqual(answer.json["leftOut"], ["eve"]);
+    // Bins of width 0.5 from 0: 2.5 in bin 5, 3 in bin 6, 7 in bin 14.
+    const counts = report.result["histogram"] as number[];
+    assert.equal(counts.length, 19);
+    assert.deepEqual(
+      counts.flatMap((c, i) => c ? [[i, c]] : []),
+      [[5, 1], [6, 1], [14, 1]],
+    );
+  });
+});
