@@ -24,6 +24,7 @@ import type { HospitalOutcome, Outbox, VerifyParty } from "../protocol/types.ts"
 import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
 import {
   CHUNK_ELEMENTS,
+  chunkCount,
   decodePayload,
   encodeChunk,
   encodeMessage,
@@ -298,8 +299,8 @@ async function runRound(
 }
 
 /** Unread bytes a peer may have in flight: its whole masked input and a few frames more. */
-function unreadCap(dimension: number): number {
-  return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
+export function unreadCap(dimension: number): number {
+  return Math.max(8, chunkCount(dimension) + 4) *
     (FRAME_HEADER_BYTES + FRAME_LIMIT);
 }
 
@@ -317,7 +318,7 @@ async function readLoop(
   let first = true;
   let received = 0;
   // Chunks are numbered 0, 1, … ceil(d / 65536) − 1 (docs/protocol.md §9.8).
-  const lastChunk = Math.ceil(dimension / CHUNK_ELEMENTS) - 1;
+  const lastChunk = chunkCount(dimension) - 1;
   let compacted = false;
   try {
     for (;;) {

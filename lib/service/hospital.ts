@@ -28,12 +28,11 @@ import { HospitalRound } from "../protocol/hospital/round.ts";
 import type { Outbox, VerifyParty } from "../protocol/types.ts";
 import { parseQuery, type Query } from "../query.ts";
 import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
-import { listenForPeers, type StarHospitalResult } from "../runtime/hospital.ts";
+import { listenForPeers, type StarHospitalResult, unreadCap } from "../runtime/hospital.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
 import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
-import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
 import {
-  CHUNK_ELEMENTS,
+  chunkCount,
   decodePayload,
   encodeChunk,
   encodeIdle,
@@ -309,7 +308,7 @@ export class HospitalService {
         // (1 MiB a connection), as the one-shot hospital does, once a round
         // (review 5, R5-2: "last" chunks sent over and over must not make
         // the hospital give back and regrow megabytes each time).
-        const last = Math.ceil(round.terms.dimension / CHUNK_ELEMENTS) - 1;
+        const last = chunkCount(round.terms.dimension) - 1;
         if (decoded.chunk.index === last && !current!.compacted.has(peer.name)) {
           current!.compacted.add(peer.name);
           peer.conn.compact();
@@ -715,10 +714,4 @@ function saying(current: Current): string {
     `${name}: ${reason.slice(0, 200)}`
   );
   return ` (${parts.join("; ")})`;
-}
-
-/** Unread bytes a peer may have in flight: its whole masked input and a few frames more. */
-function unreadCap(dimension: number): number {
-  return Math.max(8, Math.ceil(dimension / CHUNK_ELEMENTS) + 4) *
-    (FRAME_HEADER_BYTES + FRAME_LIMIT);
 }

@@ -44,6 +44,11 @@ export const MAX_NEIGHBORS = 498;
 /** Elements in one chunk frame: 64 Ki (512 KiB). */
 export const CHUNK_ELEMENTS = 65536;
 
+/** How many chunk frames carry a masked input of `dimension` elements (indices 0 … count − 1). */
+export function chunkCount(dimension: number): number {
+  return Math.ceil(dimension / CHUNK_ELEMENTS);
+}
+
 /** The longest vector a round may carry (as lib/query.ts MAX_DIMENSION). */
 export const MAX_DIMENSION = 1 << 24;
 

@@ -51,9 +51,8 @@ max = 400
   };
 }
 
-Deno.test("agent: an INVITE without deadlines still ends in a timeout, not a hang", async () => {
-  const pki = await makePki(["hospital", "north"]);
-  const dir = await Deno.makeTempDir();
+/** A listener holding the hospital's credentials from `pki`, naming each client as `authorize` says. */
+async function fakeHospital(pki: string, authorize: () => Promise<string>) {
   const hospital = await loadIdentity("hospital", credentials(pki, "hospital"), {
     use: "hospital",
   });
@@ -63,8 +62,15 @@ Deno.test("agent: an INVITE without deadlines still ends in a timeout, not a han
     ca: hospital.caPem,
     cert: hospital.certPem,
     key: hospital.keyPem,
-    authorize: () => Promise.resolve("north"),
+    authorize,
   });
+  return { hospital, server };
+}
+
+Deno.test("agent: an INVITE without deadlines still ends in a timeout, not a hang", async () => {
+  const pki = await makePki(["hospital", "north"]);
+  const dir = await Deno.makeTempDir();
+  const { hospital, server } = await fakeHospital(pki, () => Promise.resolve("north"));
   const stop = new AbortController();
   const { config, identity, state } = await agentSetup(pki, dir);
   const guard = setTimeout(() => stop.abort(new Error("the agent hung")), 20_000);
@@ -134,21 +140,11 @@ Deno.test("agent: an INVITE without deadlines still ends in a timeout, not a han
 Deno.test("agent: a hospital that refuses the party after the TLS handshake gets a growing backoff", async () => {
   const pki = await makePki(["hospital", "north"]);
   const dir = await Deno.makeTempDir();
-  const hospital = await loadIdentity("hospital", credentials(pki, "hospital"), {
-    use: "hospital",
-  });
   let handshakes = 0;
-  const server = await listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    ca: hospital.caPem,
-    cert: hospital.certPem,
-    key: hospital.keyPem,
-    // As for a revoked party: the handshake completes, then the hospital refuses it.
-    authorize: () => {
-      handshakes++;
-      return Promise.reject(new Error("the certificate of north is revoked"));
-    },
+  // As for a revoked party: the handshake completes, then the hospital refuses it.
+  const { server } = await fakeHospital(pki, () => {
+    handshakes++;
+    return Promise.reject(new Error("the certificate of north is revoked"));
   });
   const stop = new AbortController();
   const { config, identity, state } = await agentSetup(pki, dir);
@@ -190,17 +186,7 @@ Deno.test("agent: a hospital that refuses the party after the TLS handshake gets
 Deno.test("agent: a connection the hospital accepts and then closes at once (a twin of the same name) does not reset the backoff", async () => {
   const pki = await makePki(["hospital", "north"]);
   const dir = await Deno.makeTempDir();
-  const hospital = await loadIdentity("hospital", credentials(pki, "hospital"), {
-    use: "hospital",
-  });
-  const server = await listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    ca: hospital.caPem,
-    cert: hospital.certPem,
-    key: hospital.keyPem,
-    authorize: () => Promise.resolve("north"),
-  });
+  const { server } = await fakeHospital(pki, () => Promise.resolve("north"));
   const stop = new AbortController();
   let accepted = 0;
   const serving = (async () => {

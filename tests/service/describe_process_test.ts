@@ -19,7 +19,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CliProcess, makePki, scenario } from "../helpers.ts";
-import { ask, resultOf, type Site, startAgent, startScript, writeSite } from "./helpers.ts";
+import {
+  ask,
+  resultOf,
+  scriptConnect,
+  type Site,
+  startAgent,
+  startAgents,
+  startScript,
+  writeSite,
+} from "./helpers.ts";
 
 const NAMES = ["hospital", "north", "south", "eve"];
 const SITES: Site[] = [
@@ -60,18 +69,10 @@ async function startSilentEve(
   pki: string,
   port: number,
 ): Promise<CliProcess> {
-  const lib = (path: string) => new URL(`../../lib/${path}`, import.meta.url).href;
   const script = join(dir, "silent_eve.ts");
   await Deno.writeTextFile(
     script,
-    `import { connect } from "${lib("net/client.ts")}";
-const pki = ${JSON.stringify(pki)};
-const read = (name: string) => Deno.readTextFileSync(pki + "/" + name);
-const stop = AbortSignal.timeout(120_000);
-const conn = await connect({
-  hostname: "127.0.0.1", port: ${port}, ca: read("ca.crt"), cert: read("eve.crt"),
-  key: read("eve.key"), peer: "the hospital",
-}, stop);
+    `${scriptConnect(pki, port, "eve")}
 console.error("eve: connected, answering nothing");
 try {
   for (;;) await conn.readFrame(stop);
@@ -105,9 +106,7 @@ Deno.test("describe: a silent agent delays an ask by the short describe deadline
   await scenario([pki, dir], async (processes) => {
     const control = join(dir, "control.sock");
     const { hospital, port } = await startHospital(processes, pki, control);
-    for (const site of SITES) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, SITES, port);
     await startSilentEve(processes, dir, pki, port);
     await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
 
@@ -141,9 +140,7 @@ Deno.test("describe: an agent declaring a range no round can hold is left out; t
   await scenario([pki, dir], async (processes) => {
     const control = join(dir, "control.sock");
     const { hospital, port } = await startHospital(processes, pki, control);
-    for (const site of SITES) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, SITES, port);
     // A stock agent, configured absurdly (scale 15, up to 2^31 rows): R would pass p.
     const eve: Site = {
       name: "eve",
@@ -194,9 +191,7 @@ Deno.test("describe: review 4's wide eve (scale 15, max 10^-15, 2^31 rows) and a
       { ...SITES[0]!, more: vector("north", [1, 2]) },
       { ...SITES[1]!, more: vector("south", [10, 20]) },
     ];
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     // A stock agent: the narrowest range there is (one unit at scale 15) over 2^31 rows, which
     // sorted first by width at scale 15 and was kept while north and south were left out.
     const eve: Site = {
@@ -251,9 +246,7 @@ Deno.test("describe: a histogram edge that needs scale 1 keeps a scale-0 holder 
       { name: "south", column: "chol", cells: ["2.5"], scale: 1, max: '"9.4"' },
       { name: "eve", column: "chol", cells: ["0"], scale: 15, max: "1" },
     ];
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
     const answer = await ask(processes, control, ["--peers", "2", "histogram", "chol", "0:9.5:19"]);
     const report = resultOf(answer);

@@ -69,6 +69,21 @@ ${site.more ?? ""}
   return config;
 }
 
+/** Writes each site's files and starts its agent towards the hospital at `port`; by name. */
+export async function startAgents(
+  processes: CliProcess[],
+  dir: string,
+  pki: string,
+  sites: readonly Site[],
+  port: number,
+): Promise<Map<string, CliProcess>> {
+  const agents = new Map<string, CliProcess>();
+  for (const site of sites) {
+    agents.set(site.name, startAgent(processes, site.name, await writeSite(dir, pki, site, port)));
+  }
+  return agents;
+}
+
 /** Rewrites a site's CSV with new cells (the next round reads it afresh). */
 export async function writeCsv(dir: string, site: Site, rows?: string[]): Promise<void> {
   const lines = rows ?? site.cells.map((cell, i) => `${i + 1},${cell}`);
@@ -209,6 +224,24 @@ export async function waitForAudit(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * The opening of a hand-written party's script: `conn`, a mutual-TLS
+ * connection to the hospital at 127.0.0.1:`port` as `name` with its
+ * certificate from `pki`, and `stop`, a two-minute signal for every wait.
+ */
+export function scriptConnect(pki: string, port: number, name: string): string {
+  const client = new URL("../../lib/net/client.ts", import.meta.url).href;
+  return `import { connect } from "${client}";
+const pki = ${JSON.stringify(pki)};
+const read = (name: string) => Deno.readTextFileSync(pki + "/" + name);
+const stop = AbortSignal.timeout(120_000);
+const conn = await connect({
+  hostname: "127.0.0.1", port: ${port}, ca: read("ca.crt"), cert: read("${name}.crt"),
+  key: read("${name}.key"), peer: "the hospital",
+}, stop);
+`;
 }
 
 /**

@@ -31,8 +31,10 @@ import {
   ask,
   freePort,
   resultOf,
+  scriptConnect,
   type Site,
   startAgent,
+  startAgents,
   startScript,
   startService,
   waitForAudit,
@@ -224,15 +226,8 @@ async function startInvitedEve(
   const script = join(dir, "invited_eve.ts");
   await Deno.writeTextFile(
     script,
-    `import { connect } from "${lib("net/client.ts")}";
-import { decodePayload, encodeMessage, isIdle } from "${lib("wire/messages.ts")}";
-const pki = ${JSON.stringify(pki)};
-const read = (name: string) => Deno.readTextFileSync(pki + "/" + name);
-const stop = AbortSignal.timeout(120_000);
-const conn = await connect({
-  hostname: "127.0.0.1", port: ${port}, ca: read("ca.crt"), cert: read("eve.crt"),
-  key: read("eve.key"), peer: "the hospital",
-}, stop);
+    `import { decodePayload, encodeMessage, isIdle } from "${lib("wire/messages.ts")}";
+${scriptConnect(pki, port, "eve")}
 console.error("eve: connected");
 let invitedAt: number | undefined;
 try {
@@ -283,9 +278,7 @@ Deno.test("liveness: no heartbeat reaches an invitee while its round is in progr
       name: "hospital",
       phaseMs,
     });
-    for (const site of SITES) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, SITES, port);
     const eve = await startInvitedEve(processes, dir, pki, port);
     await hospital.waitForLines(/^(north|south|eve) connected/, 3, 30_000);
     await ask(processes, control, ["sum", "chol"]);
@@ -323,13 +316,7 @@ Deno.test("liveness: an agent whose part of a round is over hears the heartbeat 
       { name: "east", column: "chol", cells: ["150.0"] },
       { name: "west", column: "chol", cells: ["250.0"] },
     ];
-    const agents = new Map<string, CliProcess>();
-    for (const site of sites) {
-      agents.set(
-        site.name,
-        startAgent(processes, site.name, await writeSite(dir, pki, site, port)),
-      );
-    }
+    const agents = await startAgents(processes, dir, pki, sites, port);
     await startInvitedEve(processes, dir, pki, port);
     await hospital.waitForLines(/^(north|south|east|west|eve) connected/, 5, 30_000);
     // Long enough for every agent to see two heartbeats and learn H.

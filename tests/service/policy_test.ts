@@ -8,15 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CliProcess, makePki, scenario } from "../helpers.ts";
-import {
-  ask,
-  auditOf,
-  resultOf,
-  type Site,
-  startAgent,
-  startService,
-  writeSite,
-} from "./helpers.ts";
+import { ask, auditOf, resultOf, type Site, startAgents, startService } from "./helpers.ts";
 
 const NAMES = ["hospital", "north", "south", "east"];
 
@@ -44,9 +36,7 @@ Deno.test("service: agents refuse what their policy does not allow, saying only 
     sites[2]!.more = age("mg", "min_contributors = 4").replace("NAME", "east");
     // East's chol answers no histogram.
     sites[2]!.variable = 'allow = ["count", "sum", "mean"]';
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south|east) connected/, 3, 30_000);
 
     // n-of-n: east's refusal is a clear failure of the round.

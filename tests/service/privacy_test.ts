@@ -26,6 +26,7 @@ import {
   resultOf,
   type Site,
   startAgent,
+  startAgents,
   startService,
   waitForAudit,
   writeCsv,
@@ -48,13 +49,7 @@ Deno.test("service: changing the round's scale does not reset the answered set (
       { name: "south", column: "c", cells: ["210.0", "175.0"] },
       { name: "eve", column: "x", cells: ["100.0"] },
     ];
-    const agents = new Map<string, CliProcess>();
-    for (const site of sites) {
-      agents.set(
-        site.name,
-        startAgent(processes, site.name, await writeSite(dir, pki, site, port)),
-      );
-    }
+    const agents = await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south|eve) connected/, 3, 30_000);
     const first = resultOf(await ask(processes, control, ["--peers", "3", "sum", "chol"]));
     assert.deepEqual(first.contributors, ["eve", "north", "south"]);
@@ -88,9 +83,7 @@ Deno.test("service: joining does not depend on the data: short histogram ranges 
       { name: "north", column: "chol", cells: ["182.0", "240.0", "199.0"] },
       { name: "south", column: "c", cells: ["210.0", "260.0"], policy: "max_rounds_per_day = 50" },
     ];
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south) connected/, 2, 30_000);
 
     for (const range of ["0:250:1", "0:300:1", "0:399.9:2"]) {
@@ -201,13 +194,7 @@ async function stopAfterJoin(settleMs: number): Promise<boolean> {
       { name: "south", column: "c", cells: ["210.0", "175.0"] },
       { name: "eve", column: "x", cells: ["100.0"] },
     ];
-    const agents = new Map<string, CliProcess>();
-    for (const site of sites) {
-      agents.set(
-        site.name,
-        startAgent(processes, site.name, await writeSite(dir, pki, site, port)),
-      );
-    }
+    const agents = await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south|eve) connected/, 3, 30_000);
     // North's and south's files become FIFOs: they block reading them, so eve joins
     // first, and is stopped before START can reach it.
@@ -279,9 +266,7 @@ Deno.test("service: an agent upgraded from a format-1 state file still refuses a
       }),
       { mode: 0o600 },
     );
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south) connected/, 2, 30_000);
     const message = errorOf(await ask(processes, control, ["sum", "chol"]));
     assert.match(message, /south: refused by policy/);

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CliProcess, makePki, mulberry32, scenario } from "../helpers.ts";
-import { ask, plain, resultOf, type Site, startAgent, startService, writeSite } from "./helpers.ts";
+import { ask, plain, resultOf, type Site, startAgents, startService } from "./helpers.ts";
 
 const NAMES = ["hospital", "north", "south", "east"];
 
@@ -35,9 +35,7 @@ Deno.test("service: count, mean, variance and histogram over three agents equal 
     ];
     sites[1]!.variable = 'missing = "skip"';
     const { hospital, port } = await startService(processes, pki, control);
-    for (const site of sites) {
-      startAgent(processes, site.name, await writeSite(dir, pki, site, port));
-    }
+    await startAgents(processes, dir, pki, sites, port);
     await hospital.waitForLines(/(north|south|east) connected/, 3, 30_000);
     // Only the operator may ask: the socket is the owner's alone.
     assert.equal((await Deno.stat(control)).mode! & 0o777, 0o600);
