@@ -520,7 +520,7 @@ export class HospitalService {
    * range and rows. A holder whose declaration makes the layout impossible
    * (R at or past p) is left out instead of failing the round for everyone
    * (lib/service/leave_out.ts: the most holders that fit together, so one
-   * absurd declaration leaves out only itself), and so is, for a vector, a
+   * absurd declaration cannot choose which honest holder goes), and so is, for a vector, a
    * holder declaring another length than most. Each left-out holder comes
    * with why, for the log.
    */
@@ -566,7 +566,9 @@ export class HospitalService {
       for (const name of choice.leftOut) {
         leftOut.set(
           name,
-          "its declared range (scale, max, max_rows) does not fit a round with the others",
+          choice.contested.includes(name)
+            ? "its declared range fits a round as large only where another holder's does not"
+            : "its declared range (scale, max, max_rows) does not fit a round with the others",
         );
       }
       // The range at the scale the choice tested, not recomputed: the round runs at that scale.

@@ -4,11 +4,12 @@
  * declared scale, so one holder declaring a high scale rescales everyone's
  * `max` by its power of ten: ordering holders by width at that scale kept
  * the one absurd declaration and left out every honest holder (review 4,
- * R4-2). Instead each declared scale is tried as the common one, keeping the
- * holders at or below it that fit there, and the scale that keeps the most
- * wins: one holder's declaration can then not leave out honest holders that
- * fit together, in the cases the tests and review 5 tried (a greedy over
- * two orders, not an exhaustive search).
+ * R4-2). Instead each declared scale is tried as the round's scale, keeping
+ * the holders at or below it that fit there, and the scale that keeps the
+ * most wins; a tie between different sets keeps only what they share. This
+ * is a greedy choice, not a search of every subset, and it bounds rather
+ * than removes a declaration's influence: holders outnumbering the others
+ * can still be the ones kept, and a holder can make a round fail.
  *
  * @module
  */
@@ -40,6 +41,11 @@ export interface CommonRange {
 export interface Choice {
   kept: string[];
   leftOut: string[];
+  /**
+   * The left-out holders that a set of the most holders at some scale kept,
+   * where another scale's set of as many did not (see {@linkcode chooseHolders}).
+   */
+  contested: string[];
   /** The kept holders' range at the scale chosen (absent when none is kept). */
   range?: CommonRange;
 }
@@ -69,29 +75,54 @@ export function commonRange(declarations: readonly Declaration[]): CommonRange {
  * holders out (review 5, R5-1). Ranges are tested at s, never at the largest scale kept so far: a
  * query can fit at a higher scale and not at a lower one (a histogram's
  * edge 9.5 at scale 0; review 5, R5-3), and the round then runs at s. The
- * most holders win; a tie goes to the lower s. `fits` must be monotone in
+ * most holders win. When several scales keep as many, only the holders
+ * all of those sets keep stay, at the lowest such s: a tie between
+ * different sets is a declaration choosing who goes (review 6, R6-1). `fits` must be monotone in
  * `max`, `maxRows` and `peers` at a given scale, as the layout's bounds
- * are. Every holder is left out when none fits even alone. On 1,500 random
- * sets of up to 6 holders over five kinds of query this kept as many
- * holders as the best subset at any declared scale (tests/service/
- * leave_out_test.ts checks 300 by brute force).
+ * are. Every holder is left out when none fits even alone. Where no tie
+ * arose, on 1,500 random sets of up to 6 holders over five kinds of query,
+ * this kept as many holders as the best subset at any declared scale
+ * (tests/service/leave_out_test.ts checks 300 by brute force). Which of
+ * equally good holders stay is not a free choice of theirs only up to a
+ * point: where the number of peers is the bound (a vector near 2^24
+ * elements), the smallest declared `max` stay first, so a holder declaring
+ * 0 displaces one that declares more (review 6, R6-2).
  */
 export function chooseHolders(
   declared: ReadonlyMap<string, Declaration>,
   fits: (range: CommonRange) => boolean,
 ): Choice {
   const scales = [...new Set([...declared.values()].map((d) => d.scale))].sort((a, b) => a - b);
-  let best: { kept: string[]; range?: CommonRange } = { kept: [] };
+  let best: { s: number; kept: string[] }[] = [];
   for (const s of scales) {
-    const found = keptAt(s, declared, fits);
-    if (found.kept.length > best.kept.length) best = found;
+    const kept = keptAt(s, declared, fits);
+    if (kept.length === 0 || (best.length > 0 && kept.length < best[0]!.kept.length)) continue;
+    if (best.length > 0 && kept.length > best[0]!.kept.length) best = [];
+    best.push({ s, kept });
   }
-  const kept = new Set(best.kept);
-  return {
-    kept: [...kept].sort(byName),
-    leftOut: [...declared.keys()].filter((name) => !kept.has(name)).sort(byName),
-    ...(best.range === undefined ? {} : { range: best.range }),
-  };
+  // Several scales keep as many holders, but not the same ones: taking one
+  // would let a declaration choose which honest holder goes (review 6,
+  // R6-1: eve at scale 0 with a max that overflows at scale 2 made a tie
+  // with the honest set there, and the lower scale's set, eve's, won). Only
+  // the holders every such set keeps stay; a subset of a set that fits at
+  // the lowest of those scales fits there too.
+  const kept = new Set(best[0]?.kept ?? []);
+  for (const { kept: other } of best.slice(1)) {
+    for (const name of kept) if (!other.includes(name)) kept.delete(name);
+  }
+  const leftOut = [...declared.keys()].filter((name) => !kept.has(name)).sort(byName);
+  const contested = [...new Set(best.flatMap((b) => b.kept))].filter((name) => !kept.has(name))
+    .sort(byName);
+  if (kept.size === 0) return { kept: [], leftOut, contested };
+  const s = best[0]!.s;
+  const range: CommonRange = { scale: s, max: 0n, maxRows: 0, peers: kept.size };
+  for (const name of kept) {
+    const d = declared.get(name)!;
+    const max = d.max * 10n ** BigInt(s - d.scale);
+    if (max > range.max) range.max = max;
+    range.maxRows = Math.max(range.maxRows, d.maxRows);
+  }
+  return { kept: [...kept].sort(byName), leftOut, contested, range };
 }
 
 /** A holder as {@linkcode keptAt} weighs it: its `max` at the scale tried. */
@@ -107,12 +138,12 @@ function byMax(a: Candidate, b: Candidate): number {
     byName(a.name, b.name);
 }
 
-/** The holders kept with `s` as the round's scale, and their range. */
+/** The holders kept with `s` as the round's scale. */
 function keptAt(
   s: number,
   declared: ReadonlyMap<string, Declaration>,
   fits: (range: CommonRange) => boolean,
-): { kept: string[]; range?: CommonRange } {
+): string[] {
   const candidates: Candidate[] = [...declared]
     .filter(([, d]) => d.scale <= s)
     .map(([name, d]) => ({ name, max: d.max * 10n ** BigInt(s - d.scale), maxRows: d.maxRows }))
@@ -130,7 +161,7 @@ function keptAt(
     kept.push(c.name);
     range = next;
   }
-  return range === undefined ? { kept } : { kept, range };
+  return kept;
 }
 
 /**

@@ -95,14 +95,16 @@ Deno.test("leave-out: honest holders at different scales are kept together at th
   assert.deepEqual(choice.range, { scale: 2, max: 40000n, maxRows: 4096, peers: 2 });
 });
 
-Deno.test("leave-out: a tie in holders kept goes to the lower scale, then narrowest and by name", () => {
-  // One holder per scale, each unable to fit with the other: scale 0 wins.
+Deno.test("leave-out: a tie between scales keeps only what the tied sets share; at one scale the narrower and then the name decide", () => {
+  // One holder per scale, each unable to fit with the other: neither scale's set wins.
   const holders = declared({
     high: { scale: 3, max: P_BIG / 10n },
     low: { scale: 0, max: P_BIG / 2n },
   });
   const fits = fitsFor("sum");
-  assert.deepEqual(who(chooseHolders(holders, fits)), { kept: ["low"], leftOut: ["high"] });
+  const tied = chooseHolders(holders, fits);
+  assert.deepEqual(who(tied), { kept: [], leftOut: ["high", "low"] });
+  assert.deepEqual(tied.contested, ["high", "low"]);
   // At one scale, two holders that cannot sit together: the narrower stays.
   const pair = declared({
     a: { scale: 0, max: 10n, maxRows: 2 },
@@ -117,7 +119,11 @@ Deno.test("leave-out: a tie in holders kept goes to the lower scale, then narrow
 
 Deno.test("leave-out: no holder that fits alone: all are left out", () => {
   const holders = declared({ a: { scale: 15, max: 1n }, b: { scale: 0, max: 1n } });
-  assert.deepEqual(chooseHolders(holders, () => false), { kept: [], leftOut: ["a", "b"] });
+  assert.deepEqual(chooseHolders(holders, () => false), {
+    kept: [],
+    leftOut: ["a", "b"],
+    contested: [],
+  });
 });
 
 Deno.test("leave-out: random declarations: the kept set fits, and no larger kept set fits at any declared scale", () => {
@@ -161,7 +167,12 @@ Deno.test("leave-out: random declarations: the kept set fits, and no larger kept
         ).length
       ),
     );
-    assert.equal(choice.kept.length, best, JSON.stringify([...holders], (_, v) => String(v)));
+    // A tie between different sets keeps only what they share: fewer, never more.
+    if (choice.contested.length === 0) {
+      assert.equal(choice.kept.length, best, JSON.stringify([...holders], (_, v) => String(v)));
+    } else {
+      assert.ok(choice.kept.length < best);
+    }
   }
 });
 
@@ -258,6 +269,11 @@ Deno.test("leave-out: the kept set is as large as any subset that fits at a decl
         if (fitsSomewhere) best = subset.length;
       }
       const choice = chooseHolders(holders, fits);
+      // A tie between different sets keeps only what they share (tested above).
+      if (choice.contested.length > 0) {
+        assert.ok(choice.kept.length < best);
+        continue;
+      }
       assert.equal(
         choice.kept.length,
         best,
@@ -265,4 +281,22 @@ Deno.test("leave-out: the kept set is as large as any subset that fits at a decl
       );
     }
   }
+});
+
+Deno.test("leave-out: a declaration that ties with the honest set at another scale does not choose who goes (review 6, R6-1)", () => {
+  // North (scale 2) and south fit together at scale 2, where eve's max overflows; at scale 0,
+  // where north is not considered, south and eve fit. Two each: the lower scale's set, eve's,
+  // used to win, leaving out north and running a round of south with eve.
+  const holders = declared({
+    north: { scale: 2, max: 400n },
+    south: { scale: 0, max: 400n },
+    eve: { scale: 0, max: P_BIG / 50n },
+  });
+  const fits = fitsFor("sum");
+  assert.equal(fits(commonRange([...holders.values()])), false);
+  assert.ok(fits({ scale: 2, max: 40000n, maxRows: 4096, peers: 2 }));
+  const choice = chooseHolders(holders, fits);
+  assert.deepEqual(who(choice), { kept: ["south"], leftOut: ["eve", "north"] });
+  assert.deepEqual(choice.contested, ["eve", "north"]);
+  assert.deepEqual(choice.range, { scale: 0, max: 400n, maxRows: 4096, peers: 1 });
 });
