@@ -70,7 +70,7 @@ import {
   revokeParties,
   writeConsortium,
 } from "./pki.ts";
-import { MAX_PARTICIPANTS } from "./wire/messages.ts";
+import { MAX_PARTICIPANTS, MAX_SPARSE_PARTICIPANTS } from "./wire/messages.ts";
 import { starReport } from "./service/report.ts";
 import {
   checkResultTarget,
@@ -154,6 +154,9 @@ Options:
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the peers to connect (default: --timeout if
                        given, else 600)
+  --uploads U          how many masked inputs may be on their way at once (default: as many
+                       vectors as fit in 64 MiB, at least 2); fewer hold less memory but put
+                       uploads in series: allow ⌈N/U⌉ × one vector's upload time in --timeout
   --out FILE           write a verifiable receipt to FILE, readable by the owner only
                        (check it with 'sumshare verify'); refused before listening if
                        FILE cannot be written
@@ -365,6 +368,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     neighbors: { type: "string" },
     timeout: { type: "string" },
     "join-timeout": { type: "string" },
+    uploads: { type: "string" },
     out: { type: "string" },
     result: { type: "string" },
     json: { type: "boolean" },
@@ -403,6 +407,9 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
   }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const joinTimeoutMs = joinTimeout(flags, timeoutMs);
+  const uploads = flags.values["uploads"] === undefined
+    ? undefined
+    : integerFlag(flags, "uploads", { min: 1, max: MAX_SPARSE_PARTICIPANTS });
   const out = typeof flags.values["out"] === "string" ? flags.values["out"] : undefined;
   let sparse: ReturnType<typeof sparseGraphOption>;
   try {
@@ -463,6 +470,7 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     peers,
     terms,
     joinTimeoutMs,
+    ...(uploads !== undefined ? { uploads } : {}),
     log: logOf(io),
     onListening: (address) => logOf(io)(`listening on ${formatHostPort(address)}`),
     ...(hospitalProgress ? { onProgress: hospitalProgress } : {}),

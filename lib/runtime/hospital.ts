@@ -31,6 +31,8 @@ import {
   type Terms,
 } from "../wire/messages.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
+import { stallMs, uploadsOver, UploadWatchdog } from "./upload_watchdog.ts";
+import { releaseGarbage } from "../garbage.ts";
 
 /** Options for {@linkcode runStarHospital}. */
 export interface StarHospitalOptions {
@@ -50,6 +52,10 @@ export interface StarHospitalOptions {
   onProgress?: (label: string, done: number, total: number) => void;
   /** Cancels the round from outside. */
   signal?: AbortSignal;
+  /** Masked inputs admitted at once (default: lib/protocol/hospital/state.ts `uploadSlots`). */
+  uploads?: number;
+  /** How long an admitted upload may go without progress (default: lib/runtime/upload_watchdog.ts). */
+  uploadStallMs?: number;
 }
 
 /** A completed round, as the hospital saw it. */
@@ -218,6 +224,7 @@ async function runRound(
   const lost = (name: string, error: unknown) => {
     if (stop.aborted || round === undefined || round.outcome || gone.has(name)) return;
     gone.add(name);
+    watchdog.complete(name);
     log(`${name}: ${describeError(error)}`);
     connections.get(name)?.close();
     void round.disconnected(name).then(watch);
@@ -228,8 +235,20 @@ async function runRound(
     const done = conn.write(payload, signals.get(to)!).catch((error) => lost(to, error));
     lastWrite.set(to, done);
   };
+  const watchdog = new UploadWatchdog({
+    stallMs: options.uploadStallMs ?? stallMs(terms.deadlines.inputMs),
+    received: (name) => connections.get(name)?.stats.bytesIn ?? 0,
+    onStall: (name) => void round?.stalled(name).then(watch),
+  });
   const outbox: Outbox = {
-    send: (to, message) => write(to, encodeMessage(message)),
+    send: (to, message) => {
+      if (message.type === "proceed") {
+        watchdog.proceedSent(to);
+        // Admitted: now its whole masked input may be in flight.
+        connections.get(to)?.setMaxBufferedBytes(unreadCap(terms.dimension));
+      }
+      write(to, encodeMessage(message));
+    },
     sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
   };
   const verifyParty: VerifyParty = async (certPem, name, role) =>
@@ -246,6 +265,7 @@ async function runRound(
     outbox,
     verifyParty,
     log,
+    ...(options.uploads !== undefined ? { uploads: options.uploads } : {}),
   });
   const current = round;
   const timer = new PhaseTimer(
@@ -265,13 +285,20 @@ async function runRound(
       resultAt = performance.now();
     }
     timer.update(current.phase);
+    if (uploadsOver(current.phase)) watchdog.stop();
   }
   try {
     await current.start();
     watch();
     for (const [name, conn] of connections) {
       const signal = signals.get(name)!;
-      void readLoop(name, conn, current, terms.dimension, options.onProgress, watch, lost, signal);
+      void readLoop(name, conn, current, {
+        dimension: terms.dimension,
+        onProgress: options.onProgress,
+        watch,
+        lost,
+        watchdog,
+      }, signal);
     }
     const outcome = await current.finished;
     const startToResultMs = (resultAt ?? performance.now()) - (startedAt ?? performance.now());
@@ -295,13 +322,31 @@ async function runRound(
     };
   } finally {
     timer.stop();
+    watchdog.stop();
   }
 }
 
-/** Unread bytes a peer may have in flight: its whole masked input and a few frames more. */
+/**
+ * Unread bytes a party may have in flight before it is sent PROCEED: two
+ * whole frames. Chunks before PROCEED are a violation, and this keeps a
+ * party that sends them anyway from making the hospital hold more.
+ */
+export const UNADMITTED_UNREAD_CAP = 2 * (FRAME_HEADER_BYTES + FRAME_LIMIT);
+
+/** Unread bytes an admitted peer may have in flight: its whole masked input and a few frames more. */
 export function unreadCap(dimension: number): number {
   return Math.max(8, chunkCount(dimension) + 4) *
     (FRAME_HEADER_BYTES + FRAME_LIMIT);
+}
+
+/** What {@linkcode readLoop} reports to and checks with. */
+interface ReadLoopOptions {
+  dimension: number;
+  onProgress: StarHospitalOptions["onProgress"];
+  /** Called after each frame the core handled. */
+  watch: () => void;
+  lost: (name: string, error: unknown) => void;
+  watchdog: UploadWatchdog;
 }
 
 /** Feeds one connection's frames to the core, in order, until it ends. */
@@ -309,52 +354,76 @@ async function readLoop(
   name: string,
   conn: Connection,
   round: HospitalRound,
-  dimension: number,
-  onProgress: StarHospitalOptions["onProgress"],
-  watch: () => void,
-  lost: (name: string, error: unknown) => void,
+  options: ReadLoopOptions,
   stop: AbortSignal,
 ): Promise<void> {
+  const handle = frameHandler(name, conn, round, options);
+  try {
+    let payload: Uint8Array | undefined;
+    for (;;) {
+      payload = await conn.readFrame(stop);
+      await handle(payload);
+      // A suspended async function keeps what its frame refers to: the last
+      // frame (a 512 KiB chunk) and its decoded copy stayed alive until the
+      // party's next message, 1 MiB a peer through the consistency phase (a
+      // heap snapshot of the hospital at 100 peers × 2^16 found 100 MiB so
+      // held). So the frame is handled in a call of its own and let go here.
+      payload = undefined;
+      if (round.outcome) return;
+    }
+  } catch (error) {
+    options.lost(name, error);
+  }
+}
+
+/** Handles one frame from `name` at a time; what is decoded lives only in that call. */
+function frameHandler(
+  name: string,
+  conn: Connection,
+  round: HospitalRound,
+  options: ReadLoopOptions,
+): (payload: Uint8Array) => Promise<void> {
+  const { dimension, onProgress, watch, watchdog } = options;
   let first = true;
   let received = 0;
   // Chunks are numbered 0, 1, … ceil(d / 65536) − 1 (docs/protocol.md §9.8).
   const lastChunk = chunkCount(dimension) - 1;
   let compacted = false;
-  try {
-    for (;;) {
-      const payload = await conn.readFrame(stop);
-      notePeakRss();
-      const decoded = decodePayload(payload);
-      if (first) {
-        // The party's first message decoded: from now on it may send full
-        // frames, and have its whole masked input in flight (the core may be
-        // busy with Web Crypto while it arrives).
-        conn.raiseLimit();
-        conn.setMaxBufferedBytes(unreadCap(dimension));
-        first = false;
-      }
-      if (decoded.kind === "message") {
-        await round.message(name, decoded.message);
-      } else {
-        await round.chunk(name, decoded.chunk);
-        // The party's masked input is in: the room the connection kept for
-        // its chunk frames (1 MiB a connection) would otherwise stay until
-        // the round ends, a gigabyte at 1,000 peers. Once only: a party
-        // sending "last" chunks over and over must not make the hospital
-        // give back and regrow megabytes each time (review 5, R5-2).
-        if (decoded.chunk.index === lastChunk && !compacted) {
-          conn.compact();
-          compacted = true;
-        }
-        if (onProgress && dimension > CHUNK_ELEMENTS) {
-          received += decoded.chunk.data.length;
-          onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);
-        }
-      }
-      watch();
-      if (round.outcome) return;
+  return async (payload) => {
+    notePeakRss();
+    const decoded = decodePayload(payload);
+    if (first) {
+      // The party's first message decoded: from now on it may send full
+      // frames, and once admitted (PROCEED, in the outbox) have its whole
+      // masked input in flight (the core may be busy with Web Crypto while
+      // it arrives).
+      conn.raiseLimit();
+      conn.setMaxBufferedBytes(UNADMITTED_UNREAD_CAP);
+      first = false;
     }
-  } catch (error) {
-    lost(name, error);
-  }
+    if (decoded.kind === "message") {
+      if (decoded.message.type === "input") watchdog.inputReceived(name);
+      await round.message(name, decoded.message);
+    } else {
+      if (decoded.chunk.index === lastChunk) watchdog.complete(name);
+      await round.chunk(name, decoded.chunk);
+      // The frame and its decoded copy are dead now: without a collection
+      // they pile up by the megabyte while uploads stream in (see garbage.ts).
+      releaseGarbage(2 * payload.byteLength);
+      // The party's masked input is in: the room the connection kept for
+      // its chunk frames (1 MiB a connection) would otherwise stay until
+      // the round ends, a gigabyte at 1,000 peers. Once only: a party
+      // sending "last" chunks over and over must not make the hospital
+      // give back and regrow megabytes each time (review 5, R5-2).
+      if (decoded.chunk.index === lastChunk && !compacted) {
+        conn.compact();
+        compacted = true;
+      }
+      if (onProgress && dimension > CHUNK_ELEMENTS) {
+        received += decoded.chunk.data.length;
+        onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);
+      }
+    }
+    watch();
+  };
 }

@@ -28,8 +28,15 @@ import { HospitalRound } from "../protocol/hospital/round.ts";
 import type { Outbox, VerifyParty } from "../protocol/types.ts";
 import { parseQuery, type Query } from "../query.ts";
 import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
-import { listenForPeers, type StarHospitalResult, unreadCap } from "../runtime/hospital.ts";
+import {
+  listenForPeers,
+  type StarHospitalResult,
+  UNADMITTED_UNREAD_CAP,
+  unreadCap,
+} from "../runtime/hospital.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
+import { stallMs, uploadsOver, UploadWatchdog } from "../runtime/upload_watchdog.ts";
+import { releaseGarbage } from "../garbage.ts";
 import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
 import {
   chunkCount,
@@ -136,6 +143,8 @@ interface Current {
   said: Map<string, string>;
   /** Invitees whose connection gave back its chunk room this round (once each). */
   compacted: Set<string>;
+  /** Cuts an admitted upload that stops (lib/runtime/upload_watchdog.ts). */
+  watchdog?: UploadWatchdog;
   watch?: () => void;
 }
 
@@ -269,16 +278,14 @@ export class HospitalService {
 
   async #readLoop(peer: Peer): Promise<void> {
     try {
+      let payload: Uint8Array | undefined;
       for (;;) {
-        const payload = await peer.conn.readFrame(peer.signal);
-        const decoded = decodePayload(payload);
-        if (!peer.raised) {
-          peer.conn.raiseLimit();
-          peer.raised = true;
-          const dimension = this.#current?.round?.terms.dimension;
-          if (dimension !== undefined) peer.conn.setMaxBufferedBytes(unreadCap(dimension));
-        }
-        await this.#route(peer, decoded);
+        payload = await peer.conn.readFrame(peer.signal);
+        await this.#handleFrame(peer, payload);
+        // Let go of the frame before waiting for the next one: a suspended
+        // async function keeps what it refers to (see the one-shot
+        // hospital's readLoop: 1 MiB a peer held through a round).
+        payload = undefined;
       }
     } catch (error) {
       if (this.#stop.signal.aborted) return;
@@ -297,18 +304,33 @@ export class HospitalService {
     }
   }
 
+  /** One frame from `peer`; what is decoded lives only in this call. */
+  async #handleFrame(peer: Peer, payload: Uint8Array): Promise<void> {
+    const decoded = decodePayload(payload);
+    if (!peer.raised) {
+      peer.conn.raiseLimit();
+      peer.raised = true;
+      // Chunks only once admitted (PROCEED raises the cap); see unreadCap.
+      peer.conn.setMaxBufferedBytes(UNADMITTED_UNREAD_CAP);
+    }
+    await this.#route(peer, decoded);
+    // A chunk frame and its decoded copy are dead now (see garbage.ts).
+    if (decoded.kind === "chunk") releaseGarbage(2 * payload.byteLength);
+  }
+
   async #route(peer: Peer, decoded: Payload): Promise<void> {
     const current = this.#current;
     const inRound = current?.round !== undefined && current.links?.get(peer.name) === peer;
     if (decoded.kind === "chunk") {
       if (inRound) {
         const round = current!.round!;
+        const last = chunkCount(round.terms.dimension) - 1;
+        if (decoded.chunk.index === last) current!.watchdog?.complete(peer.name);
         await round.chunk(peer.name, decoded.chunk);
         // Its masked input is in: let go of the room its chunk frames took
         // (1 MiB a connection), as the one-shot hospital does, once a round
         // (review 5, R5-2: "last" chunks sent over and over must not make
         // the hospital give back and regrow megabytes each time).
-        const last = chunkCount(round.terms.dimension) - 1;
         if (decoded.chunk.index === last && !current!.compacted.has(peer.name)) {
           current!.compacted.add(peer.name);
           peer.conn.compact();
@@ -332,6 +354,7 @@ export class HospitalService {
         if (message.type === "refuse" || message.type === "abort" || message.type === "attest") {
           current.over?.add(peer.name);
         }
+        if (message.type === "input") current.watchdog?.inputReceived(peer.name);
         await current.round!.message(peer.name, message);
         current.watch?.();
         return;
@@ -635,10 +658,22 @@ export class HospitalService {
       lastWrite.set(to, done);
     };
     const over = new Set<string>();
+    // Declared before the round (the outbox needs it); reports to the round once it exists.
+    let stalled: (name: string) => void = () => {};
+    const watchdog = new UploadWatchdog({
+      stallMs: stallMs(terms.deadlines.inputMs),
+      received: (name) => links.get(name)?.conn.stats.bytesIn ?? 0,
+      onStall: (name) => stalled(name),
+    });
     const outbox: Outbox = {
       send: (to, message: Message) => {
         // Dropped (or the round aborted): the round has nothing more for it.
         if (message.type === "abort") over.add(to);
+        if (message.type === "proceed") {
+          watchdog.proceedSent(to);
+          // Admitted: now its whole masked input may be in flight.
+          links.get(to)?.conn.setMaxBufferedBytes(unreadCap(terms.dimension));
+        }
         write(to, encodeMessage(message));
       },
       sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
@@ -656,8 +691,9 @@ export class HospitalService {
       log: (line) => log(`round ${current.session}: ${line}`),
       session: current.session,
     });
+    // Until each is admitted (PROCEED), whatever an earlier round allowed.
     for (const peer of links.values()) {
-      if (peer.raised) peer.conn.setMaxBufferedBytes(unreadCap(terms.dimension));
+      if (peer.raised) peer.conn.setMaxBufferedBytes(UNADMITTED_UNREAD_CAP);
     }
     let startedAt: number | undefined;
     const timer = new PhaseTimer(
@@ -667,12 +703,15 @@ export class HospitalService {
         void round.timeout().then(watch);
       },
     );
+    stalled = (name) => void round.stalled(name).then(watch);
     function watch(): void {
       if (startedAt === undefined && round.phase === "confirm") startedAt = performance.now();
       timer.update(round.phase);
+      if (uploadsOver(round.phase)) watchdog.stop();
     }
     current.links = links;
     current.over = over;
+    current.watchdog = watchdog;
     current.round = round;
     current.watch = watch;
     try {
@@ -705,6 +744,7 @@ export class HospitalService {
       };
     } finally {
       timer.stop();
+      watchdog.stop();
     }
   }
 }

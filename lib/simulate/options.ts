@@ -31,12 +31,14 @@ export interface SimulateOptions {
   cpuProf: string | undefined;
   /** K for a sparse pairing graph (docs/protocol.md §18); undefined for the complete graph. */
   neighbors: number | undefined;
+  /** The hospital's --uploads; undefined: its default. */
+  uploads: number | undefined;
 }
 
 export const SIMULATE_HELP =
   `Usage: sumshare simulate --peers N [--query Q] [--threshold T] [--neighbors K|auto]
                          [--dropout F] [--dropout-at PHASE] [--workers W] [--seed S]
-                         [--cpu-prof DIR] [--json]
+                         [--uploads U] [--cpu-prof DIR] [--json]
 
 Runs a whole round on this machine at scale: a throwaway PKI (one certificate
 per peer), the hospital as its own process, and N peers inside W worker
@@ -59,6 +61,8 @@ Options:
   --neighbors K|auto sparse pairing: each peer pairs with K neighbours (even) in a Harary graph,
                      threshold T per neighbourhood (2T > K + 1); auto picks K and T for N,
                      5 % colluders and 5 % dropouts (failure below 2^-40); default: complete graph
+  --uploads U        masked inputs the hospital admits at once (its --uploads; default: as
+                     many vectors as fit in 64 MiB, at least 2)
   --cpu-prof DIR     write V8 CPU profiles of the hospital and of every worker into DIR
   --json             print one JSON object on stdout
   -h, --help         this text
@@ -76,6 +80,7 @@ const FLAGS = {
   workers: { type: "string" },
   seed: { type: "string" },
   neighbors: { type: "string" },
+  uploads: { type: "string" },
   json: { type: "boolean" },
   "cpu-prof": { type: "string" },
 } as const;
@@ -166,5 +171,8 @@ export function parseSimulateOptions(args: string[]): SimulateOptions | "help" {
     json: flags.values["json"] === true,
     cpuProf: flags.values["cpu-prof"] as string | undefined,
     neighbors,
+    uploads: flags.values["uploads"] === undefined
+      ? undefined
+      : integerFlag(flags, "uploads", { min: 1, max: MAX_SPARSE_PARTICIPANTS }),
   };
 }

@@ -164,6 +164,7 @@ function hospitalArgs(options: SimulateOptions, dir: string, timeoutMs: number):
     String(vector ? 1 : MAX_ROWS),
     ...(options.threshold === undefined ? [] : ["--threshold", String(options.threshold)]),
     ...(options.neighbors === undefined ? [] : ["--neighbors", String(options.neighbors)]),
+    ...(options.uploads === undefined ? [] : ["--uploads", String(options.uploads)]),
     "--timeout",
     String(Math.ceil(timeoutMs / 1000)),
   ];

@@ -445,6 +445,8 @@ const SCHEMAS = {
     confirmations: sortedList({ name: partyName, signature }, "name", 1),
   },
   shares: { session, shares: sortedList({ from: partyName, sealed }, "from", 1) },
+  // The hospital is ready for this peer's chunk frames (docs/protocol.md §10.9).
+  proceed: { session },
   survivors: {
     session,
     set: nameList(1),

@@ -80,6 +80,10 @@
  *                                                                   after DONE every non-member is
  *                                                                   also dropped, which the base
  *                                                                   class ignores)
+ *   H27 chunks only from a sender sent PROCEED; at most `uploads` → uploads_test "guard H27",
+ *       admitted at once, a lost one's slot passed on               "at most U", "lost mid-upload"
+ *   P33 chunks only after PROCEED; no SURVIVORS or DONE taken     → uploads_test "guard P33"
+ *       before it
  * Sparse-pairing guards (docs/protocol.md §18), in tests/protocol/sparse_test.ts:
  *   P27 a sparse START has rosterHash and size; a complete-graph  → both "sparse guard P27" tests
  *       START has neither (nor positions)
@@ -168,6 +172,7 @@ import {
   runRound,
   sentBy,
   show,
+  startHashOn,
   sumInput,
   sumTerms,
   testPki,
@@ -893,13 +898,6 @@ Deno.test("guard H17: a revealer that alters its self-seed share when exactly T 
     assert.notEqual(outcome?.kind, "done", `${name} was told the round is done`);
   }
 });
-
-/** The START hash of the round on `net`, from the INVITE and START the hospital sent. */
-async function startHashOn(net: { sent: NetEvent[] }): Promise<Uint8Array> {
-  const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
-  const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
-  return await startHash(start.session, terms, start.participants);
-}
 
 Deno.test("guard H18: an n-of-n input that commits to a self seed is a violation", async () => {
   // n-of-n rounds have no self seed: seedCommit is all zeros, one spelling.

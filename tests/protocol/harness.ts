@@ -29,6 +29,7 @@ import {
 } from "../../lib/wire/messages.ts";
 import { encodeInput, type Layout, parseQuery, vectorLayout } from "../../lib/query.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
+import { startHash } from "../../lib/protocol/transcript.ts";
 import { PeerSession } from "../../lib/protocol/peer/session.ts";
 import type {
   HospitalOutcome,
@@ -143,6 +144,14 @@ export interface RoundOptions {
   seen?: Map<string, Set<string>>;
   /** Invite only these peer indices (default: all). */
   invite?: number[];
+  /** Masked inputs the hospital admits at once (default: its own rule). */
+  uploads?: number;
+  /**
+   * Called when nothing is queued, before the hospital's deadline fires: a
+   * test plays the runtime's other clocks here (say, `hospital.stalled`).
+   * Returning true means it did something, and the deadline waits.
+   */
+  onIdle?: (hospital: HospitalRound) => Promise<boolean>;
 }
 
 /** What a round left behind. */
@@ -284,11 +293,16 @@ export async function runRound(options: RoundOptions): Promise<RoundResult> {
     verifyParty: pki.verifyParty,
     log: net.log(HOSPITAL),
     ...(options.session ? { session: options.session } : {}),
+    ...(options.uploads !== undefined ? { uploads: options.uploads } : {}),
   });
   await hospital.start();
   await net.flush();
   for (let rounds = 0; rounds < 10_000; rounds++) {
     if (net.queue.length === 0) {
+      if (!hospital.outcome && await options.onIdle?.(hospital)) {
+        await net.flush();
+        continue;
+      }
       if (!hospital.outcome) {
         await hospital.timeout();
       } else {
@@ -454,4 +468,11 @@ export function survivorsMessage(net: { sent: NetEvent[] }, set: readonly string
 /** `survivors` narrowed or changed to `set`, its statements kept for the members still in it. */
 export function withSet(message: MessageOf<"survivors">, set: readonly string[]): Message {
   return { ...message, set: [...set], inputs: message.inputs.filter((s) => set.includes(s.name)) };
+}
+
+/** The START hash of the round on `net`, from the INVITE and START the hospital sent. */
+export async function startHashOn(net: { sent: NetEvent[] }): Promise<Uint8Array> {
+  const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
+  const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
+  return await startHash(start.session, terms, start.participants);
 }

@@ -1,9 +1,17 @@
 /**
  * Hospital phase 3, MaskedInput (fcp/secagg R2): each participant still in
  * (n-of-n: all; threshold: U2, who shared keys) sends INPUT — length and
- * digest of its masked vector, signed — then the vector in chunk frames, in
- * order. A complete vector whose digest matches is added to the running sum
- * at once; partial vectors are kept per sender until complete.
+ * digest of its masked vector, signed — then, once the hospital has sent it
+ * PROCEED, the vector in chunk frames, in order. A complete vector whose
+ * digest matches is added to the running sum at once; a partial vector is
+ * kept until complete.
+ *
+ * PROCEED admits a bounded number of uploads at a time (`ctx.uploads`), in
+ * the order their INPUTs arrived: a half-received vector cannot go into the
+ * sum (its sender may still be lost), so unbounded it would be one vector
+ * per peer (1,000 × 2^16 elements: 400 MiB). When every expected peer fits,
+ * each is sent PROCEED as the phase opens, so no upload waits for a round
+ * trip (every round of D = 1).
  *
  * n-of-n: when every participant's vector is in, the sum is the result
  * (pairwise masks cancel) and the round is done. Threshold: the senders of
@@ -20,12 +28,17 @@
  * | n-of-n input whose seedCommit is not all zeros  | violation             |
  * | input whose partner set is not the expected set | violation             |
  * | a second input                                  | violation             |
- * | chunk without input, out of order, wrong length | violation             |
+ * | input, admitted or queued for admission        | PROCEED when a slot   |
+ * |                                                 |   frees (or at once)  |
+ * | chunk without input, before PROCEED, out of     | violation             |
+ * |   order, of the wrong length                    |                       |
  * | last chunk, digest does not match               | violation             |
  * | complete vector with an element at or above its | violation             |
  * |   segment's modulus (e.g. in [p2, p1) in a p2   |                       |
  * |   segment: the chunk codec only knows p1)       |                       |
- * | abort, disconnect (also mid-vector)             | lost; partial dropped |
+ * | an admitted upload stalled (the runtime's clock)| lost, as below        |
+ * | abort, disconnect (also mid-vector)             | lost; partial dropped;|
+ * |                                                 |   its slot goes on    |
  * | timeout, or every vector complete               | result / survivors    |
  *
  * Violation or loss: n-of-n aborts the round, threshold drops the sender.
@@ -50,7 +63,8 @@ import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 
 interface Incoming {
   digest: string;
-  vector: Float64Array;
+  /** The vector so far: allocated at its first chunk, so a queued upload holds none. */
+  vector: Float64Array | undefined;
   /** Index of the next chunk expected. */
   next: number;
 }
@@ -63,15 +77,43 @@ export class MaskedInputState extends HospitalState {
   /** The partner bitmap every sender must sign: the peers expected here (complete graph). */
   #partners: string;
   #incoming = new Map<string, Incoming>();
+  /** Sent PROCEED, vector not yet complete: at most `ctx.uploads` at once. */
+  #admitted = new Set<string>();
+  /** INPUT accepted, waiting for PROCEED, in arrival order. */
+  #queue: string[] = [];
   #complete = new Set<string>();
   #sum: Float64Array;
 
+  /**
+   * Opens the phase over `expected`: every one of them is sent PROCEED at
+   * once if all fit in the round's upload slots; otherwise each is admitted
+   * after its INPUT, as slots free.
+   */
   constructor(ctx: HospitalContext, expected: readonly string[]) {
     super(ctx);
     this.#expected = expected;
     this.#members = new Set(expected);
     this.#partners = ctx.graph ? "" : partnerBitmap(ctx.roster.map((p) => p.name), expected);
     this.#sum = new Float64Array(ctx.layout.dimension);
+    if (expected.length <= ctx.uploads) {
+      for (const name of expected) {
+        if (ctx.live(name)) this.#proceed(name);
+      }
+    }
+  }
+
+  #proceed(name: string): void {
+    this.#admitted.add(name);
+    this.ctx.send(name, { type: "proceed", session: this.ctx.session });
+  }
+
+  /** Admits queued senders, in INPUT order, while slots are free. */
+  #admitQueued(): void {
+    while (this.#admitted.size < this.ctx.uploads && this.#queue.length > 0) {
+      const name = this.#queue.shift()!;
+      // A queued sender lost since is dropped (n-of-n: the round is over).
+      if (this.ctx.live(name)) this.#proceed(name);
+    }
   }
 
   protected override member(name: string): boolean {
@@ -114,11 +156,11 @@ export class MaskedInputState extends HospitalState {
       return await this.lost(from, "its input signature does not verify");
     }
     this.ctx.signed.inputs.set(from, { name: from, ...statement, signature: message.signature });
-    this.#incoming.set(from, {
-      digest: message.digest,
-      vector: new Float64Array(dimension),
-      next: 0,
-    });
+    this.#incoming.set(from, { digest: message.digest, vector: undefined, next: 0 });
+    if (!this.#admitted.has(from)) {
+      this.#queue.push(from);
+      this.#admitQueued();
+    }
     return this;
   }
 
@@ -126,32 +168,49 @@ export class MaskedInputState extends HospitalState {
     if (!this.member(from) || !this.ctx.live(from)) return this;
     const incoming = this.#incoming.get(from);
     if (!incoming) return await this.lost(from, "chunk without input");
+    // Unadmitted chunks are exactly what the bound on uploads keeps out.
+    if (!this.#admitted.has(from)) return await this.lost(from, "chunk before PROCEED");
+    const { dimension } = this.ctx.layout;
     const offset = incoming.next * CHUNK_ELEMENTS;
-    const length = Math.min(CHUNK_ELEMENTS, incoming.vector.length - offset);
+    const length = Math.min(CHUNK_ELEMENTS, dimension - offset);
     if (chunk.index !== incoming.next || chunk.data.length !== length) {
       return await this.lost(from, `chunk ${chunk.index} is out of order or of the wrong length`);
     }
-    incoming.vector.set(chunk.data, offset);
+    // A vector of one chunk is that chunk's own (freshly decoded) array: no copy.
+    if (length === dimension) incoming.vector = chunk.data;
+    else (incoming.vector ??= new Float64Array(dimension)).set(chunk.data, offset);
     incoming.next++;
-    if (offset + length < incoming.vector.length) return this;
+    if (offset + length < dimension) return this;
+    const vector = incoming.vector!;
     this.#incoming.delete(from);
-    if ((await vectorDigest(incoming.vector)) !== incoming.digest) {
+    this.#admitted.delete(from);
+    this.#admitQueued();
+    if ((await vectorDigest(vector)) !== incoming.digest) {
       return await this.lost(from, "its vector does not match its signed digest");
     }
     // After the digest, so the violation is the sender's own signed vector.
     // Without it, an element ≥ its modulus would make the sum non-canonical
     // or wrong modulo that prime.
-    if (!isSegmentedFieldVector(incoming.vector, this.ctx.layout.segments)) {
+    if (!isSegmentedFieldVector(vector, this.ctx.layout.segments)) {
       return await this.lost(from, "an element of its vector is not below its segment's modulus");
     }
-    addSegmentsInto(this.#sum, incoming.vector, this.ctx.layout.segments);
+    addSegmentsInto(this.#sum, vector, this.ctx.layout.segments);
     this.#complete.add(from);
     return await this.settle();
   }
 
-  protected override lost(name: string, reason: string): Promise<HospitalState> {
+  override async stalled(name: string): Promise<HospitalState> {
+    if (!this.#admitted.has(name) || !this.ctx.live(name)) return this;
+    return await this.lost(name, "no chunk of its masked input in time after PROCEED");
+  }
+
+  protected override async lost(name: string, reason: string): Promise<HospitalState> {
     this.#incoming.delete(name);
-    return super.lost(name, reason);
+    this.#admitted.delete(name);
+    const next = await super.lost(name, reason);
+    // Still collecting (a threshold round without it): its slot goes on.
+    if (next === this) this.#admitQueued();
+    return next;
   }
 
   protected waiting(): boolean {
@@ -171,7 +230,14 @@ export class MaskedInputState extends HospitalState {
     }
     for (const name of this.#expected) {
       if (ctx.live(name) && !this.#complete.has(name)) {
-        ctx.drop(name, "no complete masked input by the deadline");
+        // Distinguished so that an operator can tell the hospital's own
+        // queue (too few upload slots for the deadline) from slow peers.
+        ctx.drop(
+          name,
+          this.#queue.includes(name)
+            ? `its upload was not admitted before the deadline (${this.ctx.uploads} at a time)`
+            : "no complete masked input by the deadline",
+        );
       }
     }
     const floor = Math.max(ctx.terms.threshold, ctx.terms.minContributors);

@@ -95,6 +95,15 @@ export class HospitalRound {
     return this.#run((state) => state.disconnected(name));
   }
 
+  /**
+   * `name` was sent PROCEED and has sent INPUT, but no chunk of its masked
+   * input came for as long as the runtime allows (lib/runtime/
+   * upload_watchdog.ts): it is lost, and its upload slot goes on.
+   */
+  stalled(name: string): Promise<void> {
+    return this.#run((state) => state.stalled(name));
+  }
+
   /** The current phase's deadline passed. */
   timeout(): Promise<void> {
     return this.#run((state) => state.timeout());

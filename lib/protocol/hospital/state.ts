@@ -90,6 +90,30 @@ export interface HospitalOptions {
   log?: Log;
   /** The session id; a fresh random one if absent (tests replay one). */
   session?: string;
+  /**
+   * How many masked inputs may be on their way at once (each admitted by
+   * PROCEED); default {@linkcode uploadSlots} of the round's dimension.
+   */
+  uploads?: number;
+}
+
+/** What the masked inputs admitted at once may hold, together: see {@linkcode uploadSlots}. */
+const UPLOAD_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Masked inputs admitted at once by default: as many vectors as fit in
+ * 64 MiB, and at least two, so that one upload's last frames and the next
+ * one's PROCEED overlap. At D = 1 that is every peer of any round (no upload
+ * waits); at D = 2^16 (512 KiB a vector), 128; at 2^20, 8. A half-received
+ * vector cannot be added to the sum (a sender lost mid-upload could not be
+ * taken out again), so without a bound the hospital would hold one per peer.
+ * Fewer slots hold less but put uploads in series: the masked-input phase
+ * then takes at least ⌈N / U⌉ × (a round trip + one vector over a peer's
+ * uplink), so 128 keeps a hospital's link busy with peers on slow uplinks
+ * (`sumshare hospital --uploads` sets it).
+ */
+export function uploadSlots(dimension: number): number {
+  return Math.max(2, Math.floor(UPLOAD_BUDGET_BYTES / (8 * dimension)));
 }
 
 /** The round's shared, growing state. */
@@ -106,6 +130,8 @@ export class HospitalContext {
   readonly outbox: Outbox;
   readonly verifyParty: VerifyParty;
   readonly log: Log;
+  /** Masked inputs admitted at once (HospitalOptions.uploads). */
+  readonly uploads: number;
   /** The START roster, sorted by name (set when START is sent). */
   roster: Participant[] = [];
   /**
@@ -156,6 +182,10 @@ export class HospitalContext {
       );
     }
     this.layout = shape.layout;
+    this.uploads = options.uploads ?? uploadSlots(this.layout.dimension);
+    if (!Number.isSafeInteger(this.uploads) || this.uploads < 1) {
+      throw new RangeError(`Cannot create round: uploads must be a positive integer`);
+    }
     this.outbox = options.outbox;
     this.verifyParty = options.verifyParty;
     this.log = options.log ?? (() => {});
@@ -270,6 +300,11 @@ export abstract class HospitalState {
   async disconnected(name: string): Promise<HospitalState> {
     if (!this.member(name) || !this.ctx.live(name)) return this;
     return await this.lost(name, "disconnected");
+  }
+
+  /** An admitted upload of `name` stalled; only the masked-input phase has any. */
+  stalled(_name: string): Promise<HospitalState> {
+    return Promise.resolve(this);
   }
 
   /** The phase's deadline passed: go on with whoever answered, or abort. */

@@ -2,8 +2,9 @@
  * Peer phase 4, MaskedInput: the masked vector y = x + PRG(b) + Σ_{j>i}
  * PRG(s_ij) − Σ_{j<i} PRG(s_ij) (each element modulo its segment's modulus,
  * by the layout) has gone out (n-of-n: no b, j over everyone),
- * as INPUT with its signed digest and then its chunks. n-of-n: waiting for
- * DONE. Threshold: waiting for SURVIVORS, the set S whose inputs the
+ * as INPUT with its signed digest, and its chunks follow once the hospital
+ * sends PROCEED (it admits a bounded number of uploads at a time). n-of-n:
+ * waiting for DONE. Threshold: waiting for SURVIVORS, the set S whose inputs the
  * hospital claims to hold. The peer checks S itself before signing it:
  * S ⊆ the holders it masked with, this peer ∈ S, |S| ≥ T, and |S| ≥ its
  * floor (the stricter of its own and the terms' minimum contributors) — so a
@@ -14,6 +15,9 @@
  *
  * | message                                      | decision                |
  * | -------------------------------------------- | ----------------------- |
+ * | PROCEED, the first                           | send the chunks         |
+ * | PROCEED again; SURVIVORS or DONE before      | aborted                 |
+ * |   PROCEED (no sum can hold this input yet)   |                         |
  * | SURVIVORS breaking a rule above              | aborted                 |
  * | SURVIVORS with a member's statement missing, | aborted, naming the     |
  * |   not verifying, or a partner set without    | member                  |
@@ -53,8 +57,8 @@ import { abortSession, type PeerContext, PeerDoneState, PeerState } from "./stat
 /**
  * Masks the input with the self seed (threshold) and with every other
  * participant in `neighbours`, sends INPUT (length, digest and the
- * commitment to the self seed, signed) and the chunks, and returns the
- * state waiting for what follows.
+ * commitment to the self seed, signed), and returns the state waiting for
+ * PROCEED and what follows.
  */
 export async function sendMaskedInput(
   ctx: PeerContext,
@@ -99,11 +103,15 @@ export async function sendMaskedInput(
     inputFields(ctx.session, ctx.startHash, statement),
   );
   ctx.send({ type: "input", session: ctx.session, ...statement, signature });
+  return new MaskedInputState(ctx);
+}
+
+/** Sends the masked vector y in chunk frames, in order. */
+function sendChunks(ctx: PeerContext, y: Float64Array): void {
   for (let index = 0; index * CHUNK_ELEMENTS < y.length; index++) {
     const data = y.subarray(index * CHUNK_ELEMENTS, (index + 1) * CHUNK_ELEMENTS);
     ctx.outbox.sendChunk(ctx.hospitalName, { index, data });
   }
-  return new MaskedInputState(ctx);
 }
 
 /**
@@ -215,13 +223,23 @@ function windowPartners(
   return partners;
 }
 
-/** Waiting for SURVIVORS (threshold) or DONE (n-of-n). */
+/** Waiting for PROCEED, then SURVIVORS (threshold) or DONE (n-of-n). */
 export class MaskedInputState extends PeerState {
   readonly phase = "input";
+  #sent = false;
 
   protected async receive(message: Message): Promise<PeerState> {
     const ctx = this.ctx;
     const terms = ctx.agreed;
+    if (message.type === "proceed") {
+      if (this.#sent) return abortSession(ctx, "a second PROCEED");
+      this.#sent = true;
+      sendChunks(ctx, ctx.masked);
+      return this;
+    }
+    // The hospital cannot hold this peer's vector yet: a set or a result
+    // now would be over inputs without it, or a lie.
+    if (!this.#sent) return abortSession(ctx, `${message.type.toUpperCase()} before PROCEED`);
     if (message.type === "done") {
       if (terms.mode !== "nofn") return abortSession(ctx, "DONE before SURVIVORS");
       return await acceptDone(ctx, message, ctx.confirmed);

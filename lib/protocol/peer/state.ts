@@ -45,7 +45,7 @@ const AWAITS: Record<PeerPhase, readonly MessageType[]> = {
   join: ["start"],
   confirm: ["confirmations"],
   share: ["shares"],
-  input: ["survivors", "done"],
+  input: ["proceed", "survivors", "done"],
   consistency: ["unmask", "done"],
   unmask: ["done"],
   done: [],
