@@ -256,7 +256,11 @@ interface AgentRound {
   core: PeerSession;
   timer: PhaseTimer;
   terms?: Terms;
-  data?: VariableData;
+  /**
+   * The version of the data read for this round (lib/agent/data.ts). Only
+   * the version: the values went to the session, which masks them in place.
+   */
+  version?: string;
   /** Set when the runtime refused the round itself (START, SURVIVORS). */
   ended?: AuditEntry;
   /** The rule behind a refusal at INVITE. */
@@ -411,7 +415,7 @@ class AgentConnection {
       return;
     }
     if (message.type === "start" || message.type === "survivors") {
-      const { terms, data, variable } = round;
+      const { terms, version, variable } = round;
       const decides = terms !== undefined &&
         (message.type === "start") === (terms.mode === "nofn");
       if (decides && round.decided) {
@@ -419,14 +423,14 @@ class AgentConnection {
         log(`ignored a second ${message.type} in round ${round.session}`);
         return;
       }
-      if (decides && data && variable) {
+      if (decides && version !== undefined && variable) {
         round.decided = true;
         const set = message.type === "start"
           ? message.participants.map((p) => p.name)
           : message.set;
         try {
           // Checked now, recorded only when the data leaves for this set (#send).
-          checkContributors(variable, data.version, set, this.#options.state);
+          checkContributors(variable, version, set, this.#options.state);
         } catch (error) {
           if (!(error instanceof PolicyRefusal)) throw error;
           this.#refuseNow(round, error.rule);
@@ -526,7 +530,7 @@ class AgentConnection {
           log(round.refusal);
           throw new PolicyRefusal(round.refusal);
         }
-        round.data = data;
+        round.version = data.version;
         if (data.skipped > 0) log(`${variable.name}: ${data.skipped} missing cells skipped`);
         return x;
       },
@@ -662,10 +666,10 @@ class AgentConnection {
 
   /** Records `set` for the round's data version, then lets the held writes go; refuses if it cannot. */
   async #pin(round: AgentRound, set: string[]): Promise<void> {
-    const { variable, data } = round;
+    const { variable, version } = round;
     let refusal: string | undefined;
     try {
-      await recordContributors(variable!, data!.version, set, this.#options.state);
+      await recordContributors(variable!, version!, set, this.#options.state);
     } catch (error) {
       refusal = error instanceof PolicyRefusal
         ? error.rule

@@ -51,7 +51,9 @@ export interface StarPeerOptions {
   hospitalName: string;
   /**
    * This peer's input for the round's terms, as field elements; throws to
-   * refuse the round (the message names where, never what).
+   * refuse the round (the message names where, never what). The array
+   * becomes the session's and is masked in place: return a copy of data
+   * that is read again later.
    */
   input(terms: Terms): Float64Array | Promise<Float64Array>;
   /** The fewest inputs this peer lets a sum cover, whatever the hospital asks. */

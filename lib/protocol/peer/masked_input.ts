@@ -65,9 +65,9 @@ export async function sendMaskedInput(
   neighbours: readonly string[],
   selfSeed: Uint8Array | undefined,
 ): Promise<PeerState> {
-  // Masked in place: ctx.x is this session's own copy (taken when the input
-  // was accepted) and nothing reads it after this, so one vector lives, not
-  // two — at D = 2^20 that is 8 MiB less for the rest of the round.
+  // Masked in place: ctx.x is the array the input callback handed over, the
+  // session's own (PeerSessionOptions.input), and nothing reads it after
+  // this, so one vector lives, not two: at D = 2^20, 8 MiB less.
   const y = ctx.x;
   ctx.x = new Float64Array(0);
   const { segments } = ctx.agreedLayout;

@@ -83,7 +83,9 @@ export interface PeerOptions {
    * round's `layout` (lib/query.ts `encodeInput(query, input, {scale,
    * layout})`; the core computed the layout from the signed terms itself).
    * Throwing refuses the round with the error's message, which must name
-   * where, never what.
+   * where, never what. The array returned becomes the session's: it is
+   * masked in place, so a caller that reads its data afterwards returns a
+   * copy.
    */
   input(terms: Terms, layout: Layout): Float64Array | Promise<Float64Array>;
   /** This peer's own minimum number of contributors (default 2). */
