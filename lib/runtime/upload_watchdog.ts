@@ -17,6 +17,8 @@
  * @module
  */
 
+import type { HospitalPhase } from "../protocol/hospital/state.ts";
+
 /** Longest window for {@linkcode MIN_PROGRESS_BYTES}, unless the phase deadline is shorter. */
 export const UPLOAD_STALL_MS = 10_000;
 
@@ -31,9 +33,18 @@ export function stallMs(inputMs: number): number {
   return Math.min(UPLOAD_STALL_MS, inputMs);
 }
 
-/** Whether a hospital round in `phase` is past its masked inputs (no upload is admitted now). */
-export function uploadsOver(phase: string): boolean {
-  return ["consistency", "unmask", "attest", "done", "aborted"].includes(phase);
+/** The phases after the masked inputs: no upload is admitted in them. */
+const PAST_UPLOADS: ReadonlySet<HospitalPhase> = new Set<HospitalPhase>([
+  "consistency",
+  "unmask",
+  "attest",
+  "done",
+  "aborted",
+]);
+
+/** Whether a hospital round in `phase` is past its masked inputs. */
+export function uploadsOver(phase: HospitalPhase | "new"): boolean {
+  return phase !== "new" && PAST_UPLOADS.has(phase);
 }
 
 /** What an {@linkcode UploadWatchdog} needs. */

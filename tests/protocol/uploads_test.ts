@@ -92,7 +92,7 @@ Deno.test("uploads: at most U masked inputs are admitted at once, in INPUT order
   assert.deepEqual(proceeds(result.trace), inputOrder, "PROCEED once each, in INPUT order");
 });
 
-Deno.test("uploads: when every peer fits, each is sent PROCEED as the phase opens, before any INPUT", async () => {
+Deno.test("uploads: when every peer fits, each is sent PROCEED ahead of the phase, before any INPUT", async () => {
   const result = await runRound({ peers: 4, terms: sumTerms("nofn"), inputs: sumInput });
   assert.equal(result.hospital.kind, "done", show(result.hospital));
   const firstInput = result.trace.findIndex((e) => "message" in e && e.message.type === "input");
@@ -146,7 +146,7 @@ Deno.test("uploads: an admitted upload that stalls is dropped when the runtime s
   assert.deepEqual([...result.hospital.result], [plainSum(kept)]);
   assert.ok(
     result.logs.get(HOSPITAL)!.includes(
-      `dropped ${p0}: no chunk of its masked input in time after PROCEED`,
+      `dropped ${p0}: no progress on its masked input after PROCEED`,
     ),
   );
 });
@@ -217,26 +217,42 @@ Deno.test("guard H27: a chunk before PROCEED drops its sender", async () => {
 });
 
 Deno.test("guard P33: a peer sends no chunk before PROCEED, and takes no result before it", async () => {
-  // A hospital that never admits p001's upload but sends it a DONE, validly
-  // signed, over a set that names it: p001 must not accept (or attest) a
-  // result that cannot hold its input.
+  // A hospital that never admits p001's upload (its PROCEED is withheld)
+  // but answers its INPUT with a DONE, validly signed, over a set that names
+  // it: p001 must not accept (or attest) a result that cannot hold its input.
   const result = await runRound({
     peers: 3,
     terms: sumTerms("nofn"),
     inputs: sumInput,
     tamper: async (e, net) => {
-      if (e.to !== p1 || !("message" in e) || e.message.type !== "proceed") return [e];
+      if (e.to === p1 && "message" in e && e.message.type === "proceed") return [];
+      if (e.from !== p1 || !("message" in e) || e.message.type !== "input") return [e];
       const { session } = e.message;
       const set = [p0, p1, peerName(2)];
       const resultDigest = await vectorDigest(Float64Array.of(plainSum(set)));
       const fields = doneFields(session, await startHashOn(net), set, resultDigest);
       const signature = await sign(pki.hospital.signingKey, "done", fields);
-      return [{ ...e, message: { type: "done", session, resultDigest, signature } }];
+      const done = { type: "done" as const, session, resultDigest, signature };
+      return [e, { from: HOSPITAL, to: p1, message: done }];
     },
   });
   assert.match(reason(result.peers.get(p1)), /DONE before PROCEED/);
   assert.equal(result.trace.filter((e) => e.from === p1 && "chunk" in e).length, 0);
   assert.equal(sentBy(result.trace, p1, "attest").length, 0);
+});
+
+Deno.test("uploads: when PROCEED comes ahead, a peer's INPUT and its chunks leave together", async () => {
+  // Sent in one go, they go out in one socket write: a chunk sent only when
+  // a later PROCEED is handled waited 40 ms for a delayed acknowledgement.
+  const result = await runRound({ peers: 3, terms: sumTerms("nofn"), inputs: sumInput });
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
+  for (const name of result.names) {
+    const k = result.net.sent.findIndex((e) =>
+      e.from === name && "message" in e && e.message.type === "input"
+    );
+    const next = result.net.sent.slice(k + 1).find((e) => e.from === name);
+    assert.ok(next && "chunk" in next, `${name}: its chunk follows its INPUT at once`);
+  }
 });
 
 Deno.test("guard P33: SURVIVORS before PROCEED, or a second PROCEED, aborts the peer", async () => {
@@ -277,5 +293,17 @@ Deno.test("guard P33: SURVIVORS before PROCEED, or a second PROCEED, aborts the 
       e.to === p1 && "message" in e && e.message.type === "proceed" ? [e, structuredClone(e)] : [e],
   });
   assert.match(reason(twice.peers.get(p1)), /a second PROCEED/);
-  assert.equal(twice.trace.filter((e) => e.from === p1 && "chunk" in e).length, 1);
+  // Both came ahead of SHARES: p001 stopped before masking anything.
+  assert.equal(twice.trace.filter((e) => e.from === p1 && "chunk" in e).length, 0);
+  // And one in the input phase, after the first (one upload slot, so PROCEED follows INPUT).
+  const late = await runRound({
+    peers: 4,
+    terms: sumTerms("threshold", 3, 2),
+    inputs: sumInput,
+    uploads: 1,
+    tamper: (e) =>
+      e.to === p0 && "message" in e && e.message.type === "proceed" ? [e, structuredClone(e)] : [e],
+  });
+  assert.match(reason(late.peers.get(p0)), /a second PROCEED/);
+  assert.equal(late.trace.filter((e) => e.from === p0 && "chunk" in e).length, 1);
 });

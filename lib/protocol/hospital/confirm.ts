@@ -20,7 +20,7 @@
 import { verify } from "../../crypto/signing.ts";
 import type { Message } from "../../wire/messages.ts";
 import { confirmFields } from "../transcript.ts";
-import { MaskedInputState } from "./masked_input.ts";
+import { admitAllAhead, MaskedInputState } from "./masked_input.ts";
 import { ShareKeysState } from "./share_keys.ts";
 import { abortRound, HospitalState } from "./state.ts";
 
@@ -70,6 +70,8 @@ export class ConfirmState extends HospitalState {
       signature: this.#confirmed.get(name)!,
     }));
     ctx.signed.confirmations = confirmations;
+    // n-of-n: the masked inputs come next; PROCEED goes ahead if all fit.
+    const admitted = !ctx.threshold && admitAllAhead(ctx, confirmed);
     const graph = ctx.graph;
     if (graph) {
       // Sparse: each peer checks only its neighbours' confirmations (§18).
@@ -87,7 +89,9 @@ export class ConfirmState extends HospitalState {
       }
     }
     return Promise.resolve(
-      ctx.threshold ? new ShareKeysState(ctx, confirmed) : new MaskedInputState(ctx, confirmed),
+      ctx.threshold
+        ? new ShareKeysState(ctx, confirmed)
+        : new MaskedInputState(ctx, confirmed, admitted),
     );
   }
 }

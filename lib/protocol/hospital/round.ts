@@ -96,8 +96,8 @@ export class HospitalRound {
   }
 
   /**
-   * `name` was sent PROCEED and has sent INPUT, but no chunk of its masked
-   * input came for as long as the runtime allows (lib/runtime/
+   * `name` was sent PROCEED and has sent INPUT, but too few bytes of its
+   * masked input came in the runtime's window (lib/runtime/
    * upload_watchdog.ts): it is lost, and its upload slot goes on.
    */
   stalled(name: string): Promise<void> {

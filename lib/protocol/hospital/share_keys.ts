@@ -19,7 +19,7 @@
  */
 
 import type { Message } from "../../wire/messages.ts";
-import { MaskedInputState } from "./masked_input.ts";
+import { admitAllAhead, MaskedInputState } from "./masked_input.ts";
 import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 
 /** Collecting SEALED. */
@@ -86,6 +86,8 @@ export class ShareKeysState extends HospitalState {
         abortRound(ctx, `${holders.length} participants shared keys; ${floor} are needed`),
       );
     }
+    // PROCEED goes ahead of SHARES if every holder's upload fits.
+    const admitted = admitAllAhead(ctx, holders);
     const held = new Set(holders);
     for (const to of holders) {
       const senders = graph ? graph.within(to, held) : holders;
@@ -102,6 +104,6 @@ export class ShareKeysState extends HospitalState {
     }
     // A holder dropped just above stays in H: its neighbours hold its shares
     // and mask with it, so its mask key is rebuilt like any dropped holder's.
-    return Promise.resolve(new MaskedInputState(ctx, holders));
+    return Promise.resolve(new MaskedInputState(ctx, holders, admitted));
   }
 }

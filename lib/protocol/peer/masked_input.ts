@@ -3,7 +3,8 @@
  * PRG(s_ij) − Σ_{j<i} PRG(s_ij) (each element modulo its segment's modulus,
  * by the layout) has gone out (n-of-n: no b, j over everyone),
  * as INPUT with its signed digest, and its chunks follow once the hospital
- * sends PROCEED (it admits a bounded number of uploads at a time). n-of-n:
+ * sends PROCEED (it admits a bounded number of uploads at a time; when all
+ * fit, PROCEED came before this phase and the chunks went with INPUT). n-of-n:
  * waiting for DONE. Threshold: waiting for SURVIVORS, the set S whose inputs the
  * hospital claims to hold. The peer checks S itself before signing it:
  * S ⊆ the holders it masked with, this peer ∈ S, |S| ≥ T, and |S| ≥ its
@@ -16,8 +17,8 @@
  * | message                                      | decision                |
  * | -------------------------------------------- | ----------------------- |
  * | PROCEED, the first                           | send the chunks         |
- * | PROCEED again; SURVIVORS or DONE before      | aborted                 |
- * |   PROCEED (no sum can hold this input yet)   |                         |
+ * | PROCEED again; SURVIVORS or DONE before      | aborted (an ordering    |
+ * |   PROCEED                                    |   rule only)            |
  * | SURVIVORS breaking a rule above              | aborted                 |
  * | SURVIVORS with a member's statement missing, | aborted, naming the     |
  * |   not verifying, or a partner set without    | member                  |
@@ -103,6 +104,8 @@ export async function sendMaskedInput(
     inputFields(ctx.session, ctx.startHash, statement),
   );
   ctx.send({ type: "input", session: ctx.session, ...statement, signature });
+  // PROCEED came ahead (every upload fits): the chunks go in the same write.
+  if (ctx.proceeded) sendChunks(ctx, y);
   return new MaskedInputState(ctx);
 }
 
@@ -226,7 +229,7 @@ function windowPartners(
 /** Waiting for PROCEED, then SURVIVORS (threshold) or DONE (n-of-n). */
 export class MaskedInputState extends PeerState {
   readonly phase = "input";
-  #sent = false;
+  #sent = this.ctx.proceeded;
 
   protected async receive(message: Message): Promise<PeerState> {
     const ctx = this.ctx;
@@ -237,8 +240,9 @@ export class MaskedInputState extends PeerState {
       sendChunks(ctx, ctx.masked);
       return this;
     }
-    // The hospital cannot hold this peer's vector yet: a set or a result
-    // now would be over inputs without it, or a lie.
+    // An ordering rule, not a protection: this peer signs no set and takes
+    // no result before its chunks have gone out. A hospital that sends
+    // PROCEED and ignores them is caught, if at all, by the checks below.
     if (!this.#sent) return abortSession(ctx, `${message.type.toUpperCase()} before PROCEED`);
     if (message.type === "done") {
       if (terms.mode !== "nofn") return abortSession(ctx, "DONE before SURVIVORS");

@@ -134,6 +134,11 @@ export class PeerContext {
    * ⟨r, y⟩ (8 bytes per element: 8 MiB for 2^20 elements).
    */
   masked: Float64Array = new Float64Array(0);
+  /**
+   * PROCEED came ahead of the message that opens the masked-input phase
+   * (docs/protocol.md §10.5): the chunks go out right after INPUT.
+   */
+  proceeded = false;
   keys: SessionKeys | undefined;
   roster: Participant[] = [];
   /** Roster index of each participant (sparse: its position); its Shamir point is index + 1. */
@@ -235,6 +240,12 @@ export abstract class PeerState {
       return finishAborted(this.ctx, `the hospital aborted the round: ${message.reason}`, false);
     }
     if (AWAITS[this.phase].includes(message.type)) return await this.receive(message);
+    if (message.type === "proceed" && (this.phase === "confirm" || this.phase === "share")) {
+      // Ahead of CONFIRMATIONS or SHARES, so that INPUT and chunks leave together.
+      if (this.ctx.proceeded) return abortSession(this.ctx, "a second PROCEED");
+      this.ctx.proceeded = true;
+      return this;
+    }
     const earlier = ORDER.slice(0, ORDER.indexOf(this.phase));
     if (earlier.some((phase) => AWAITS[phase].includes(message.type))) {
       this.ctx.log(`ignored late ${message.type}`);
