@@ -241,18 +241,58 @@ Deno.test("guard P33: a peer sends no chunk before PROCEED, and takes no result 
   assert.equal(sentBy(result.trace, p1, "attest").length, 0);
 });
 
-Deno.test("uploads: when PROCEED comes ahead, a peer's INPUT and its chunks leave together", async () => {
-  // Sent in one go, they go out in one socket write: a chunk sent only when
-  // a later PROCEED is handled waited 40 ms for a delayed acknowledgement.
-  const result = await runRound({ peers: 3, terms: sumTerms("nofn"), inputs: sumInput });
-  assert.equal(result.hospital.kind, "done", show(result.hospital));
-  for (const name of result.names) {
-    const k = result.net.sent.findIndex((e) =>
-      e.from === name && "message" in e && e.message.type === "input"
-    );
-    const next = result.net.sent.slice(k + 1).find((e) => e.from === name);
-    assert.ok(next && "chunk" in next, `${name}: its chunk follows its INPUT at once`);
+Deno.test("uploads: when PROCEED comes ahead, it precedes the message after which a peer sends INPUT", async () => {
+  // n-of-n: ahead of CONFIRMATIONS; threshold: ahead of SHARES. A PROCEED
+  // answered only after INPUT made the peer's chunk a second small write,
+  // held 40 ms by Nagle's algorithm for the hospital's delayed ACK.
+  for (
+    const [terms, opener] of [[sumTerms("nofn"), "confirmations"], [
+      sumTerms("threshold", 3, 2),
+      "shares",
+    ]] as const
+  ) {
+    const result = await runRound({ peers: 4, terms, inputs: sumInput });
+    assert.equal(result.hospital.kind, "done", show(result.hospital));
+    for (const name of result.names) {
+      const types = result.trace.flatMap((e) =>
+        e.from === HOSPITAL && e.to === name && "message" in e ? [e.message.type] : []
+      );
+      assert.ok(
+        types.indexOf("proceed") >= 0 && types.indexOf("proceed") + 1 === types.indexOf(opener),
+        `${name} was sent ${types.join(", ")}`,
+      );
+    }
   }
+});
+
+Deno.test("uploads: a sparse holder dropped for having no neighbour left is sent ABORT, not PROCEED", async () => {
+  // K = 4, T = 3, 20 peers; only positions 0, 2, 18 and 10, 11, 12 send
+  // SEALED: 2 and 18 have fewer than T holders in their windows and are
+  // dropped, and 0 then has no neighbour left (review 8).
+  const positions = new Map<string, number>();
+  const keep = new Set([0, 2, 18, 10, 11, 12]);
+  const result = await runRound({
+    peers: 20,
+    terms: { ...sumTerms("threshold", 3, 2), neighbors: 4 },
+    inputs: sumInput,
+    tamper: (e) => {
+      if ("message" in e && e.message.type === "start") {
+        for (const p of e.message.participants) positions.set(p.name, p.position!);
+      }
+      if ("message" in e && e.message.type === "sealed" && !keep.has(positions.get(e.from)!)) {
+        return [];
+      }
+      return [e];
+    },
+  });
+  const victim = [...positions].find(([, q]) => q === 0)![0];
+  const log = result.logs.get(HOSPITAL)!;
+  assert.ok(log.includes(`dropped ${victim}: no neighbour shared keys`), log.join("\n"));
+  const types = result.trace.flatMap((e) =>
+    e.from === HOSPITAL && e.to === victim && "message" in e ? [e.message.type] : []
+  );
+  assert.equal(types.at(-1), "abort");
+  assert.ok(!types.includes("proceed"), types.join(", "));
 });
 
 Deno.test("guard P33: SURVIVORS before PROCEED, or a second PROCEED, aborts the peer", async () => {

@@ -30,7 +30,8 @@
  * | input whose partner set is not the expected set | violation             |
  * | a second input                                  | violation             |
  * | input, admitted or queued for admission        | PROCEED when a slot   |
- * |                                                 |   frees (or at once)  |
+ * |                                                 |   frees (or sent it   |
+ * |                                                 |   ahead, all fitting) |
  * | chunk without input, before PROCEED, out of     | violation             |
  * |   order, of the wrong length                    |                       |
  * | last chunk, digest does not match               | violation             |

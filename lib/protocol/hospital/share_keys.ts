@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { Message } from "../../wire/messages.ts";
+import type { Message, MessageOf } from "../../wire/messages.ts";
 import { admitAllAhead, MaskedInputState } from "./masked_input.ts";
 import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 
@@ -86,20 +86,22 @@ export class ShareKeysState extends HospitalState {
         abortRound(ctx, `${holders.length} participants shared keys; ${floor} are needed`),
       );
     }
-    // PROCEED goes ahead of SHARES if every holder's upload fits.
-    const admitted = admitAllAhead(ctx, holders);
     const held = new Set(holders);
+    const outgoing = new Map<string, MessageOf<"shares">["shares"]>();
     for (const to of holders) {
       const senders = graph ? graph.within(to, held) : holders;
       const shares = senders.filter((from) => from !== to).map((from) => ({
         from,
         sealed: this.#sealed.get(from)!.get(to)!,
       }));
-      if (shares.length === 0) {
-        // Sparse only: every neighbour left after the check above.
-        ctx.drop(to, "no neighbour shared keys");
-        continue;
-      }
+      // Sparse only: every neighbour left after the check above.
+      if (shares.length === 0) ctx.drop(to, "no neighbour shared keys");
+      else outgoing.set(to, shares);
+    }
+    // PROCEED goes ahead of SHARES if every holder's upload fits; after the
+    // drops above, so that a dropped holder gets ABORT alone (§11.1).
+    const admitted = admitAllAhead(ctx, holders);
+    for (const [to, shares] of outgoing) {
       ctx.send(to, { type: "shares", session: ctx.session, shares });
     }
     // A holder dropped just above stays in H: its neighbours hold its shares

@@ -240,8 +240,11 @@ export abstract class PeerState {
       return finishAborted(this.ctx, `the hospital aborted the round: ${message.reason}`, false);
     }
     if (AWAITS[this.phase].includes(message.type)) return await this.receive(message);
-    if (message.type === "proceed" && (this.phase === "confirm" || this.phase === "share")) {
-      // Ahead of CONFIRMATIONS or SHARES, so that INPUT and chunks leave together.
+    const ahead = this.phase === "share" ||
+      (this.phase === "confirm" && this.ctx.agreed.mode === "nofn");
+    if (message.type === "proceed" && ahead) {
+      // Ahead of the message after which this peer sends INPUT (n-of-n:
+      // CONFIRMATIONS; threshold: SHARES), so that INPUT and chunks leave together.
       if (this.ctx.proceeded) return abortSession(this.ctx, "a second PROCEED");
       this.ctx.proceeded = true;
       return this;
