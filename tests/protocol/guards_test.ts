@@ -89,8 +89,9 @@
  *       START has neither (nor positions)
  *   P28 START's entries are exactly the K + 1 positions of the    → "sparse guard P28"
  *       window around the peer's own
- *   P29 position keys (from the claimed START hash) rise along    → "sparse guard P29"
- *       the window, one wrap at n − 1 → 0 at most
+ *   P29 position keys (from the claimed START hash) rise along    → both "sparse guard P29"
+ *       the window, one wrap at n − 1 → 0 at most, and across         tests
+ *       the wrap the window's last key is below its first
  *   P30 every member of S in the peer's window masked with every  → "sparse guard P30"
  *       member of S in both windows (signed partner bitmap)
  *   P31 each counted consistency signature is on the signer's     → "sparse guard P31"

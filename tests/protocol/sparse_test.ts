@@ -304,6 +304,40 @@ Deno.test("sparse guard P29: positions must follow the order the START hash fixe
   abortedWith(result, victim, /out of the order its START hash fixes/);
 });
 
+Deno.test("sparse guard P29: swapping the two ends of a window that crosses n − 1 → 0 is refused", async () => {
+  // Every neighbouring pair stays in order when the hospital swaps the first
+  // and last of a window that starts at n − 1 or ends at 0, so only the
+  // last-below-first rule catches it (it failed about once in a thousand
+  // runs of the test above, where the swap is random).
+  const victims = new Set<string>();
+  const result = await runRound({
+    peers: 30,
+    terms: sparseTerms(8, 5),
+    inputs: sumInput,
+    tamper: (e) => {
+      if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "start") return [e];
+      const m = e.message;
+      const own = m.participants.find((p) => p.name === e.to)!;
+      const slots = window(own.position!, m.size!, 8);
+      if (slots[0] !== m.size! - 1 && slots.at(-1) !== 0) return [e];
+      victims.add(e.to);
+      const [first, last] = [slots[0]!, slots.at(-1)!];
+      const participants = m.participants.map((p) =>
+        p.position === first
+          ? { ...p, position: last }
+          : p.position === last
+          ? { ...p, position: first }
+          : p
+      );
+      return [{ ...e, message: { ...m, participants } }];
+    },
+  });
+  assert.equal(victims.size, 2, "one window starts at n − 1, one ends at 0");
+  for (const victim of victims) {
+    abortedWith(result, victim, /out of the order its START hash fixes/);
+  }
+});
+
 Deno.test("sparse guard P30: a survivor's partner set must hold S in its window", async () => {
   // The hospital withholds x's share from m (both in the victim's window, and
   // in each other's), so m masks without x and signs a partner set without

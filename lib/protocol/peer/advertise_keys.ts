@@ -140,6 +140,18 @@ export class AdvertiseKeysState extends PeerState {
         );
       }
     }
+    // A window across the wrap holds the largest keys (up to n − 1), then
+    // the smallest (from 0): its last key is below its first. Without this,
+    // swapping the first and last of a window that starts at n − 1 or ends
+    // at 0 kept every neighbouring pair in order.
+    const across = positions.includes(size - 1) && positions.includes(0) &&
+      positions.at(-1) !== size - 1;
+    if (across && compareBytes(keys.at(-1)!, keys[0]!) > 0) {
+      return abortSession(
+        ctx,
+        `START places ${names.get(positions[0]!)} out of the order its START hash fixes`,
+      );
+    }
     ctx.roster = entries;
     entries.forEach((p) => ctx.index.set(p.name, p.position!));
     ctx.sparse = { k, n: size, position: own.position, window: positions, names };
