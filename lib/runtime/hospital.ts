@@ -21,18 +21,16 @@ import type { Connection } from "../net/connection.ts";
 import { listen, type Server } from "../net/server.ts";
 import { HospitalRound } from "../protocol/hospital/round.ts";
 import type { HospitalOutcome, Outbox, VerifyParty } from "../protocol/types.ts";
-import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../wire/frame.ts";
 import {
   CHUNK_ELEMENTS,
-  chunkCount,
   decodePayload,
   encodeChunk,
   encodeMessage,
   type Terms,
 } from "../wire/messages.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "./phase_timer.ts";
-import { stallMs, uploadsOver, UploadWatchdog } from "./upload_watchdog.ts";
-import { releaseGarbage } from "../garbage.ts";
+import { stallMs } from "./upload_watchdog.ts";
+import { acceptFullFrames, UploadControl } from "./uploads.ts";
 
 /** Options for {@linkcode runStarHospital}. */
 export interface StarHospitalOptions {
@@ -224,7 +222,7 @@ async function runRound(
   const lost = (name: string, error: unknown) => {
     if (stop.aborted || round === undefined || round.outcome || gone.has(name)) return;
     gone.add(name);
-    watchdog.complete(name);
+    uploads.lost(name);
     log(`${name}: ${describeError(error)}`);
     connections.get(name)?.close();
     void round.disconnected(name).then(watch);
@@ -235,18 +233,15 @@ async function runRound(
     const done = conn.write(payload, signals.get(to)!).catch((error) => lost(to, error));
     lastWrite.set(to, done);
   };
-  const watchdog = new UploadWatchdog({
+  const uploads = new UploadControl({
+    dimension: terms.dimension,
     stallMs: options.uploadStallMs ?? stallMs(terms.deadlines.inputMs),
-    received: (name) => connections.get(name)?.stats.bytesIn ?? 0,
+    connection: (name) => connections.get(name),
     onStall: (name) => void round?.stalled(name).then(watch),
   });
   const outbox: Outbox = {
     send: (to, message) => {
-      if (message.type === "proceed") {
-        watchdog.proceedSent(to);
-        // Admitted: now its whole masked input may be in flight.
-        connections.get(to)?.setMaxBufferedBytes(unreadCap(terms.dimension));
-      }
+      uploads.sending(to, message);
       write(to, encodeMessage(message));
     },
     sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
@@ -285,7 +280,7 @@ async function runRound(
       resultAt = performance.now();
     }
     timer.update(current.phase);
-    if (uploadsOver(current.phase)) watchdog.stop();
+    uploads.phase(current.phase);
   }
   try {
     await current.start();
@@ -297,7 +292,7 @@ async function runRound(
         onProgress: options.onProgress,
         watch,
         lost,
-        watchdog,
+        uploads,
       }, signal);
     }
     const outcome = await current.finished;
@@ -322,21 +317,8 @@ async function runRound(
     };
   } finally {
     timer.stop();
-    watchdog.stop();
+    uploads.stop();
   }
-}
-
-/**
- * Unread bytes a party may have in flight before it is sent PROCEED: two
- * whole frames. Chunks before PROCEED are a violation, and this keeps a
- * party that sends them anyway from making the hospital hold more.
- */
-export const UNADMITTED_UNREAD_CAP = 2 * (FRAME_HEADER_BYTES + FRAME_LIMIT);
-
-/** Unread bytes an admitted peer may have in flight: its whole masked input and a few frames more. */
-export function unreadCap(dimension: number): number {
-  return Math.max(8, chunkCount(dimension) + 4) *
-    (FRAME_HEADER_BYTES + FRAME_LIMIT);
 }
 
 /** What {@linkcode readLoop} reports to and checks with. */
@@ -346,7 +328,7 @@ interface ReadLoopOptions {
   /** Called after each frame the core handled. */
   watch: () => void;
   lost: (name: string, error: unknown) => void;
-  watchdog: UploadWatchdog;
+  uploads: UploadControl;
 }
 
 /** Feeds one connection's frames to the core, in order, until it ends. */
@@ -383,42 +365,24 @@ function frameHandler(
   round: HospitalRound,
   options: ReadLoopOptions,
 ): (payload: Uint8Array) => Promise<void> {
-  const { dimension, onProgress, watch, watchdog } = options;
+  const { dimension, onProgress, watch, uploads } = options;
   let first = true;
   let received = 0;
-  // Chunks are numbered 0, 1, … ceil(d / 65536) − 1 (docs/protocol.md §9.8).
-  const lastChunk = chunkCount(dimension) - 1;
-  let compacted = false;
   return async (payload) => {
     notePeakRss();
     const decoded = decodePayload(payload);
     if (first) {
-      // The party's first message decoded: from now on it may send full
-      // frames, and once admitted (PROCEED, in the outbox) have its whole
-      // masked input in flight (the core may be busy with Web Crypto while
-      // it arrives).
-      conn.raiseLimit();
-      conn.setMaxBufferedBytes(UNADMITTED_UNREAD_CAP);
+      acceptFullFrames(conn);
       first = false;
     }
     if (decoded.kind === "message") {
-      if (decoded.message.type === "input") watchdog.inputReceived(name);
+      uploads.receiving(name, decoded.message);
       await round.message(name, decoded.message);
     } else {
-      if (decoded.chunk.index === lastChunk) watchdog.complete(name);
+      const index = decoded.chunk.index;
+      uploads.chunkArriving(name, index);
       await round.chunk(name, decoded.chunk);
-      // The frame and its decoded copy are dead now: without a collection
-      // they pile up by the megabyte while uploads stream in (see garbage.ts).
-      releaseGarbage(2 * payload.byteLength);
-      // The party's masked input is in: the room the connection kept for
-      // its chunk frames (1 MiB a connection) would otherwise stay until
-      // the round ends, a gigabyte at 1,000 peers. Once only: a party
-      // sending "last" chunks over and over must not make the hospital
-      // give back and regrow megabytes each time (review 5, R5-2).
-      if (decoded.chunk.index === lastChunk && !compacted) {
-        conn.compact();
-        compacted = true;
-      }
+      uploads.chunkHandled(name, index, payload.byteLength);
       if (onProgress && dimension > CHUNK_ELEMENTS) {
         received += decoded.chunk.data.length;
         onProgress(`masked input from ${name}`, Math.min(received, dimension), dimension);

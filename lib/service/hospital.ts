@@ -28,18 +28,12 @@ import { HospitalRound } from "../protocol/hospital/round.ts";
 import type { Outbox, VerifyParty } from "../protocol/types.ts";
 import { parseQuery, type Query } from "../query.ts";
 import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
-import {
-  listenForPeers,
-  type StarHospitalResult,
-  UNADMITTED_UNREAD_CAP,
-  unreadCap,
-} from "../runtime/hospital.ts";
+import { listenForPeers, type StarHospitalResult } from "../runtime/hospital.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
-import { stallMs, uploadsOver, UploadWatchdog } from "../runtime/upload_watchdog.ts";
-import { releaseGarbage } from "../garbage.ts";
+import { stallMs } from "../runtime/upload_watchdog.ts";
+import { acceptFullFrames, UNADMITTED_UNREAD_CAP, UploadControl } from "../runtime/uploads.ts";
 import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
 import {
-  chunkCount,
   decodePayload,
   encodeChunk,
   encodeIdle,
@@ -141,10 +135,8 @@ interface Current {
   over?: Set<string>;
   /** What each refusing or aborting agent said. */
   said: Map<string, string>;
-  /** Invitees whose connection gave back its chunk room this round (once each). */
-  compacted: Set<string>;
-  /** Cuts an admitted upload that stops (lib/runtime/upload_watchdog.ts). */
-  watchdog?: UploadWatchdog;
+  /** The round's uploads: read caps, the watchdog, chunk room (lib/runtime/uploads.ts). */
+  uploads?: UploadControl;
   watch?: () => void;
 }
 
@@ -308,33 +300,22 @@ export class HospitalService {
   async #handleFrame(peer: Peer, payload: Uint8Array): Promise<void> {
     const decoded = decodePayload(payload);
     if (!peer.raised) {
-      peer.conn.raiseLimit();
+      // Chunks only once admitted (PROCEED raises the cap); see uploads.ts.
+      acceptFullFrames(peer.conn);
       peer.raised = true;
-      // Chunks only once admitted (PROCEED raises the cap); see unreadCap.
-      peer.conn.setMaxBufferedBytes(UNADMITTED_UNREAD_CAP);
     }
-    await this.#route(peer, decoded);
-    // A chunk frame and its decoded copy are dead now (see garbage.ts).
-    if (decoded.kind === "chunk") releaseGarbage(2 * payload.byteLength);
+    await this.#route(peer, decoded, payload.byteLength);
   }
 
-  async #route(peer: Peer, decoded: Payload): Promise<void> {
+  async #route(peer: Peer, decoded: Payload, frameBytes: number): Promise<void> {
     const current = this.#current;
     const inRound = current?.round !== undefined && current.links?.get(peer.name) === peer;
     if (decoded.kind === "chunk") {
       if (inRound) {
-        const round = current!.round!;
-        const last = chunkCount(round.terms.dimension) - 1;
-        if (decoded.chunk.index === last) current!.watchdog?.complete(peer.name);
-        await round.chunk(peer.name, decoded.chunk);
-        // Its masked input is in: let go of the room its chunk frames took
-        // (1 MiB a connection), as the one-shot hospital does, once a round
-        // (review 5, R5-2: "last" chunks sent over and over must not make
-        // the hospital give back and regrow megabytes each time).
-        if (decoded.chunk.index === last && !current!.compacted.has(peer.name)) {
-          current!.compacted.add(peer.name);
-          peer.conn.compact();
-        }
+        const index = decoded.chunk.index;
+        current!.uploads?.chunkArriving(peer.name, index);
+        await current!.round!.chunk(peer.name, decoded.chunk);
+        current!.uploads?.chunkHandled(peer.name, index, frameBytes);
         current!.watch?.();
       }
       return;
@@ -354,7 +335,7 @@ export class HospitalService {
         if (message.type === "refuse" || message.type === "abort" || message.type === "attest") {
           current.over?.add(peer.name);
         }
-        if (message.type === "input") current.watchdog?.inputReceived(peer.name);
+        current.uploads?.receiving(peer.name, message);
         await current.round!.message(peer.name, message);
         current.watch?.();
         return;
@@ -383,7 +364,7 @@ export class HospitalService {
     const { log } = this.#options;
     if (request.peers !== undefined) await this.#waitForPeers(request.peers, request.timeoutMs);
     const session = randomHex(16);
-    const current: Current = { session, said: new Map(), compacted: new Set() };
+    const current: Current = { session, said: new Map() };
     this.#current = current;
     try {
       const need = request.peers ?? 2;
@@ -660,20 +641,17 @@ export class HospitalService {
     const over = new Set<string>();
     // Declared before the round (the outbox needs it); reports to the round once it exists.
     let stalled: (name: string) => void = () => {};
-    const watchdog = new UploadWatchdog({
+    const uploads = new UploadControl({
+      dimension: terms.dimension,
       stallMs: stallMs(terms.deadlines.inputMs),
-      received: (name) => links.get(name)?.conn.stats.bytesIn ?? 0,
+      connection: (name) => links.get(name)?.conn,
       onStall: (name) => stalled(name),
     });
     const outbox: Outbox = {
       send: (to, message: Message) => {
         // Dropped (or the round aborted): the round has nothing more for it.
         if (message.type === "abort") over.add(to);
-        if (message.type === "proceed") {
-          watchdog.proceedSent(to);
-          // Admitted: now its whole masked input may be in flight.
-          links.get(to)?.conn.setMaxBufferedBytes(unreadCap(terms.dimension));
-        }
+        uploads.sending(to, message);
         write(to, encodeMessage(message));
       },
       sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
@@ -707,11 +685,11 @@ export class HospitalService {
     function watch(): void {
       if (startedAt === undefined && round.phase === "confirm") startedAt = performance.now();
       timer.update(round.phase);
-      if (uploadsOver(round.phase)) watchdog.stop();
+      uploads.phase(round.phase);
     }
     current.links = links;
     current.over = over;
-    current.watchdog = watchdog;
+    current.uploads = uploads;
     current.round = round;
     current.watch = watch;
     try {
@@ -744,7 +722,7 @@ export class HospitalService {
       };
     } finally {
       timer.stop();
-      watchdog.stop();
+      uploads.stop();
     }
   }
 }
