@@ -150,7 +150,9 @@ Options:
                        protecting k honest inputs against c colluders needs T and K >= k + c
   --neighbors K|auto   sparse pairing (threshold mode, 2T > K + 1): each peer pairs with K
                        neighbours in a Harary graph; auto picks K and T for N, 5 % colluders
-                       and 5 % dropouts (failure below 2^-40); up to 10000 peers
+                       and 5 % dropouts (failure below 2^-40); up to 10000 peers. Peers
+                       then trust the hospital with who neighbours whom and with the floors
+                       (docs/threat-model.md, "Sparse rounds")
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the peers to connect (default: --timeout if
                        given, else 600)

@@ -5,12 +5,16 @@
  * (mod n); a peer's _neighbourhood_ is its window q − K/2 … q + K/2, itself
  * included, K + 1 positions.
  *
- * The permutation is not the hospital's choice: it sorts the roster by
+ * An honest hospital does not choose the permutation: it sorts the roster by
  * positionKey = SHA-256 of ("position", session, startHash, name), where
- * startHash covers every JOIN of the roster. A peer sees only its window,
- * so it cannot recompute the ranks; it checks that its window's keys
- * increase along the ring (one wrap from position n − 1 to 0 at most), and
- * anyone holding the whole roster (a receipt) can recompute the graph.
+ * startHash covers every JOIN of the roster, and anyone holding the whole
+ * roster (a receipt) can recompute the graph. A peer sees only its window,
+ * so it cannot recompute the ranks: it checks that its window's keys
+ * increase along the ring (one wrap from position n − 1 to 0 at most),
+ * which fixes the order of the peers it is shown but not who they are. A
+ * hospital that deviates can show it any K certified peers, sorted by key,
+ * with a startHash and a size of its own (review 9); so the neighbourhoods
+ * are the hospital's word (docs/threat-model.md, "Sparse rounds").
  *
  * @module
  */

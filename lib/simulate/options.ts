@@ -60,7 +60,8 @@ Options:
                      printed so a run can be replayed); keys and masks always use Web Crypto
   --neighbors K|auto sparse pairing: each peer pairs with K neighbours (even) in a Harary graph,
                      threshold T per neighbourhood (2T > K + 1); auto picks K and T for N,
-                     5 % colluders and 5 % dropouts (failure below 2^-40); default: complete graph
+                     5 % colluders and 5 % dropouts (failure below 2^-40); default: complete graph.
+                     Peers then trust the hospital with the neighbourhoods and the floors
   --uploads U        masked inputs the hospital admits at once (its --uploads; default: as
                      many vectors as fit in 64 MiB, at least 2)
   --cpu-prof DIR     write V8 CPU profiles of the hospital and of every worker into DIR

@@ -100,8 +100,8 @@ export function testPki(count: number): Promise<TestPki> {
 
 /** One event in flight. */
 export type NetEvent =
-  | { from: string; to: string; message: Message }
-  | { from: string; to: string; chunk: Chunk };
+  | { from: string; to: string; message: Message; raw?: boolean }
+  | { from: string; to: string; chunk: Chunk; raw?: boolean };
 
 /**
  * A round's terms as a test writes them: `participants` defaults to the
@@ -240,8 +240,13 @@ export class Net {
   }
 }
 
-/** Encodes and strictly decodes, as the frame codec would on a real connection. */
+/**
+ * Encodes and strictly decodes, as the frame codec would on a real
+ * connection; an event a tamper marked `raw` (one the codec would refuse)
+ * reaches the core as it is, to test the core's own checks.
+ */
 function overTheWire(event: NetEvent): Message | Chunk {
+  if (event.raw) return "message" in event ? event.message : event.chunk;
   const payload = "message" in event
     ? encodeMessage(event.message)
     : encodeChunk(event.chunk.index, event.chunk.data);

@@ -338,6 +338,33 @@ Deno.test("sparse guard P29: swapping the two ends of a window that crosses n âˆ
   }
 });
 
+Deno.test("sparse guard P28: one peer listed at every position of a window is refused", async () => {
+  // A hospital shows the victim one neighbour x in every other slot of its
+  // window (its genuine entry, each time with another position). The codec
+  // refuses repeated names, so the START goes to the core as it is (`raw`):
+  // the core's own check must refuse it (review 9, F4).
+  const victim = peerName(6);
+  let shown = false;
+  const result = await runRound({
+    peers: 30,
+    terms: sparseTerms(8, 5),
+    inputs: sumInput,
+    tamper: (e) => {
+      if (e.from !== HOSPITAL || e.to !== victim || !("message" in e)) return [e];
+      const m = e.message;
+      if (m.type !== "start") return [e];
+      const x = m.participants.find((p) => p.name !== victim)!;
+      const participants = m.participants.map((p) =>
+        p.name === victim ? p : { ...x, position: p.position! }
+      );
+      shown = true;
+      return [{ ...e, message: { ...m, participants }, raw: true }];
+    },
+  });
+  assert.ok(shown);
+  abortedWith(result, victim, /START's neighbourhood is not the window around this peer/);
+});
+
 Deno.test("sparse guard P30: a survivor's partner set must hold S in its window", async () => {
   // The hospital withholds x's share from m (both in the victim's window, and
   // in each other's), so m masks without x and signs a partner set without

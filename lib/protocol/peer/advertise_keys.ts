@@ -116,8 +116,13 @@ export class AdvertiseKeysState extends PeerState {
       }
       names.set(p.position, p.name);
     }
+    // Distinct names too, not only distinct positions: one colluder listed at
+    // every position would otherwise pass (its key equals itself), and count
+    // as K confirmations (review 9, F4; the codec refuses repeated names, but
+    // this check must not rest on it).
     if (
       entries.length !== positions.length || names.size !== entries.length ||
+      new Set(entries.map((p) => p.name)).size !== entries.length ||
       positions.some((q) => !names.has(q))
     ) {
       return abortSession(ctx, "START's neighbourhood is not the window around this peer");
@@ -130,10 +135,10 @@ export class AdvertiseKeysState extends PeerState {
       positions.map((q) => positionKey(ctx.session, hash, names.get(q)!)),
     );
     for (let i = 0; i + 1 < positions.length; i++) {
-      // Sorted by key, so keys rise along the ring except from n − 1 to 0.
+      // Sorted by key, so keys rise strictly along the ring except from n − 1 to 0.
       const wraps = positions[i] === size - 1;
       const order = compareBytes(keys[i]!, keys[i + 1]!);
-      if (wraps ? order < 0 : order > 0) {
+      if (wraps ? order <= 0 : order >= 0) {
         return abortSession(
           ctx,
           `START places ${names.get(positions[i + 1]!)} out of the order its START hash fixes`,
@@ -146,7 +151,7 @@ export class AdvertiseKeysState extends PeerState {
     // at 0 kept every neighbouring pair in order.
     const across = positions.includes(size - 1) && positions.includes(0) &&
       positions.at(-1) !== size - 1;
-    if (across && compareBytes(keys.at(-1)!, keys[0]!) > 0) {
+    if (across && compareBytes(keys.at(-1)!, keys[0]!) >= 0) {
       return abortSession(
         ctx,
         `START places ${names.get(positions[0]!)} out of the order its START hash fixes`,
