@@ -118,6 +118,14 @@ Deno.test("p is 2^52 − 47, the largest prime below 2^52, and passes Miller–R
 
 Deno.test("add, sub, mulSmall, mul and inv agree with BigInt arithmetic", () => {
   const edges = [0, 1, 2, 46, 47, P - 2, P - 1, Math.floor(P / 2), 2 ** 26, 2 ** 26 - 1, 2 ** 51];
+  // Where mul's 26-bit halves and their folds are largest or roll over.
+  edges.push(
+    2 ** 27 - 1,
+    2 ** 27,
+    2 ** 52 - 2 ** 26,
+    2 ** 52 - 2 ** 26 - 1,
+    2 ** 26 * (2 ** 26 - 48),
+  );
   const randoms = Array.from({ length: 300 }, randomFieldElement);
   for (const a of [...edges, ...randoms.slice(0, 40)]) {
     for (const b of [...edges, ...randoms.slice(40, 80)]) {
@@ -131,6 +139,39 @@ Deno.test("add, sub, mulSmall, mul and inv agree with BigInt arithmetic", () => 
   }
   for (const a of randoms.slice(0, 20)) if (a !== 0) assert.equal(mul(a, inv(a)), 1);
   assert.throws(() => inv(0), RangeError);
+});
+
+Deno.test("mul agrees with BigInt on many random products and on the largest elements", () => {
+  const big = Array.from({ length: 64 }, (_, i) => P - 1 - i);
+  // High and low 26-bit halves each near the top, the bottom or the middle: where mul's
+  // partial sums are largest (a missing reduction shows here, not in random products).
+  const halves = [];
+  for (let h = 0; h < 8; h++) {
+    for (let l = 0; l < 8; l++) {
+      for (const high of [2 ** 26 - 1 - h, h, 2 ** 25 + h]) {
+        halves.push(high * 2 ** 26 + (2 ** 26 - 1 - (l * 1000003) % 2 ** 26));
+      }
+    }
+  }
+  const mixed = [...big, ...halves.filter((x) => x < P)];
+  // Products where the 47 · m1 fold carries past p, the second also with a
+  // high part that then carries the sum past 2p (found by search: about one
+  // product in 2^20, and one in 2^40, even among halves chosen near the top).
+  for (
+    const [a, b] of [[3006857681552477, 2564211238486129], [4463990163840857, 3480174150494604]]
+  ) {
+    assert.equal(mul(a!, b!), exact(BigInt(a!) * BigInt(b!)), `${a} × ${b}`);
+  }
+  for (const a of mixed) {
+    for (const b of mixed) {
+      assert.equal(mul(a, b), exact(BigInt(a) * BigInt(b)), `${a} × ${b}`);
+    }
+  }
+  for (let i = 0; i < 20_000; i++) {
+    const a = randomFieldElement();
+    const b = randomFieldElement();
+    assert.equal(mul(a, b), exact(BigInt(a) * BigInt(b)), `${a} × ${b}`);
+  }
 });
 
 Deno.test("element checks accept exactly the whole numbers in [0, p)", () => {

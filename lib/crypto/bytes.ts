@@ -42,16 +42,35 @@ export function lp(...fields: Bytes[]): Uint8Array<ArrayBuffer> {
   return lpAll(fields);
 }
 
-/** lp(f1) ‖ … ‖ lp(fn), the fields given as one array (any number of them; see concatAll). */
+/**
+ * lp(f1) ‖ … ‖ lp(fn), the fields given as one array (any number of them; see
+ * concatAll). Written into one buffer sized up front, with no part arrays:
+ * signing inputs and transcripts are built for every signature checked, and
+ * the two-step version (a 4-byte array and a DataView per field, then a
+ * concatenation) was 2–3.5× slower, 2.5 % of a simulated peer's CPU at
+ * N=1,000.
+ */
 export function lpAll(fields: readonly Bytes[]): Uint8Array<ArrayBuffer> {
-  const parts: Uint8Array[] = [];
-  for (const field of fields) {
-    const bytes = typeof field === "string" ? utf8(field) : field;
-    const length = new Uint8Array(4);
-    new DataView(length.buffer).setUint32(0, bytes.length, false);
-    parts.push(length, bytes);
+  const encoded: Uint8Array[] = new Array(fields.length);
+  let total = 4 * fields.length;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    const bytes = typeof field === "string" ? encoder.encode(field) : field;
+    encoded[i] = bytes;
+    total += bytes.length;
   }
-  return concatAll(parts);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const bytes of encoded) {
+    const n = bytes.length;
+    out[at] = n >>> 24;
+    out[at + 1] = (n >>> 16) & 0xff;
+    out[at + 2] = (n >>> 8) & 0xff;
+    out[at + 3] = n & 0xff;
+    out.set(bytes, at + 4);
+    at += 4 + n;
+  }
+  return out;
 }
 
 /** Bytes of a lowercase hex string (the caller has checked its spelling). */

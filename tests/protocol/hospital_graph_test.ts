@@ -48,3 +48,28 @@ Deno.test("a sparse window bitmap is the bitmap of every member's position", () 
     }
   }
 });
+
+Deno.test("within is the members of the window sorted by name, asked once or many times", () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rng = new Rng(seed);
+    const n = rng.range(3, 120);
+    const k = 2 * rng.range(1, Math.max(1, Math.floor((n - 1) / 2)));
+    // Names whose order by name is not their position order.
+    const order = Array.from({ length: n }, (_, i) => `p${(i * 37) % 1000}-${rng.int(100)}x${i}`);
+    for (let i = n - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const graph = new SparseGraph(order, k);
+    const members = new Set(order.filter(() => rng.float() < 0.7));
+    for (const name of order) {
+      const expected = window(order.indexOf(name), n, k).map((q) => order[q]!)
+        .filter((m) => members.has(m)).sort();
+      const first = graph.within(name, members);
+      assert.deepEqual(first, expected, `seed ${seed}, ${name}`);
+      // A caller changing what it was given does not change the next answer.
+      first.reverse().push("stranger");
+      assert.deepEqual(graph.within(name, members), expected, `seed ${seed}, ${name}, again`);
+    }
+  }
+});

@@ -62,9 +62,7 @@ async function startSparse(ctx: HospitalContext, k: number): Promise<HospitalSta
     positioned.set(name, { ...entry, position: graph.position(name) });
   }
   for (const p of ctx.roster) {
-    const participants = graph.neighbourhood(p.name).slice().sort().map((name) =>
-      positioned.get(name)!
-    );
+    const participants = graph.sortedNeighbourhood(p.name).map((name) => positioned.get(name)!);
     ctx.send(p.name, {
       type: "start",
       session: ctx.session,
