@@ -12,9 +12,10 @@
  * so it cannot recompute the ranks: it checks that its window's keys
  * increase along the ring (one wrap from position n − 1 to 0 at most),
  * which fixes the order of the peers it is shown but not who they are. A
- * hospital that deviates can show it any K certified peers, sorted by key,
- * with a startHash and a size of its own (review 9); so the neighbourhoods
- * are the hospital's word (docs/threat-model.md, "Sparse rounds").
+ * hospital that deviates can show it any K certified peers, in their key
+ * order rotated to fit, with a position of its own (review 9); so the
+ * neighbourhoods are the hospital's word (docs/threat-model.md, "Sparse
+ * rounds").
  *
  * @module
  */

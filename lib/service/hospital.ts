@@ -31,6 +31,7 @@ import { createStarReceipt, writeReceiptFile } from "../receipt.ts";
 import { listenForPeers, type StarHospitalResult } from "../runtime/hospital.ts";
 import { flushWrites, phaseDeadline, PhaseTimer } from "../runtime/phase_timer.ts";
 import { stallMs } from "../runtime/upload_watchdog.ts";
+import { releaseGarbage } from "../garbage.ts";
 import { acceptFullFrames, UNADMITTED_UNREAD_CAP, UploadControl } from "../runtime/uploads.ts";
 import { assertThresholdFloors, roundTerms } from "../runtime/terms.ts";
 import {
@@ -290,6 +291,7 @@ export class HospitalService {
       const current = this.#current;
       current?.describing?.get(peer.name)?.(undefined);
       if (current?.round && current.links?.get(peer.name) === peer && !current.round.outcome) {
+        current.uploads?.lost(peer.name);
         await current.round.disconnected(peer.name);
         current.watch?.();
       }
@@ -317,6 +319,9 @@ export class HospitalService {
         await current!.round!.chunk(peer.name, decoded.chunk);
         current!.uploads?.chunkHandled(peer.name, index, frameBytes);
         current!.watch?.();
+      } else {
+        // Not for a round in progress, and dead now all the same (see garbage.ts).
+        releaseGarbage(2 * frameBytes);
       }
       return;
     }

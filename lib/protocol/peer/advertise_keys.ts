@@ -6,6 +6,8 @@
  * carries exactly the keys it sent, and every participant's certificate
  * (policy "peer", CN = name) and join signature over this session verify —
  * so keys replayed from another session fail. Then it signs the START hash.
+ * (A sparse START shows only the peer's window: its size and membership are
+ * then the hospital's word; see `#sparse`.)
  *
  * | START ...                                    | decision                 |
  * | -------------------------------------------- | ------------------------ |
@@ -87,7 +89,13 @@ export class AdvertiseKeysState extends PeerState {
    * hold exactly the K + 1 positions around this peer's own, each entry's
    * certificate and JOIN signature must verify, and the position keys the
    * claimed START hash gives must increase along the window (one wrap at
-   * n − 1 → 0 at most). Then the peer confirms that START hash.
+   * n − 1 → 0 at most). Then the peer confirms that START hash. What these
+   * checks cannot give: the size, the hash and this peer's position are the
+   * hospital's word, and for any K + 1 certified parties some position makes
+   * their order pass, so they fix the order of the window, not who is in it
+   * (review 9; docs/threat-model.md, "Sparse rounds"). Keys are compared
+   * strictly, though equal keys would take a SHA-256 collision once names
+   * are distinct: defence in depth, which no test can reach.
    */
   async #sparse(message: MessageOf<"start">): Promise<PeerState> {
     const ctx = this.ctx;
