@@ -84,9 +84,14 @@ interface Incoming {
 export function admitAllAhead(ctx: HospitalContext, expected: readonly string[]): boolean {
   if (expected.length > ctx.uploads) return false;
   for (const name of expected) {
-    if (ctx.live(name)) ctx.send(name, { type: "proceed", session: ctx.session });
+    if (ctx.live(name)) sendProceed(ctx, name);
   }
   return true;
+}
+
+/** Admits `name`'s upload: from now on its chunks are welcome. */
+function sendProceed(ctx: HospitalContext, name: string): void {
+  ctx.send(name, { type: "proceed", session: ctx.session });
 }
 
 /** Collecting INPUT and its chunks. */
@@ -120,7 +125,7 @@ export class MaskedInputState extends HospitalState {
 
   #proceed(name: string): void {
     this.#admitted.add(name);
-    this.ctx.send(name, { type: "proceed", session: this.ctx.session });
+    sendProceed(this.ctx, name);
   }
 
   /** Admits queued senders, in INPUT order, while slots are free. */

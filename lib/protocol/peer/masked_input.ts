@@ -229,21 +229,20 @@ function windowPartners(
 /** Waiting for PROCEED, then SURVIVORS (threshold) or DONE (n-of-n). */
 export class MaskedInputState extends PeerState {
   readonly phase = "input";
-  #sent = this.ctx.proceeded;
 
   protected async receive(message: Message): Promise<PeerState> {
     const ctx = this.ctx;
     const terms = ctx.agreed;
     if (message.type === "proceed") {
-      if (this.#sent) return abortSession(ctx, "a second PROCEED");
-      this.#sent = true;
+      if (ctx.proceeded) return abortSession(ctx, "a second PROCEED");
+      ctx.proceeded = true;
       sendChunks(ctx, ctx.masked);
       return this;
     }
     // An ordering rule, not a protection: this peer signs no set and takes
     // no result before its chunks have gone out. A hospital that sends
     // PROCEED and ignores them is caught, if at all, by the checks below.
-    if (!this.#sent) return abortSession(ctx, `${message.type.toUpperCase()} before PROCEED`);
+    if (!ctx.proceeded) return abortSession(ctx, `${message.type.toUpperCase()} before PROCEED`);
     if (message.type === "done") {
       if (terms.mode !== "nofn") return abortSession(ctx, "DONE before SURVIVORS");
       return await acceptDone(ctx, message, ctx.confirmed);

@@ -135,8 +135,9 @@ export class PeerContext {
    */
   masked: Float64Array = new Float64Array(0);
   /**
-   * PROCEED came ahead of the message that opens the masked-input phase
-   * (docs/protocol.md §10.5): the chunks go out right after INPUT.
+   * PROCEED has come (docs/protocol.md §10.5): ahead of the message that
+   * opens the masked-input phase, so the chunks go out right after INPUT,
+   * or in that phase, when they go at once. Only one is allowed.
    */
   proceeded = false;
   keys: SessionKeys | undefined;
