@@ -239,10 +239,22 @@ async function runRound(
     connection: (name) => connections.get(name),
     onStall: (name) => void round?.stalled(name).then(watch),
   });
+  // §11.2: after ABORT the hospital sends nothing more to that party and
+  // closes its connection once the frame has left (2 s at most): a dropped
+  // peer that kept sending would otherwise be read, and ignored, until the
+  // round ends. Marked gone first, so the read that fails is not a new loss.
+  const closeAfterAbort = (to: string) => {
+    gone.add(to);
+    uploads.lost(to);
+    void flushWrites([lastWrite.get(to) ?? Promise.resolve()]).then(() =>
+      connections.get(to)?.close()
+    );
+  };
   const outbox: Outbox = {
     send: (to, message) => {
       uploads.sending(to, message);
       write(to, encodeMessage(message));
+      if (message.type === "abort" && !gone.has(to)) closeAfterAbort(to);
     },
     sendChunk: (to, chunk) => write(to, encodeChunk(chunk.index, chunk.data)),
   };

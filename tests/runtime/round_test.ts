@@ -45,7 +45,15 @@ async function round(
   dir: string,
   values: Record<string, number>,
   roundTerms: StarHospitalOptions["terms"],
-  options: { vanish?: string } = {},
+  options: {
+    vanish?: string;
+    /** Per peer, where it connects instead of the hospital (a link in between). */
+    via?: (name: string, hospital: HostPort) => HostPort | undefined;
+    /** Called with each peer's name when it builds its input. */
+    onInput?: (name: string) => void;
+    /** Told when the hospital's run settles, with each peer's stop. */
+    onHospitalSettled?: (stops: Map<string, AbortController>) => void;
+  } = {},
 ) {
   const names = Object.keys(values);
   const hospitalIdentity = await loadIdentity("hospital", {
@@ -67,6 +75,7 @@ async function round(
   });
   const { port } = await address;
   const stops = new Map(names.map((name) => [name, new AbortController()]));
+  void hospital.finally(() => options.onHospitalSettled?.(stops)).catch(() => {});
   const peers = names.map(async (name) => {
     const identity = await loadIdentity(name, {
       ca: join(dir, "ca.crt"),
@@ -75,11 +84,13 @@ async function round(
     }, { use: "peer" });
     return await runStarPeer({
       identity,
-      hospital: { hostname: "127.0.0.1", port },
+      hospital: options.via?.(name, { hostname: "127.0.0.1", port }) ??
+        { hostname: "127.0.0.1", port },
       hospitalName: "hospital",
       input: () => {
         // A peer that vanishes at its masked input: its connection is cut.
         if (name === options.vanish) stops.get(name)!.abort(new Error("gone"));
+        options.onInput?.(name);
         return Float64Array.of(values[name]!);
       },
       inviteTimeoutMs: 20_000,
@@ -131,6 +142,118 @@ Deno.test("runtime: a threshold round survives a peer that vanishes, over exactl
       "rejected",
     ]);
   } finally {
+    await removeDir(dir);
+  }
+});
+
+/**
+ * A TCP link between one peer and the hospital that can be frozen: from then
+ * on it reads and drops what either side sends and keeps both connections
+ * open, as a peer that went silent without closing would. It notes when the
+ * hospital's side ends.
+ */
+class FreezableLink {
+  #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  #sockets: Deno.Conn[] = [];
+  #frozen = false;
+  #hospitalEnded = Promise.withResolvers<void>();
+  readonly done: Promise<void>;
+
+  constructor(target: HostPort) {
+    this.done = this.#serve(target).catch(() => {});
+  }
+
+  get address(): HostPort {
+    return { hostname: "127.0.0.1", port: (this.#listener.addr as Deno.NetAddr).port };
+  }
+
+  /** Resolves when the hospital closes its side of the link. */
+  get hospitalEnded(): Promise<void> {
+    return this.#hospitalEnded.promise;
+  }
+
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  async #serve(target: HostPort): Promise<void> {
+    const peer = await this.#listener.accept();
+    this.#listener.close();
+    this.#sockets.push(peer);
+    const hospital = await Deno.connect(target);
+    this.#sockets.push(hospital);
+    const pump = async (from: Deno.Conn, to: Deno.Conn) => {
+      const buffer = new Uint8Array(16 * 1024);
+      for (;;) {
+        const n = await from.read(buffer).catch(() => null);
+        if (n === null) return;
+        if (this.#frozen) continue;
+        await to.write(buffer.subarray(0, n)).catch(() => {});
+      }
+    };
+    await Promise.all([
+      pump(hospital, peer).then(() => this.#hospitalEnded.resolve()),
+      pump(peer, hospital),
+    ]);
+  }
+
+  close(): void {
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const socket of this.#sockets) {
+      try {
+        socket.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    this.#hospitalEnded.resolve();
+  }
+}
+
+Deno.test("runtime: the hospital closes a dropped peer's connection after ABORT, before the round ends (§11.2)", async () => {
+  const values = { alice: 11, bob: 22, carol: 33, dave: 44 };
+  const dir = await makePki(["hospital", ...Object.keys(values)]);
+  let link: FreezableLink | undefined;
+  // What happened, in order: the hospital closing dave's link, its run settling.
+  const events: string[] = [];
+  try {
+    const roundTerms = terms("threshold", 4, 3);
+    // Dave goes silent at its masked input; the input deadline drops it.
+    roundTerms.deadlines = { ...DEADLINES, inputMs: 3_000 };
+    const { results, logs } = await round(dir, values, roundTerms, {
+      via: (name, hospital) => {
+        if (name !== "dave") return undefined;
+        link = new FreezableLink(hospital);
+        void link.hospitalEnded.then(() => events.push("dave's connection closed"));
+        return link.address;
+      },
+      onInput: (name) => {
+        if (name !== "dave") return;
+        link!.freeze();
+      },
+      onHospitalSettled: (stops) => {
+        events.push("hospital settled");
+        // Dave, frozen, would wait for its own deadline: stop it now.
+        stops.get("dave")?.abort(new Error("test over"));
+      },
+    });
+    const hospital = results[0]!;
+    if (hospital.status === "rejected") console.error(logs.join("\n"));
+    assert.equal(hospital.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
+    const value = (hospital as PromiseFulfilledResult<Awaited<ReturnType<typeof runStarHospital>>>)
+      .value;
+    assert.deepEqual(value.outcome.set, ["alice", "bob", "carol"]);
+    assert.equal(value.outcome.result[0], 11 + 22 + 33);
+    assert.ok(logs.some((line) => /dropped dave/.test(line)), "the hospital dropped dave");
+    await link!.hospitalEnded;
+    assert.deepEqual(events, ["dave's connection closed", "hospital settled"], logs.join("\n"));
+  } finally {
+    link?.close();
+    await link?.done;
     await removeDir(dir);
   }
 });
