@@ -60,9 +60,18 @@ const TOO_FEW = new RegExp(
 
 Deno.test(`threshold rounds with random peers killed at random points (seed ${SEED})`, async () => {
   const random = mulberry32(SEED);
+  // Every N, and two of the thresholds it allows (drawn from the seed): all
+  // 28 pairs took 45 s of a suite that must stay under 5 minutes, and the
+  // seed changes every run, so over runs every pair is drawn.
   const configs: [number, number][] = [];
   for (let n = 3; n <= 10; n++) {
-    for (let t = Math.floor(n / 2) + 1; t <= n; t++) configs.push([n, t]);
+    const allowed = Array.from(
+      { length: n - Math.floor(n / 2) },
+      (_, i) => Math.floor(n / 2) + 1 + i,
+    );
+    for (let k = 0; k < 2 && allowed.length > 0; k++) {
+      configs.push([n, allowed.splice(Math.floor(random() * allowed.length), 1)[0]!]);
+    }
   }
   const dir = await makePki(["hospital", ...demoPeerNames(10)]);
   let completed = 0;
