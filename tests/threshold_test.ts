@@ -1,6 +1,6 @@
 /**
  * Threshold mode under random faults, with real processes: for N from 3 to
- * 10 and every T the privacy floor allows, random values, and a random subset
+ * 10 and two of the T the privacy floor allows, random values, and a random subset
  * of peers killed at random points of their progress. The outcome is always
  * either the sum over exactly the contributors the hospital reports, or an
  * abort because too few remain: never anything else.

@@ -84,6 +84,53 @@
  *       admitted at once, a lost one's slot passed on               "at most U", "lost mid-upload"
  *   P33 chunks only after PROCEED; no SURVIVORS or DONE taken     → uploads_test "guard P33"
  *       before it
+ * Found untested by the peer-side mutation audit of 2026-12-02 (105 deletions,
+ * 15 real gaps), each now red when deleted, in tests/protocol/audit_peer_test.ts:
+ *   P6  (its T > n/2 half) at START                              → "audit: … T is not more than half"
+ *   P34 n-of-n: the roster meets the peer's own floor             → "audit: an n-of-n peer whose own floor"
+ *   P35 sparse: size ≤ N and size ≥ the peer's own floor          → "audit: a sparse START whose size",
+ *                                                                   "audit: a sparse peer whose own floor"
+ *   P36 sparse: exactly as many entries as window positions       → "audit: … one entry more than the window"
+ *   P37 SHARES only from confirmed participants other than self   → "audit: SHARES holding a share"
+ *   P38 threshold: DONE only after SURVIVORS                      → "audit: … DONE that comes before SURVIVORS"
+ *   P39 complete graph: a signature with a view is not counted    → "audit: … dressed as a view"
+ *       (a member's signature on another set cannot pass as one
+ *       on this set)
+ *   H21 (its below-the-modulus half)                              → "audit: an attestation value at its
+ *                                                                   segment's modulus"
+ *   C13 public keys: prefix 0x04, coordinates below p; Shamir     → the audit's isPublicKey, splitSecret,
+ *       threshold 1..n at distinct non-zero points; masks cover     applyMask and fromSeed tests
+ *       the whole vector; a seed is 32 bytes
+ *   (P7's own-key comparisons are not separately testable: the peer's own JOIN signature,
+ *   checked with the others, covers its keys.)
+ * Found untested by the hospital and boundary audit of the same day (about 140
+ * deletions, 24 real gaps), in tests/protocol/audit_hospital_test.ts (core) and
+ * tests/audit_boundary_test.ts:
+ *   H33 n-of-n: every participant's masked input arrived, else   → "n-of-n: a participant whose masked
+ *       abort (without it a silent peer's masks never cancel:        input never arrives"
+ *       a wrong sum)
+ *   H34 n-of-n: every participant confirmed; threshold: ≥ T       → "n-of-n: a participant that never
+ *       confirmations, ≥ T holders and the floor, ≥ T             confirms", "threshold: fewer than T
+ *       consistency signatures, ≥ T revealers                      confirmations / holders / …"
+ *   H35 a sparse roster of at least a neighbourhood before START → "a sparse roster smaller than a
+ *                                                                   neighbourhood"
+ *   H36 a second JOIN, CONFIRM, SEALED or CONSISTENCY drops its   → "a second join / confirm / sealed /
+ *       sender                                                      consistency drops its sender"
+ *   H37 invitees without repeats                                  → "a round is not created with an
+ *                                                                   invitee listed twice"
+ *   H5, H10 (their length and name halves)                        → "a sealed missing its last
+ *                                                                   recipient", "a reveal missing its
+ *                                                                   last owner", "… naming a non-holder"
+ *   C7  (entry lists, not only name lists, sorted and unique)     → audit_boundary "entry lists must be
+ *                                                                   sorted"
+ *   C14 codec bounds: terms.max below p, a query of at most 200   → audit_boundary "terms bounds",
+ *       characters, at most 500 entries, a certificate of at        "entry lists are bounded" and the
+ *       most 8192 characters, 1–32 attested values, bitmaps of      certificate, attest, bitmap and idle
+ *       even length, idle only as its exact bytes                  tests
+ *   I1  a name-only revocation, a revocation list's CA            → audit_boundary "a name-only
+ *       fingerprint and signature; UTCTime fields in range;         revocation", the revocation-list,
+ *       a connection's unread cap only after raiseLimit and at      UTCTime and unread-cap tests
+ *       least one frame
  * Sparse-pairing guards (docs/protocol.md §18), in tests/protocol/sparse_test.ts:
  *   P27 a sparse START has rosterHash and size; a complete-graph  → both "sparse guard P27" tests
  *       START has neither (nor positions)
