@@ -1,6 +1,8 @@
 /**
  * Boundary guards a mutation audit (2026-12-02) found no test for: each test
- * below turned red with the named check deleted and is green with it.
+ * below turned red with the named check deleted and is green with it. (The
+ * A numbers are the audit's own; the header of tests/protocol/guards_test.ts
+ * lists these guards as C7, C14 and I1.)
  *
  *   A1 lib/identity.ts assertNotRevoked: an entry's name alone revokes   → "a name-only revocation"
  *      (`sumshare certs --revoke NAME` with no NAME.crt writes serial
@@ -11,6 +13,8 @@
  *      (tests/service/revocation_test checks both through processes)
  *   A20 lib/x509_der.ts time: a UTCTime that does not round-trip      → "a certificate time"
  *      (month 13, 31 February) is refused, not rolled into another date
+ *      (x509_der_test's "31 February" case already catches the whole check;
+ *      these add the other fields)
  *   A21 lib/net/connection.ts setMaxBufferedBytes: not before          → "the unread-bytes cap"
  *      raiseLimit (it would lift the pre-authentication cap of one
  *      frame), and never below one whole frame
@@ -32,7 +36,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AuthError } from "../lib/errors.ts";
+import { AuthError, ProtocolError } from "../lib/errors.ts";
 import { Connection, type Link } from "../lib/net/connection.ts";
 import { FRAME_HEADER_BYTES, FRAME_LIMIT } from "../lib/wire/frame.ts";
 import {
@@ -46,7 +50,6 @@ import {
 import { createConsortium, revokeParties } from "../lib/pki.ts";
 import * as x509 from "@peculiar/x509";
 import { DerError, readCertificate } from "../lib/x509_der.ts";
-import { ProtocolError } from "../lib/errors.ts";
 import { P_BIG } from "../lib/field.ts";
 import {
   decodeMessage,
@@ -204,15 +207,16 @@ Deno.test("entry lists are bounded: at most 500 entries", () => {
 });
 
 Deno.test("a certificate field holds at most 8,192 characters", () => {
-  const pem = (lines: number) =>
-    "-----BEGIN CERTIFICATE-----\n" + `${"A".repeat(64)}\n`.repeat(lines) +
-    "-----END CERTIFICATE-----\n";
-  // 28 + 65 × 125 + 26 = 8,179 characters; one more line is 8,244.
-  assert.equal(pem(125).length, 8179);
-  const ok: Message = { ...invite({}), hospitalCert: pem(125) } as Message;
+  // 125 full lines and a last one of `last` characters: 28 + 125 × 65 +
+  // (last + 1) + 26 characters, so 12 gives exactly 8,192 and 13 one more.
+  const pem = (last: number) =>
+    "-----BEGIN CERTIFICATE-----\n" + `${"A".repeat(64)}\n`.repeat(125) +
+    `${"A".repeat(last)}\n` + "-----END CERTIFICATE-----\n";
+  assert.equal(pem(12).length, 8192);
+  const ok: Message = { ...invite({}), hospitalCert: pem(12) } as Message;
   assert.deepEqual(decodeMessage(encodeMessage(ok)), ok);
   refused(
-    { ...invite({}), hospitalCert: pem(126) } as Message,
+    { ...invite({}), hospitalCert: pem(13) } as Message,
     /invite\.hospitalCert must be one PEM certificate$/,
   );
 });

@@ -81,15 +81,18 @@ Deno.test(`threshold rounds with random peers killed at random points (seed ${SE
   // Every scenario is drawn first, in order, so the seed replays them whatever order the
   // rounds finish in; then two rounds run at a time (most of a round's time is waiting:
   // a peer killed before it is counted holds the join until its deadline).
+  let nextPoint = Math.floor(random() * KILL_POINTS.length);
   const scenarios = configs.map(([n, t]) => {
     const names = demoPeerNames(n);
     const values = new Map(names.map((name) => [name, Math.floor(random() * 1_000_000)]));
     // Kill 0 to n − t + 1 peers (up to one more than the threshold
-    // tolerates), each at a random point.
+    // tolerates), at the kill points in turn from a random start: a run then
+    // kills at all seven in about 99.9 % of seeds, against 58 % with each
+    // point drawn on its own (review 11).
     const victims = new Map<string, RegExp>();
     const killCount = Math.floor(random() * (n - t + 2));
     for (const name of [...names].sort(() => random() - 0.5).slice(0, killCount)) {
-      victims.set(name, KILL_POINTS[Math.floor(random() * KILL_POINTS.length)]!);
+      victims.set(name, KILL_POINTS[nextPoint++ % KILL_POINTS.length]!);
     }
     return { n, t, names, values, victims };
   });

@@ -1,7 +1,8 @@
 /**
  * Hospital-core guards a mutation audit (2026-12-02) found no test for in
  * the core suite: each test below turned red with the named check deleted
- * and is green with it.
+ * and is green with it. (The A numbers are the audit's own; the header of
+ * guards_test.ts lists these guards as H33–H37 and the halves of H5 and H10.)
  *
  *   A2 advertise_keys.ts: the joined roster must be able to run the terms → "a sparse roster
  *      (rosterProblem) before START is sent; in a sparse round, fewer       smaller than a

@@ -114,8 +114,9 @@
  *       consistency signatures, ≥ T revealers                      confirmations / holders / …"
  *   H35 a sparse roster of at least a neighbourhood before START → "a sparse roster smaller than a
  *                                                                   neighbourhood"
- *   H36 a second JOIN, CONFIRM, SEALED or CONSISTENCY drops its   → "a second join / confirm / sealed /
- *       sender                                                      consistency drops its sender"
+ *   H36 a second CONFIRM, SEALED or CONSISTENCY drops its sender  → "a second join / confirm / sealed /
+ *       (a second JOIN was covered only by star_hostile_test's      consistency drops its sender"
+ *       processes; now in the core too)
  *   H37 invitees without repeats                                  → "a round is not created with an
  *                                                                   invitee listed twice"
  *   H5, H10 (their length and name halves)                        → "a sealed missing its last
@@ -128,9 +129,10 @@
  *       most 8192 characters, 1–32 attested values, bitmaps of      certificate, attest, bitmap and idle
  *       even length, idle only as its exact bytes                  tests
  *   I1  a name-only revocation, a revocation list's CA            → audit_boundary "a name-only
- *       fingerprint and signature; UTCTime fields in range;         revocation", the revocation-list,
- *       a connection's unread cap only after raiseLimit and at      UTCTime and unread-cap tests
- *       least one frame
+ *       fingerprint and signature (the last two were covered        revocation", the revocation-list
+ *       only by a process test); a connection's unread cap only     and unread-cap tests (its UTCTime
+ *       after raiseLimit and at least one frame                     test adds cases x509_der_test's
+ *                                                                   "31 February" already catches)
  * Sparse-pairing guards (docs/protocol.md §18), in tests/protocol/sparse_test.ts:
  *   P27 a sparse START has rosterHash and size; a complete-graph  → both "sparse guard P27" tests
  *       START has neither (nor positions)

@@ -49,8 +49,8 @@ async function round(
     vanish?: string;
     /** Per peer, where it connects instead of the hospital (a link in between). */
     via?: (name: string, hospital: HostPort) => HostPort | undefined;
-    /** Called with each peer's name when it builds its input. */
-    onInput?: (name: string) => void;
+    /** Called with each line a peer logs, as it logs it (before what it announces is sent). */
+    onLog?: (name: string, line: string) => void;
     /** Told when the hospital's run settles, with each peer's stop. */
     onHospitalSettled?: (stops: Map<string, AbortController>) => void;
   } = {},
@@ -90,11 +90,13 @@ async function round(
       input: () => {
         // A peer that vanishes at its masked input: its connection is cut.
         if (name === options.vanish) stops.get(name)!.abort(new Error("gone"));
-        options.onInput?.(name);
         return Float64Array.of(values[name]!);
       },
       inviteTimeoutMs: 20_000,
-      log: (line) => logs.push(`[${name}] ${line}`),
+      log: (line) => {
+        logs.push(`[${name}] ${line}`);
+        options.onLog?.(name, line);
+      },
       signal: stops.get(name)!.signal,
     });
   });
@@ -147,10 +149,10 @@ Deno.test("runtime: a threshold round survives a peer that vanishes, over exactl
 });
 
 /**
- * A TCP link between one peer and the hospital that can be frozen: from then
- * on it reads and drops what either side sends and keeps both connections
- * open, as a peer that went silent without closing would. It notes when the
- * hospital's side ends.
+ * A TCP link between one peer and the hospital whose way up can be frozen:
+ * from then on it reads and drops what the peer sends, so the hospital hears
+ * nothing more (not even the peer's own close), while what the hospital sends
+ * still reaches the peer. It notes when the hospital's side ends.
  */
 class FreezableLink {
   #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -172,7 +174,8 @@ class FreezableLink {
     return this.#hospitalEnded.promise;
   }
 
-  freeze(): void {
+  /** From now on nothing the peer sends reaches the hospital. */
+  freezeUp(): void {
     this.#frozen = true;
   }
 
@@ -182,18 +185,24 @@ class FreezableLink {
     this.#sockets.push(peer);
     const hospital = await Deno.connect(target);
     this.#sockets.push(hospital);
-    const pump = async (from: Deno.Conn, to: Deno.Conn) => {
+    const pump = async (from: Deno.Conn, to: Deno.Conn, up: boolean) => {
       const buffer = new Uint8Array(16 * 1024);
       for (;;) {
         const n = await from.read(buffer).catch(() => null);
         if (n === null) return;
-        if (this.#frozen) continue;
-        await to.write(buffer.subarray(0, n)).catch(() => {});
+        if (up && this.#frozen) continue;
+        try {
+          for (let written = 0; written < n;) {
+            written += await to.write(buffer.subarray(written, n));
+          }
+        } catch {
+          return;
+        }
       }
     };
     await Promise.all([
-      pump(hospital, peer).then(() => this.#hospitalEnded.resolve()),
-      pump(peer, hospital),
+      pump(hospital, peer, false).then(() => this.#hospitalEnded.resolve()),
+      pump(peer, hospital, true),
     ]);
   }
 
@@ -214,7 +223,7 @@ class FreezableLink {
   }
 }
 
-Deno.test("runtime: the hospital closes a dropped peer's connection after ABORT, before the round ends (§11.2)", async () => {
+Deno.test("runtime: the hospital closes a dropped peer's connection once its ABORT has left, before the round ends (§11.2)", async () => {
   const values = { alice: 11, bob: 22, carol: 33, dave: 44 };
   const dir = await makePki(["hospital", ...Object.keys(values)]);
   let link: FreezableLink | undefined;
@@ -222,8 +231,9 @@ Deno.test("runtime: the hospital closes a dropped peer's connection after ABORT,
   const events: string[] = [];
   try {
     const roundTerms = terms("threshold", 4, 3);
-    // Dave goes silent at its masked input; the input deadline drops it.
-    roundTerms.deadlines = { ...DEADLINES, inputMs: 3_000 };
+    // Dave's CONFIRM never arrives, so the confirm deadline drops him (short,
+    // so the test does not wait long; the others confirm well within it).
+    roundTerms.deadlines = { ...DEADLINES, confirmMs: 3_000 };
     const { results, logs } = await round(dir, values, roundTerms, {
       via: (name, hospital) => {
         if (name !== "dave") return undefined;
@@ -231,24 +241,28 @@ Deno.test("runtime: the hospital closes a dropped peer's connection after ABORT,
         void link.hospitalEnded.then(() => events.push("dave's connection closed"));
         return link.address;
       },
-      onInput: (name) => {
-        if (name !== "dave") return;
-        link!.freeze();
+      // Logged before the CONFIRM is written: it is dropped on the way up.
+      onLog: (name, line) => {
+        if (name === "dave" && line === "sending confirm") link!.freezeUp();
       },
       onHospitalSettled: (stops) => {
         events.push("hospital settled");
-        // Dave, frozen, would wait for its own deadline: stop it now.
+        // Only a fallback: dave ends on the ABORT he receives.
         stops.get("dave")?.abort(new Error("test over"));
       },
     });
-    const hospital = results[0]!;
-    if (hospital.status === "rejected") console.error(logs.join("\n"));
-    assert.equal(hospital.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
+    const [hospital, ...peers] = results;
+    if (hospital!.status === "rejected") console.error(logs.join("\n"));
+    assert.equal(hospital!.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
     const value = (hospital as PromiseFulfilledResult<Awaited<ReturnType<typeof runStarHospital>>>)
       .value;
     assert.deepEqual(value.outcome.set, ["alice", "bob", "carol"]);
     assert.equal(value.outcome.result[0], 11 + 22 + 33);
-    assert.ok(logs.some((line) => /dropped dave/.test(line)), "the hospital dropped dave");
+    assert.ok(logs.some((line) => /^\[hospital\] dropped dave: /.test(line)), logs.join("\n"));
+    // The ABORT was written before the close: dave heard why he was dropped.
+    const dave = peers[3]!;
+    assert.equal(dave.status, "rejected");
+    assert.match(String((dave as PromiseRejectedResult).reason), /dropped: /);
     await link!.hospitalEnded;
     assert.deepEqual(events, ["dave's connection closed", "hospital settled"], logs.join("\n"));
   } finally {
