@@ -104,6 +104,19 @@ async function round(
   return { results, logs };
 }
 
+/** The hospital's run finished over alice, bob and carol, with their exact sum (dave left out). */
+function assertSumWithoutDave(
+  hospital: PromiseSettledResult<unknown>,
+  logs: string[],
+): void {
+  if (hospital.status === "rejected") console.error(logs.join("\n"));
+  assert.equal(hospital.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
+  const value = (hospital as PromiseFulfilledResult<Awaited<ReturnType<typeof runStarHospital>>>)
+    .value;
+  assert.deepEqual(value.outcome.set, ["alice", "bob", "carol"]);
+  assert.equal(value.outcome.result[0], 11 + 22 + 33);
+}
+
 Deno.test("runtime: an n-of-n round over mutual TLS sums exactly", async () => {
   const values = { alice: 987_654, bob: 123_456, carol: 5 };
   const dir = await makePki(["hospital", ...Object.keys(values)]);
@@ -131,12 +144,7 @@ Deno.test("runtime: a threshold round survives a peer that vanishes, over exactl
       vanish: "dave",
     });
     const [hospital, ...peers] = results;
-    if (hospital!.status === "rejected") console.error(logs.join("\n"));
-    assert.equal(hospital!.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
-    const value = (hospital as PromiseFulfilledResult<Awaited<ReturnType<typeof runStarHospital>>>)
-      .value;
-    assert.deepEqual(value.outcome.set, ["alice", "bob", "carol"]);
-    assert.equal(value.outcome.result[0], 11 + 22 + 33);
+    assertSumWithoutDave(hospital!, logs);
     assert.deepEqual(peers.map((p) => p.status), [
       "fulfilled",
       "fulfilled",
@@ -252,12 +260,7 @@ Deno.test("runtime: the hospital closes a dropped peer's connection once its ABO
       },
     });
     const [hospital, ...peers] = results;
-    if (hospital!.status === "rejected") console.error(logs.join("\n"));
-    assert.equal(hospital!.status, "fulfilled", String((hospital as PromiseRejectedResult).reason));
-    const value = (hospital as PromiseFulfilledResult<Awaited<ReturnType<typeof runStarHospital>>>)
-      .value;
-    assert.deepEqual(value.outcome.set, ["alice", "bob", "carol"]);
-    assert.equal(value.outcome.result[0], 11 + 22 + 33);
+    assertSumWithoutDave(hospital!, logs);
     assert.ok(logs.some((line) => /^\[hospital\] dropped dave: /.test(line)), logs.join("\n"));
     // The ABORT was written before the close: dave heard why he was dropped.
     const dave = peers[3]!;
