@@ -21,6 +21,7 @@ import { FieldStream } from "../../lib/prg.ts";
 import type { Message, MessageOf } from "../../lib/wire/messages.ts";
 import {
   HOSPITAL,
+  isMessageFrom,
   type NetEvent,
   peerName,
   type RoundResult,
@@ -101,7 +102,7 @@ Deno.test("audit: a sparse START whose size is above the terms' participants is 
     terms: sparseTerms(8, 5),
     inputs: sumInput,
     tamper: (e) => {
-      if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "start") return [e];
+      if (!isMessageFrom(e, HOSPITAL, "start")) return [e];
       const m = e.message;
       const own = m.participants.find((p) => p.name === e.to)!;
       // A window away from the wrap is the same for n = 30 and n = 31, so
@@ -129,14 +130,12 @@ Deno.test("audit: a sparse START holding one entry more than the window is refus
     terms: sparseTerms(8, 5),
     inputs: sumInput,
     tamper: (e, net) => {
-      if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "start") return [e];
+      if (!isMessageFrom(e, HOSPITAL, "start")) return [e];
       if (victim !== undefined) return [e];
       const m = e.message;
       const shown = new Set(m.participants.map((p) => p.name));
       const earlier = net.sent.flatMap((s) =>
-        s.from === HOSPITAL && "message" in s && s.message.type === "start"
-          ? s.message.participants
-          : []
+        isMessageFrom(s, HOSPITAL, "start") ? s.message.participants : []
       );
       const outsider = earlier.find((p) => !shown.has(p.name));
       if (!outsider) return [e];

@@ -432,11 +432,20 @@ export function residueTotals(names: readonly string[]): bigint[] {
   return [sum, squares, rows];
 }
 
+/** Whether `e` is a message of `type` sent by `from`. */
+export function isMessageFrom<T extends Message["type"]>(
+  e: NetEvent,
+  from: string,
+  type: T,
+): e is NetEvent & { message: MessageOf<T> } {
+  return e.from === from && "message" in e && e.message.type === type;
+}
+
 /** The events of one type that `from` sent. */
 export function sentBy(trace: readonly NetEvent[], from: string, type: string): Message[] {
-  return trace.filter((e): e is NetEvent & { message: Message } =>
-    e.from === from && "message" in e && e.message.type === type
-  ).map((e) => e.message);
+  return trace.filter((e) => isMessageFrom(e, from, type as Message["type"])).map((e) =>
+    (e as NetEvent & { message: Message }).message
+  );
 }
 
 /**
