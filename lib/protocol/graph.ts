@@ -15,7 +15,9 @@
  * hospital that deviates can show it any K certified peers, in their key
  * order rotated to fit, with a position of its own (review 9); so the
  * neighbourhoods are the hospital's word (docs/threat-model.md, "Sparse
- * rounds").
+ * rounds"). What ties the views together is the CONFIRM: each peer signs
+ * the n and the position its START gave it, and a neighbour counts only
+ * where the counting peer's START agrees (lib/protocol/transcript.ts).
  *
  * @module
  */

@@ -57,9 +57,28 @@ export async function startHash(
   return new Uint8Array(await crypto.subtle.digest("SHA-256", signingInput("start", fields)));
 }
 
-/** CONFIRM: ("confirm", session, startHash). */
-export function confirmFields(session: string, hash: Uint8Array): Bytes[] {
-  return [sessionBytes(session), hash];
+/** Where a sparse round's START placed the signer of a CONFIRM (docs/protocol.md §18.3). */
+export interface Place {
+  /** The roster's size n as that START gives it. */
+  size: number;
+  /** The signer's position in the permuted roster, 0 to n − 1. */
+  position: number;
+}
+
+/**
+ * CONFIRM: ("confirm", session, startHash); in a sparse round also n and
+ * the signer's position, as decimal integers. A sparse peer sees only its
+ * window, so without these a neighbour's signature would say only "I saw
+ * this hash": a hospital could show the two of them different sizes, or
+ * place them where the other's START does not, and each would still count
+ * the other (review 9: nine peers with floors of 30 each then revealed in a
+ * "round of 30"). Signed, a peer counts a neighbour only if that neighbour
+ * was told the same n and the position this peer's START gives it.
+ */
+export function confirmFields(session: string, hash: Uint8Array, place?: Place): Bytes[] {
+  const fields: Bytes[] = [sessionBytes(session), hash];
+  if (place) fields.push(String(place.size), String(place.position));
+  return fields;
 }
 
 /** What a peer's INPUT signature covers besides the session and START hash. */

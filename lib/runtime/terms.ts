@@ -63,11 +63,25 @@ export interface SparseChoice {
 }
 
 /**
+ * The threshold a given `--neighbors K` takes when none is given: K/2 + 2,
+ * at most K + 1. The least allowed, K/2 + 1 (2T > K + 1), lets a block of
+ * T consecutive positions keep T in every member's window, so a hospital
+ * that reports the rest unconfirmed learns the sum of T honest peers
+ * whatever their floors; from K/2 + 2 on, every member needs confirmed
+ * neighbours on both sides, and a group that finishes must reach around
+ * the ring of the n its members signed (docs/threat-model.md, "Sparse
+ * rounds"). `auto` already picks T above it (K = 16, T = 11 at n = 100).
+ */
+export function defaultSparseThreshold(neighbors: number): number {
+  return Math.min(neighbors / 2 + 2, neighbors + 1);
+}
+
+/**
  * The pairing graph `--neighbors K|auto` asks for (docs/protocol.md §18),
  * or undefined for the complete graph (no flag). `auto` takes K and T from
  * lib/protocol/graph_parameters.ts for `peers` and the assumed fractions
  * (default 5 % colluders, 5 % dropouts); a given K takes `threshold` or, if
- * none, the least T above half a neighbourhood. A `threshold` given with
+ * none, {@linkcode defaultSparseThreshold}. A `threshold` given with
  * either must meet 2T > K + 1 and T ≤ K + 1, the rule every peer checks.
  * Throws TermsError naming the flag.
  */
@@ -108,7 +122,7 @@ export function sparseGraphOption(
       throw new TermsError(`Cannot run round: --neighbors must be an even number or auto`);
     }
     neighbors = Number(spec);
-    threshold = options.threshold ?? Math.floor((neighbors + 1) / 2) + 1;
+    threshold = options.threshold ?? defaultSparseThreshold(neighbors);
   }
   if (neighbors % 2 !== 0 || neighbors < 2 || neighbors > MAX_NEIGHBORS) {
     throw new TermsError(

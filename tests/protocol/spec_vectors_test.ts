@@ -35,6 +35,7 @@ import {
 } from "../../lib/crypto/linear_check.ts";
 import {
   attestFields,
+  confirmFields,
   consistencyFields,
   inputFields,
   inviteFields,
@@ -223,6 +224,15 @@ Deno.test("spec vectors: sparse-graph — position keys, the permuted roster, wi
   const order = await permutation(session, hash, names);
   assert.deepEqual(order, v.list("order"));
   assert.deepEqual(byHand, order);
+  // alice's sparse CONFIRM signs her place (§18.3): n and her position, as decimal text.
+  const place = { size: order.length, position: order.indexOf("alice") };
+  assert.deepEqual(place, { size: 10, position: 4 });
+  const confirmInput = lp("sumshare/2 confirm", fromHex(session), hash, "10", "4");
+  assert.equal(toHex(confirmInput), v.text("confirm_input_alice"));
+  assert.equal(
+    toHex(signingInput("confirm", confirmFields(session, hash, place))),
+    v.text("confirm_input_alice"),
+  );
   // Windows: q − K/2 … q + K/2 mod n, by hand and by the library.
   const lists = neighbourLists(order, k);
   for (const name of names) {

@@ -32,8 +32,14 @@ export class ConfirmState extends HospitalState {
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "confirm") return this;
     if (this.#confirmed.has(from)) return await this.lost(from, "second confirm");
-    const fields = confirmFields(this.ctx.session, this.ctx.startHash);
-    if (!(await verify(this.ctx.verifyKeys.get(from)!, message.signature, "confirm", fields))) {
+    const ctx = this.ctx;
+    // Sparse: the n and the position this hospital's START gave the peer (§18.3).
+    const fields = confirmFields(
+      ctx.session,
+      ctx.startHash,
+      ctx.graph ? { size: ctx.roster.length, position: ctx.graph.position(from) } : undefined,
+    );
+    if (!(await verify(ctx.verifyKeys.get(from)!, message.signature, "confirm", fields))) {
       return await this.lost(from, "its confirmation does not verify");
     }
     this.#confirmed.set(from, message.signature);

@@ -93,7 +93,9 @@ export class AdvertiseKeysState extends PeerState {
    * checks cannot give: the size, the hash and this peer's position are the
    * hospital's word, and for any K + 1 certified parties some position makes
    * their order pass, so they fix the order of the window, not who is in it
-   * (review 9; docs/threat-model.md, "Sparse rounds"). Keys are compared
+   * (review 9; docs/threat-model.md, "Sparse rounds"). The confirmation
+   * therefore signs this peer's place (n and position) with the hash, so
+   * that its neighbours count it only where their STARTs agree. Keys are compared
    * strictly, though equal keys would take a SHA-256 collision once names
    * are distinct: defence in depth, which no test can reach.
    */
@@ -172,7 +174,7 @@ export class AdvertiseKeysState extends PeerState {
     const signature = await sign(
       ctx.signingKey,
       "confirm",
-      confirmFields(ctx.session, ctx.startHash),
+      confirmFields(ctx.session, ctx.startHash, { size, position: own.position }),
     );
     ctx.send({ type: "confirm", session: ctx.session, signature });
     return new ConfirmState(ctx);

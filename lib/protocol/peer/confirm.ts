@@ -10,8 +10,10 @@
  *
  * | CONFIRMATIONS ...                              | decision                  |
  * | ---------------------------------------------- | ------------------------- |
- * | an entry that does not verify, or for a name   | left out (logged)         |
- * |   not in the roster                            |                           |
+ * | an entry that does not verify (sparse: over    | left out (logged)         |
+ * |   this peer's n and the position its START     |                           |
+ * |   gives the signer), or for a name not in the  |                           |
+ * |   roster                                       |                           |
  * | n-of-n: not all verify                         | aborted                   |
  * | threshold: fewer than max(T, floor) verify     | aborted                   |
  * | otherwise                                      | input / sealed shares     |
@@ -54,11 +56,16 @@ export class ConfirmState extends PeerState {
   protected async receive(message: Message): Promise<PeerState> {
     if (message.type !== "confirmations") return this;
     const ctx = this.ctx;
-    const fields = confirmFields(ctx.session, ctx.startHash);
     const valid = new Set([ctx.name]);
     await Promise.all(message.confirmations.map(async ({ name, signature }) => {
       const key = ctx.verifyKeys.get(name);
       if (name === ctx.name) return;
+      // Sparse: the neighbour must have signed the n and the position this
+      // peer's START gives it (§18.3), not only the hash.
+      const position = ctx.index.get(name);
+      const fields = ctx.sparse && position !== undefined
+        ? confirmFields(ctx.session, ctx.startHash, { size: ctx.sparse.n, position })
+        : confirmFields(ctx.session, ctx.startHash);
       if (key && await verify(key, signature, "confirm", fields)) valid.add(name);
       else ctx.log(`left out ${name}: its confirmation does not verify`);
     }));

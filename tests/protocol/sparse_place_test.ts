@@ -1,0 +1,358 @@
+/**
+ * A sparse CONFIRM signs the signer's place — the roster size n and its
+ * position that its START gave it — besides the START hash
+ * (docs/protocol.md §18.3). A sparse peer sees only its window, so without
+ * the place a hospital could tell a victim another n, or put a peer where
+ * that peer's own START does not, and relay honest confirmations that still
+ * verify: review 9 ran nine honest peers, each with a floor of 30, as a
+ * "round of 30" and learned their sum. These tests play that hospital: the
+ * harness's honest core makes the START, and the tamper hook forges windows
+ * (lib/protocol/graph.ts explains why any K + 1 certified peers can be laid
+ * out so that their key order passes) and, where the honest core would
+ * already refuse, relays the confirmations itself, so that what is tested
+ * is the peer's own check (P40, P41) or the hospital's (H38).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { compareBytes, positionKey, window } from "../../lib/protocol/graph.ts";
+import { fromHex } from "../../lib/crypto/bytes.ts";
+import type { MessageOf, Participant } from "../../lib/wire/messages.ts";
+import { combineSecret } from "../../lib/crypto/secret_sharing.ts";
+import { applyMask } from "../../lib/crypto/masks.ts";
+import { parseQuery, vectorLayout } from "../../lib/query.ts";
+import {
+  HOSPITAL,
+  isMessageFrom,
+  type Net,
+  type NetEvent,
+  peerName,
+  plainSum,
+  runRound,
+  sentBy,
+  show,
+  sumInput,
+  sumTerms,
+} from "./harness.ts";
+
+const K = 8;
+
+function sparseTerms(k: number, t: number) {
+  return { ...sumTerms("threshold", t, 2), neighbors: k };
+}
+
+/**
+ * The window a hospital can give `victim` so that its members are exactly
+ * `members` (victim included, K + 1 of them) and every START check passes,
+ * for any hash and any n ≥ K + 1: sort them by position key, rotate the
+ * victim to the middle, and put the wrap n − 1 → 0 where the rotation needs
+ * it (review 9's construction).
+ */
+async function forgedWindow(
+  session: string,
+  hash: Uint8Array,
+  n: number,
+  victim: string,
+  members: readonly Participant[],
+): Promise<Participant[]> {
+  const k = members.length - 1;
+  const keyed = await Promise.all(
+    members.map(async (p) => ({ p, key: await positionKey(session, hash, p.name) })),
+  );
+  keyed.sort((a, b) => compareBytes(a.key, b.key));
+  const j = keyed.findIndex((e) => e.p.name === victim);
+  const a = (((j - k / 2) % (k + 1)) + k + 1) % (k + 1);
+  const q = a === 0 ? k / 2 : (((n - 1 - k / 2 + a) % n) + n) % n;
+  return window(q, n, k)
+    .map((position, i) => ({ ...keyed[(a + i) % (k + 1)]!.p, position }))
+    .sort((x, y) => (x.name < y.name ? -1 : 1));
+}
+
+/** The CONFIRM signatures that `names` sent (as the peers sent them), sorted by name. */
+function confirmationsOf(net: Net, names: readonly string[]) {
+  return net.sent
+    .filter((s) => names.includes(s.from) && isMessageFrom(s, s.from, "confirm"))
+    .map((s) => ({
+      name: s.from,
+      signature: (s as { message: MessageOf<"confirm"> }).message.signature,
+    }))
+    .sort((x, y) => (x.name < y.name ? -1 : 1));
+}
+
+/** Whether `e` is the hospital telling `to` it was dropped. */
+function isDropNotice(e: NetEvent): boolean {
+  return e.from === HOSPITAL && "message" in e && e.message.type === "abort";
+}
+
+Deno.test("P40, H38: a victim told a larger n counts no neighbour (they signed the real n), and the hospital drops it", async () => {
+  // 30 peers join a round whose terms allow 60; the victim's own floor is 40.
+  // Its START says n = 40, every position kept (moved up by 10 past the wrap
+  // if its window crosses 29 → 0, so that the key order still holds). The
+  // honest core drops the victim (its CONFIRM signs n = 40) — H38 — and the
+  // tamper hook then relays it its neighbours' real CONFIRMs in place of the
+  // drop notice, as a dishonest hospital would: none of them may count (P40).
+  const peers = 30;
+  const victim = peerName(12);
+  const claimed = 40;
+  let neighbours: string[] = [];
+  const result = await runRound({
+    peers,
+    terms: { ...sparseTerms(K, 5), participants: 60 },
+    inputs: sumInput,
+    minContributors: (name) => (name === victim ? claimed : undefined),
+    tamper: (e, net) => {
+      if (e.from !== HOSPITAL || e.to !== victim || !("message" in e)) return [e];
+      const m = e.message;
+      if (m.type === "start") {
+        const wraps = m.participants.some((p) => p.position === 0) &&
+          m.participants.some((p) => p.position === peers - 1);
+        const participants = m.participants.map((p) =>
+          wraps && p.position! >= peers / 2 ? { ...p, position: p.position! + claimed - peers } : p
+        );
+        neighbours = participants.map((p) => p.name).filter((n) => n !== victim);
+        return [{ ...e, message: { ...m, participants, size: claimed } }];
+      }
+      if (isDropNotice(e)) {
+        const confirmations = confirmationsOf(net, neighbours);
+        assert.equal(confirmations.length, K, "every neighbour confirmed");
+        return [{ ...e, message: { type: "confirmations", session: m.session, confirmations } }];
+      }
+      return [e];
+    },
+  });
+  const outcome = show(result.peers.get(victim));
+  assert.equal(sentBy(result.trace, victim, "confirm").length, 1, outcome);
+  assert.deepEqual(sentBy(result.trace, victim, "sealed"), [], `it shared: ${outcome}`);
+  assert.match(outcome, /1 participants confirmed this roster; 5 are needed/);
+  const logs = result.logs.get(victim)!;
+  for (const n of neighbours) {
+    assert.ok(logs.includes(`left out ${n}: its confirmation does not verify`), n);
+  }
+  // H38: the honest hospital refused the victim's confirmation, and the
+  // round went on exactly without it.
+  assert.ok(
+    result.logs.get(HOSPITAL)!.some((l) =>
+      l.includes(victim) && l.includes("its confirmation does not verify")
+    ),
+    result.logs.get(HOSPITAL)!.join("\n"),
+  );
+  assert.equal(result.hospital.kind, "done", show(result.hospital));
+  if (result.hospital.kind === "done") {
+    assert.ok(!result.hospital.set.includes(victim));
+    assert.deepEqual([...result.hospital.result], [plainSum(result.hospital.set)]);
+  }
+});
+
+/** Every START the hospital sends, recorded; `all` resolves once `peers` have gone out. */
+class Starts {
+  readonly byPeer = new Map<string, MessageOf<"start">>();
+  /** Each participant's entry without a position. */
+  readonly entries = new Map<string, Participant>();
+  readonly all: Promise<void>;
+  #done = () => {};
+  readonly #peers: number;
+
+  constructor(peers: number) {
+    this.#peers = peers;
+    this.all = new Promise((resolve) => (this.#done = resolve));
+  }
+
+  record(e: NetEvent): void {
+    if (!isMessageFrom(e, HOSPITAL, "start")) return;
+    this.byPeer.set(e.to, e.message);
+    for (const { position: _drop, ...entry } of e.message.participants) {
+      this.entries.set(entry.name, entry);
+    }
+    if (this.byPeer.size === this.#peers) this.#done();
+  }
+
+  /** Who the honest START put at `position`. */
+  at(position: number): string {
+    for (const start of this.byPeer.values()) {
+      const p = start.participants.find((x) => x.position === position);
+      if (p) return p.name;
+    }
+    throw new Error(`no one at ${position}`);
+  }
+}
+
+Deno.test("P41: a neighbour shown one place from its own (the ring's next peer, key in range) does not count", async () => {
+  // Review 9's subtle window: the real hash, the real n, the victim's own
+  // position and every other position kept; only the occupant of q + K/2 is
+  // replaced by the true occupant of q + K/2 + 1, whose key is above every
+  // other key of the window, so the order checks all pass; its own honest
+  // CONFIRM (of its real place) is relayed to the victim in place of the
+  // swapped peer's. The victim must leave it out and go on with the rest.
+  const peers = 30;
+  const starts = new Starts(peers);
+  const q = 10;
+  let victim = "";
+  let swapped = "";
+  let added = "";
+  const result = await runRound({
+    peers,
+    terms: sparseTerms(K, 5),
+    inputs: sumInput,
+    tamper: async (e, net) => {
+      starts.record(e);
+      if (e.from !== HOSPITAL || !("message" in e)) return [e];
+      const m = e.message;
+      if (m.type === "start" && m.participants.find((p) => p.name === e.to)!.position === q) {
+        await starts.all;
+        victim = e.to;
+        swapped = starts.at(q + K / 2);
+        added = starts.at(q + K / 2 + 1);
+        const participants = m.participants
+          .map((
+            p,
+          ) => (p.name === swapped ? { ...starts.entries.get(added)!, position: q + K / 2 } : p))
+          .sort((a, b) => (a.name < b.name ? -1 : 1));
+        return [{ ...e, message: { ...m, participants } }];
+      }
+      if (m.type === "confirmations" && e.to === victim) {
+        const confirmations = [
+          ...m.confirmations.filter((x) => x.name !== swapped),
+          ...confirmationsOf(net, [added]),
+        ].sort((a, b) => (a.name < b.name ? -1 : 1));
+        return [{ ...e, message: { ...m, confirmations } }];
+      }
+      return [e];
+    },
+  });
+  const outcome = show(result.peers.get(victim));
+  assert.ok(
+    result.logs.get(victim)!.includes(`left out ${added}: its confirmation does not verify`),
+    outcome,
+  );
+  const sealed = sentBy(result.trace, victim, "sealed") as MessageOf<"sealed">[];
+  assert.equal(sealed.length, 1, `the victim went on with its K − 1 true neighbours: ${outcome}`);
+  const to = sealed[0]!.shares.map((x) => x.to);
+  assert.equal(to.length, K - 1);
+  assert.ok(!to.includes(added), `it sealed shares to ${added}, not its neighbour`);
+});
+
+/**
+ * Review 9's partition: nine honest peers (K = 8, terms for up to 30
+ * participants, every peer's own floor 30) are the whole roster (n = 9, so
+ * each window is all nine), but each is told n = 30 and sees the nine laid
+ * out around itself by {@linkcode forgedWindow}. Returns the round and each
+ * peer's view (name → the position its START gives that name).
+ */
+async function partition(t: number, relay: boolean) {
+  const peers = 9;
+  const claimed = 30;
+  const views = new Map<string, Map<string, number>>();
+  const relayed = new Set<string>();
+  const result = await runRound({
+    peers,
+    terms: { ...sparseTerms(K, t), participants: claimed },
+    inputs: sumInput,
+    minContributors: () => claimed,
+    tamper: async (e, net) => {
+      if (e.from !== HOSPITAL || !("message" in e)) return [e];
+      const m = e.message;
+      if (m.type === "start") {
+        const participants = await forgedWindow(
+          m.session,
+          fromHex(m.rosterHash!),
+          claimed,
+          e.to,
+          m.participants,
+        );
+        views.set(e.to, new Map(participants.map((p) => [p.name, p.position!])));
+        return [{ ...e, message: { ...m, participants, size: claimed } }];
+      }
+      if (relay && isDropNotice(e)) {
+        // The dishonest hospital relays every other member's CONFIRM to each,
+        // in place of the notice that the honest core dropped it.
+        if (relayed.has(e.to)) return [];
+        relayed.add(e.to);
+        const others = [...views.keys()].filter((n) => n !== e.to);
+        const confirmations = confirmationsOf(net, others);
+        assert.equal(confirmations.length, peers - 1, "every member confirmed its START");
+        return [{ ...e, message: { type: "confirmations", session: m.session, confirmations } }];
+      }
+      return [e];
+    },
+  });
+  return { result, views, claimed };
+}
+
+Deno.test("review 9's partition (nine peers told n = 30) ends with no reveal and no sum (T = 5)", async () => {
+  // End to end against the honest core: before the place was signed, all
+  // nine revealed and the reveals rebuilt every self seed at the points each
+  // peer was told, so Σ y − Σ PRG(b) was the exact sum of the nine. If any
+  // reveal comes out, this test plays that dishonest hospital to show what
+  // it would learn.
+  const t = 5;
+  const { result, views } = await partition(t, false);
+  const names = result.names;
+  const reveals = new Map<string, MessageOf<"reveal">>();
+  for (const name of names) {
+    const sent = sentBy(result.trace, name, "reveal") as MessageOf<"reveal">[];
+    if (sent.length > 0) reveals.set(name, sent[0]!);
+  }
+  let learned = false;
+  if (reveals.size >= t) {
+    // What that hospital computes from what it was sent (D = 1: one chunk each).
+    const terms = result.terms;
+    const layout = vectorLayout(parseQuery(terms.query, terms.scale), {
+      max: terms.max,
+      maxRows: terms.maxRows,
+      participants: terms.participants,
+    });
+    const sum = new Float64Array(layout.dimension);
+    for (const e of result.trace) {
+      if (e.to !== HOSPITAL || !("chunk" in e)) continue;
+      for (const seg of layout.segments) {
+        for (let i = seg.start; i < seg.start + seg.length; i++) {
+          sum[i] = (sum[i]! + e.chunk.data[i]!) % seg.modulus;
+        }
+      }
+    }
+    for (const owner of names) {
+      const view = views.get(owner)!;
+      const shares = [...reveals].flatMap(([from, m]) =>
+        m.shares.filter((s) => s.of === owner && s.kind === "self").map((s) => ({
+          x: view.get(from)! + 1,
+          words: s.share,
+        }))
+      );
+      await applyMask(sum, combineSecret(shares, t), -1, layout.segments);
+    }
+    learned = sum[0] === plainSum(names);
+  }
+  assert.equal(
+    reveals.size,
+    0,
+    `${reveals.size} of 9 peers, each with a floor of 30, revealed; the hospital ` +
+      `${learned ? "learned" : "did not learn"} their sum (${show(result.hospital)})`,
+  );
+  for (const name of names) assert.deepEqual(sentBy(result.trace, name, "sealed"), [], name);
+});
+
+Deno.test("P40, P41: in the partition, each peer counts exactly the members told the place it sees them at (T = 6)", async () => {
+  // Every member's CONFIRM is relayed to every other, as a dishonest
+  // hospital would. Member x counts member y iff y was told n = 30 (all
+  // were) and the position x's START gives y; it goes on iff that makes T
+  // with itself. The layout puts the nine on one arc of the ring of 30 that
+  // does not wrap, so the peers near its ends cannot make T: a group that
+  // finishes must reach around the ring it claims (docs/threat-model.md).
+  const t = 6;
+  const { result, views } = await partition(t, true);
+  let refused = 0;
+  for (const [x, view] of views) {
+    const agree = [...view].filter(([y, q]) => y !== x && views.get(y)!.get(y) === q).length + 1;
+    const outcome = show(result.peers.get(x));
+    const shared = sentBy(result.trace, x, "sealed").length > 0;
+    if (agree >= t) {
+      assert.ok(shared, `${x} counts ${agree}, so it shares: ${outcome}`);
+    } else {
+      refused++;
+      assert.ok(!shared, `${x} counts ${agree} < ${t} and shared: ${outcome}`);
+      assert.match(outcome, new RegExp(`${agree} participants confirmed this roster`));
+    }
+  }
+  assert.ok(refused >= 2, `the two ends of the arc refuse (${refused} refused)`);
+});
