@@ -21,16 +21,17 @@
 
 import assert from "node:assert/strict";
 import { sign } from "../../lib/crypto/signing.ts";
-import { inputFields, startHash } from "../../lib/protocol/transcript.ts";
+import { inputFields } from "../../lib/protocol/transcript.ts";
 import type { MessageOf } from "../../lib/wire/messages.ts";
 import {
   HOSPITAL,
+  isMessageFrom,
   type NetEvent,
   peerName,
   plainSum,
   runRound,
-  sentBy,
   show,
+  startHashOn,
   sumInput,
   sumTerms,
   testPki,
@@ -55,21 +56,11 @@ function hospitalLog(result: Result): string {
   return (result.logs.get(HOSPITAL) ?? []).join("\n");
 }
 
-function isFrom(e: NetEvent, from: string, type?: string): boolean {
-  return e.from === from && (type === undefined || ("message" in e && e.message.type === type));
-}
-
-async function startHashOn(net: { sent: NetEvent[] }): Promise<Uint8Array> {
-  const start = sentBy(net.sent, HOSPITAL, "start")[0] as MessageOf<"start">;
-  const { terms } = sentBy(net.sent, HOSPITAL, "invite")[0] as MessageOf<"invite">;
-  return await startHash(start.session, terms, start.participants);
-}
-
 Deno.test("insider: a masked input of another length, validly signed, drops its sender", async () => {
   const result = await runRound({
     ...threshold5,
     tamper: async (e, net) => {
-      if (!isFrom(e, p1, "input") || !("message" in e)) return [e];
+      if (!isMessageFrom(e, p1, "input") || !("message" in e)) return [e];
       const m = e.message as MessageOf<"input">;
       const length = m.length + 1;
       const fields = inputFields(m.session, await startHashOn(net), { ...m, length });
@@ -86,7 +77,7 @@ Deno.test("insider: a masked input of another length, validly signed, drops its 
 Deno.test("insider: a second masked input drops its sender", async () => {
   const result = await runRound({
     ...threshold5,
-    tamper: (e) => (isFrom(e, p1, "input") ? [e, structuredClone(e)] : [e]),
+    tamper: (e) => (isMessageFrom(e, p1, "input") ? [e, structuredClone(e)] : [e]),
   });
   assertDone(result, [p1]);
   assert.match(hospitalLog(result), new RegExp(`dropped ${p1}: second input`));
@@ -101,12 +92,12 @@ Deno.test("insider: a masked input after its deadline is ignored and logged, nev
     ...threshold5,
     tamper: (e) => {
       if (!released && e.from === p1 && e.to === HOSPITAL && held.length < 2) {
-        if (isFrom(e, p1, "input") || (held.length === 1 && "chunk" in e)) {
+        if (isMessageFrom(e, p1, "input") || (held.length === 1 && "chunk" in e)) {
           held.push(e);
           return [];
         }
       }
-      if (!released && isFrom(e, HOSPITAL, "survivors")) {
+      if (!released && isMessageFrom(e, HOSPITAL, "survivors")) {
         released = true;
         return [e, ...held];
       }
@@ -121,7 +112,7 @@ Deno.test("insider: a masked input after its deadline is ignored and logged, nev
 Deno.test("insider: a second unmasking answer drops its sender; the sum stays exact", async () => {
   const result = await runRound({
     ...threshold5,
-    tamper: (e) => (isFrom(e, p1, "reveal") ? [e, structuredClone(e)] : [e]),
+    tamper: (e) => (isMessageFrom(e, p1, "reveal") ? [e, structuredClone(e)] : [e]),
   });
   // p001's masked input is in; whether its first reveal counted or not, the
   // sum is over exactly the set the hospital reports, or the round aborts.
@@ -138,7 +129,7 @@ Deno.test("insider: a message from another session is ignored and logged; the ro
   const result = await runRound({
     ...threshold5,
     tamper: (e) => {
-      if (!isFrom(e, p1, "confirm") || !("message" in e)) return [e];
+      if (!isMessageFrom(e, p1, "confirm") || !("message" in e)) return [e];
       const other = { ...e.message, session: "f".repeat(32) } as typeof e.message;
       return [{ ...e, message: other }, e];
     },

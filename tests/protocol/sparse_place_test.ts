@@ -80,11 +80,6 @@ function confirmationsOf(net: Net, names: readonly string[]) {
     .sort((x, y) => (x.name < y.name ? -1 : 1));
 }
 
-/** Whether `e` is the hospital telling `to` it was dropped. */
-function isDropNotice(e: NetEvent): boolean {
-  return e.from === HOSPITAL && "message" in e && e.message.type === "abort";
-}
-
 Deno.test("P40, H38: a victim told a larger n counts no neighbour (they signed the real n), and the hospital drops it", async () => {
   // 30 peers join a round whose terms allow 60; the victim's own floor is 40.
   // Its START says n = 40, every position kept (moved up by 10 past the wrap
@@ -113,7 +108,7 @@ Deno.test("P40, H38: a victim told a larger n counts no neighbour (they signed t
         neighbours = participants.map((p) => p.name).filter((n) => n !== victim);
         return [{ ...e, message: { ...m, participants, size: claimed } }];
       }
-      if (isDropNotice(e)) {
+      if (isMessageFrom(e, HOSPITAL, "abort")) {
         const confirmations = confirmationsOf(net, neighbours);
         assert.equal(confirmations.length, K, "every neighbour confirmed");
         return [{ ...e, message: { type: "confirmations", session: m.session, confirmations } }];
@@ -263,7 +258,7 @@ async function partition(t: number, relay: boolean) {
         views.set(e.to, new Map(participants.map((p) => [p.name, p.position!])));
         return [{ ...e, message: { ...m, participants, size: claimed } }];
       }
-      if (relay && isDropNotice(e)) {
+      if (relay && isMessageFrom(e, HOSPITAL, "abort")) {
         // The dishonest hospital relays every other member's CONFIRM to each,
         // in place of the notice that the honest core dropped it.
         if (relayed.has(e.to)) return [];

@@ -20,6 +20,7 @@ import { toHex } from "../../lib/encoding.ts";
 import type { Message, MessageOf } from "../../lib/wire/messages.ts";
 import {
   HOSPITAL,
+  isMessageFrom,
   type NetEvent,
   peerName,
   plainSum,
@@ -315,7 +316,7 @@ Deno.test("sparse guard P29: swapping the two ends of a window that crosses n âˆ
     terms: sparseTerms(8, 5),
     inputs: sumInput,
     tamper: (e) => {
-      if (e.from !== HOSPITAL || !("message" in e) || e.message.type !== "start") return [e];
+      if (!isMessageFrom(e, HOSPITAL, "start")) return [e];
       const m = e.message;
       const own = m.participants.find((p) => p.name === e.to)!;
       const slots = window(own.position!, m.size!, 8);
