@@ -15,15 +15,22 @@
  * 2. t1 = the least x with P(colluders among K neighbours > x) < 2^-41 / n
  *    (hypergeometric: K drawn from n of which c collude); with the
  *    consistency checks a hospital could combine two neighbours' views, so
- *    T must also exceed (t1 + K)/2: t1 := ⌈(t1 + K − 1.25)/2⌉.
+ *    T must also exceed (t1 + K)/2: t1 := ⌈(t1 + K − 1.25)/2⌉. A peer here
+ *    holds a share of its own secrets (its window's T counts itself), and
+ *    the first t1 counts colluders among its K neighbours only, so T − 1
+ *    colluders beside a victim whose honest neighbours the hospital
+ *    reports unconfirmed already make T with the victim's own reveal: T − 1
+ *    must exceed the first t1 as well. That changes one of fcp's rows, n =
+ *    10 at 33 % colluders (K = 4, T = 4 became K = 6, T = 5), where 3
+ *    colluders are 3 of a victim's 4 neighbours with probability 1/21.
  * 3. t2 = the least x with P(survivors among K neighbours ≤ x) ≥ 2^-20 / n
  *    (K drawn from n of which n − d survive).
  * 4. Accept if t2 > t1, with T = max(t1 + 1, 2).
  *
  * So, under the assumed fractions (colluders and dropouts a uniformly random
- * subset of the roster, independent of the permutation), no neighbourhood
- * has T colluders and the honest survivors stay connected except with
- * probability below 2^-40; and a round fails for lack of T survivors in some
+ * subset of the roster, independent of the permutation), no peer has T − 1
+ * colluders among its K neighbours and the honest survivors stay connected
+ * except with probability below 2^-40; and a round fails for lack of T survivors in some
  * neighbourhood with probability below 2^-20.
  *
  * @module
@@ -148,9 +155,10 @@ function thresholdFor(
 ): number | undefined {
   if (logProbabilityCut(n, k, colluding + dropouts) >= -SECURITY_BITS * Math.LN2) return undefined;
   const draw = new Hypergeometric(n, k);
-  let t1 = draw.upperQuantile(2 ** -SECURITY_BITS / n, colluding);
+  const colluderBound = draw.upperQuantile(2 ** -SECURITY_BITS / n, colluding);
   const t2 = draw.lowerQuantile(2 ** -CORRECTNESS_BITS / n, n - dropouts);
-  t1 = Math.ceil((t1 + k - 1.25) / 2);
+  // Step 2, then step 2's own-share correction: T − 1 > colluderBound.
+  const t1 = Math.max(Math.ceil((colluderBound + k - 1.25) / 2), colluderBound + 1);
   if (t2 <= t1) return undefined;
   return Math.max(t1 + 1, 2);
 }
