@@ -58,15 +58,17 @@ export class ConfirmState extends PeerState {
     const ctx = this.ctx;
     const valid = new Set([ctx.name]);
     await Promise.all(message.confirmations.map(async ({ name, signature }) => {
-      const key = ctx.verifyKeys.get(name);
       if (name === ctx.name) return;
+      const key = ctx.verifyKeys.get(name);
+      const position = ctx.index.get(name);
       // Sparse: the neighbour must have signed the n and the position this
       // peer's START gives it (§18.3), not only the hash.
-      const position = ctx.index.get(name);
-      const fields = ctx.sparse && position !== undefined
-        ? confirmFields(ctx.session, ctx.startHash, { size: ctx.sparse.n, position })
-        : confirmFields(ctx.session, ctx.startHash);
-      if (key && await verify(key, signature, "confirm", fields)) valid.add(name);
+      const fields = position === undefined ? undefined : confirmFields(
+        ctx.session,
+        ctx.startHash,
+        ctx.sparse ? { size: ctx.sparse.n, position } : undefined,
+      );
+      if (key && fields && await verify(key, signature, "confirm", fields)) valid.add(name);
       else ctx.log(`left out ${name}: its confirmation does not verify`);
     }));
     ctx.confirmed = ctx.roster.map((p) => p.name).filter((n) => valid.has(n));
