@@ -148,11 +148,12 @@ Options:
                        where every peer's input counts or the round aborts
   --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2);
                        protecting k honest inputs against c colluders needs T and K >= k + c
-  --neighbors K|auto   sparse pairing (threshold mode, 2T > K + 1; default T = K/2 + 2): each
-                       peer pairs with K neighbours in a Harary graph; auto picks K and T for
-                       N, 5 % colluders and 5 % dropouts (failure below 2^-40); up to 10000
-                       peers. Peers then trust the hospital with who neighbours whom, and the
-                       floors hold only roughly (docs/threat-model.md, "Sparse rounds")
+  --neighbors K|auto   sparse pairing (threshold mode, 2T > K + 1; a given K defaults to
+                       T = K/2 + 2): each peer pairs with K neighbours in a Harary graph; auto
+                       picks K and T for N, 5 % colluders and 5 % dropouts (failure below
+                       2^-40); up to 10000 peers. Peers then trust the hospital with who
+                       neighbours whom, and a peer's floor is checked against the roster's
+                       size, not the set summed (docs/threat-model.md, "Sparse rounds")
   --timeout SEC        how long each phase may take (default: ${DEFAULT_TIMEOUT_SECONDS})
   --join-timeout SEC   how long to wait for the peers to connect (default: --timeout if
                        given, else 600)

@@ -70,7 +70,8 @@ export interface SparseChoice {
  * whatever their floors; from K/2 + 2 on, every member needs confirmed
  * neighbours on both sides, and a group that finishes must reach around
  * the ring of the n its members signed (docs/threat-model.md, "Sparse
- * rounds"). `auto` already picks T above it (K = 16, T = 11 at n = 100).
+ * rounds"). `auto` picks T above it from 40 peers on (K = 8, T = 6 at
+ * n = 40; K = 16, T = 11 at n = 100), and K = 2 or 4 with T = K/2 + 1 below.
  */
 export function defaultSparseThreshold(neighbors: number): number {
   return Math.min(neighbors / 2 + 2, neighbors + 1);
@@ -81,7 +82,8 @@ export function defaultSparseThreshold(neighbors: number): number {
  * or undefined for the complete graph (no flag). `auto` takes K and T from
  * lib/protocol/graph_parameters.ts for `peers` and the assumed fractions
  * (default 5 % colluders, 5 % dropouts); a given K takes `threshold` or, if
- * none, {@linkcode defaultSparseThreshold}. A `threshold` given with
+ * none, {@linkcode defaultSparseThreshold} (for K = 2 that is 3: every
+ * neighbour must confirm). A `threshold` given with
  * either must meet 2T > K + 1 and T ≤ K + 1, the rule every peer checks.
  * Throws TermsError naming the flag.
  */

@@ -59,10 +59,11 @@ Options:
   --seed S           seed of the data and of who drops out, 0 to 4294967295 (default: random,
                      printed so a run can be replayed); keys and masks always use Web Crypto
   --neighbors K|auto sparse pairing: each peer pairs with K neighbours (even) in a Harary graph,
-                     threshold T per neighbourhood (2T > K + 1; default K/2 + 2); auto picks K
-                     and T for N, 5 % colluders and 5 % dropouts (failure below 2^-40); default:
-                     complete graph. Peers then trust the hospital with the neighbourhoods, and
-                     the floors hold only roughly
+                     threshold T per neighbourhood (2T > K + 1; a given K defaults to K/2 + 2);
+                     auto picks K and T for N, 5 % colluders and 5 % dropouts (failure below
+                     2^-40); default: complete graph. Peers then trust the hospital with the
+                     neighbourhoods, and a peer's floor is checked against the roster's size,
+                     not the set summed
   --uploads U        masked inputs the hospital admits at once (its --uploads; default: as
                      many vectors as fit in 64 MiB, at least 2)
   --cpu-prof DIR     write V8 CPU profiles of the hospital and of every worker into DIR

@@ -158,12 +158,12 @@
  * The sparse CONFIRM's signed place (§18.3; review 9's F2 and F3), in
  * tests/protocol/sparse_place_test.ts:
  *   P40 a neighbour counts only if it signed this peer's n        → "P40, H38: a victim told a larger n",
- *                                                                   "P40, P41: in the partition",
- *                                                                   "review 9's partition"
+ *                                                                   "P40, P41: in the partition"
  *   P41 … and the position this peer's START gives it             → "P41: a neighbour shown one place",
  *                                                                   "P40, P41: in the partition"
- *   H38 the hospital verifies each CONFIRM over the n and the     → "P40, H38: a victim told a larger n"
- *       position its own START gave the sender
+ *   H38 the hospital verifies each CONFIRM over the n and the     → "P40, H38: a victim told a larger n",
+ *       position its own START gave the sender                      "H38: the honest hospital drops
+ *                                                                   review 9's nine"
  * Receipt guards (lib/receipt.ts), in tests/receipt_verify_test.ts:
  *   R1  each attestation's signature, from a member of the set,   → "attestations, self seeds and
  *       one value per segment below its modulus                     mask secrets are each checked",

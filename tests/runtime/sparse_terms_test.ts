@@ -27,6 +27,9 @@ Deno.test("--neighbors K with a threshold keeps it, down to K/2 + 1 and not belo
   );
 });
 
-Deno.test("--neighbors auto still takes its own T (fcp's row for 100 peers: 16, 11)", () => {
+Deno.test("--neighbors auto takes its own T: K/2 + 1 below 40 peers, above it from 40 on", () => {
+  // docs/threat-model.md (sparse item 4) states this boundary.
+  assert.deepEqual(sparseGraphOption("auto", { peers: 39 }), { neighbors: 4, threshold: 3 });
+  assert.deepEqual(sparseGraphOption("auto", { peers: 40 }), { neighbors: 8, threshold: 6 });
   assert.deepEqual(sparseGraphOption("auto", { peers: 100 }), { neighbors: 16, threshold: 11 });
 });

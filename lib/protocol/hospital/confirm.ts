@@ -37,7 +37,7 @@ export class ConfirmState extends HospitalState {
     const fields = confirmFields(
       ctx.session,
       ctx.startHash,
-      ctx.graph ? { size: ctx.roster.length, position: ctx.graph.position(from) } : undefined,
+      ctx.graph ? { size: ctx.graph.order.length, position: ctx.graph.position(from) } : undefined,
     );
     if (!(await verify(ctx.verifyKeys.get(from)!, message.signature, "confirm", fields))) {
       return await this.lost(from, "its confirmation does not verify");
