@@ -17,6 +17,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { isPublicKey } from "../../crypto/agreement.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import type { Message, Participant } from "../../wire/messages.ts";
@@ -79,6 +80,7 @@ export class AdvertiseKeysState extends HospitalState {
   readonly phase = "advertise";
   #joined = new Map<string, Participant>();
   #answered = new Set<string>();
+  readonly #awaited = new Awaited([...this.ctx.invitees.keys()]);
 
   protected override member(name: string): boolean {
     return this.ctx.invitees.has(name);
@@ -119,7 +121,7 @@ export class AdvertiseKeysState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return [...this.ctx.invitees.keys()].some((n) => this.ctx.live(n) && !this.#answered.has(n));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#answered.has(n));
   }
 
   async timeout(): Promise<HospitalState> {

@@ -25,6 +25,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { isAttestedShape } from "../../crypto/linear_check.ts";
 import { verify } from "../../crypto/signing.ts";
 import { toHex } from "../../encoding.ts";
@@ -48,10 +49,12 @@ export class AttestState extends HospitalState {
   #attested = new Map<string, Attestation>();
   /** Members that will not attest: gone, aborted, or sent one that did not verify. */
   #out = new Set<string>();
+  readonly #awaited: Awaited;
 
   constructor(ctx: HospitalContext, published: Published) {
     super(ctx);
     this.#published = published;
+    this.#awaited = new Awaited(published.set);
   }
 
   /** Ends at once if no live member is left to attest. */
@@ -100,7 +103,7 @@ export class AttestState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.#published.set.some((n) =>
+    return this.#awaited.any((n) =>
       this.ctx.live(n) && !this.#attested.has(n) && !this.#out.has(n)
     );
   }

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { verify } from "../../crypto/signing.ts";
 import type { Message } from "../../wire/messages.ts";
 import { confirmFields } from "../transcript.ts";
@@ -28,6 +29,7 @@ import { abortRound, HospitalState } from "./state.ts";
 export class ConfirmState extends HospitalState {
   readonly phase = "confirm";
   #confirmed = new Map<string, Uint8Array>();
+  readonly #awaited = new Awaited(this.ctx.roster.map((p) => p.name));
 
   protected async collect(from: string, message: Message): Promise<HospitalState> {
     if (message.type !== "confirm") return this;
@@ -47,7 +49,7 @@ export class ConfirmState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.ctx.roster.some((p) => this.ctx.live(p.name) && !this.#confirmed.has(p.name));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#confirmed.has(n));
   }
 
   timeout(): Promise<HospitalState> {

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { verify } from "../../crypto/signing.ts";
 import type { Message } from "../../wire/messages.ts";
 import { consistencyFields, viewFields } from "../transcript.ts";
@@ -32,6 +33,7 @@ export class ConsistencyState extends HospitalState {
   readonly phase = "consistency";
   #holders: readonly string[];
   #survivors: readonly string[];
+  readonly #awaited: Awaited;
   #sum: Float64Array;
   #signatures = new Map<string, Uint8Array>();
 
@@ -44,6 +46,7 @@ export class ConsistencyState extends HospitalState {
     super(ctx);
     this.#holders = holders;
     this.#survivors = survivors;
+    this.#awaited = new Awaited(this.#survivors);
     this.#sum = sum;
   }
 
@@ -86,7 +89,7 @@ export class ConsistencyState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.#survivors.some((n) => this.ctx.live(n) && !this.#signatures.has(n));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#signatures.has(n));
   }
 
   timeout(): Promise<HospitalState> {

@@ -51,6 +51,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { addSegmentsInto, isSegmentedFieldVector } from "../../field.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import { vectorDigest } from "../../crypto/digest.ts";
@@ -98,6 +99,7 @@ function sendProceed(ctx: HospitalContext, name: string): void {
 export class MaskedInputState extends HospitalState {
   readonly phase = "input";
   #expected: readonly string[];
+  readonly #awaited: Awaited;
   #members: ReadonlySet<string>;
   /** The partner bitmap every sender must sign: the peers expected here (complete graph). */
   #partners: string;
@@ -117,6 +119,7 @@ export class MaskedInputState extends HospitalState {
   constructor(ctx: HospitalContext, expected: readonly string[], admitted: boolean) {
     super(ctx);
     this.#expected = expected;
+    this.#awaited = new Awaited(this.#expected);
     this.#members = new Set(expected);
     this.#partners = ctx.graph ? "" : partnerBitmap(ctx.roster.map((p) => p.name), expected);
     this.#sum = new Float64Array(ctx.layout.dimension);
@@ -235,7 +238,7 @@ export class MaskedInputState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.#expected.some((n) => this.ctx.live(n) && !this.#complete.has(n));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#complete.has(n));
   }
 
   async timeout(): Promise<HospitalState> {

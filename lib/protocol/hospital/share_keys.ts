@@ -18,6 +18,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import type { Message, MessageOf } from "../../wire/messages.ts";
 import { admitAllAhead, MaskedInputState } from "./masked_input.ts";
 import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
@@ -26,12 +27,14 @@ import { abortRound, type HospitalContext, HospitalState } from "./state.ts";
 export class ShareKeysState extends HospitalState {
   readonly phase = "share";
   #confirmed: readonly string[];
+  readonly #awaited: Awaited;
   #members: ReadonlySet<string>;
   #sealed = new Map<string, Map<string, Uint8Array>>();
 
   constructor(ctx: HospitalContext, confirmed: readonly string[]) {
     super(ctx);
     this.#confirmed = confirmed;
+    this.#awaited = new Awaited(this.#confirmed);
     this.#members = new Set(confirmed);
   }
 
@@ -59,7 +62,7 @@ export class ShareKeysState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.#confirmed.some((n) => this.ctx.live(n) && !this.#sealed.has(n));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#sealed.has(n));
   }
 
   timeout(): Promise<HospitalState> {

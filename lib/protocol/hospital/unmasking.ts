@@ -34,6 +34,7 @@
  * @module
  */
 
+import { Awaited } from "./awaited.ts";
 import { importPublicKey, pairwiseSeed } from "../../crypto/agreement.ts";
 import { rebuildMaskKey } from "../../crypto/mask_key.ts";
 import { applyMask, pairSign } from "../../crypto/masks.ts";
@@ -49,6 +50,7 @@ export class UnmaskingState extends HospitalState {
   #holders: readonly string[];
   #survivors: readonly string[];
   #signers: readonly string[];
+  readonly #awaited: Awaited;
   #sum: Float64Array;
   #reveals = new Map<string, Map<string, Float64Array>>();
 
@@ -63,6 +65,7 @@ export class UnmaskingState extends HospitalState {
     this.#holders = holders;
     this.#survivors = survivors;
     this.#signers = signers;
+    this.#awaited = new Awaited(this.#signers);
     this.#sum = sum;
   }
 
@@ -104,7 +107,7 @@ export class UnmaskingState extends HospitalState {
   }
 
   protected waiting(): boolean {
-    return this.#signers.some((n) => this.ctx.live(n) && !this.#reveals.has(n));
+    return this.#awaited.any((n) => this.ctx.live(n) && !this.#reveals.has(n));
   }
 
   async timeout(): Promise<HospitalState> {
