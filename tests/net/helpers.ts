@@ -6,6 +6,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import * as x509 from "@peculiar/x509";
 import { AuthError } from "../../lib/errors.ts";
 import { isPartyName } from "../../lib/names.ts";
@@ -340,4 +341,25 @@ export function within<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> 
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+/** One echo exchange between an honest peer and the hospital. */
+export async function honestExchange(
+  pki: Pki,
+  server: TestServer,
+  name: string,
+  signal: AbortSignal,
+  rounds = 1,
+): Promise<void> {
+  using pair = await pairUp(pki, server.server, name, signal);
+  for (let i = 0; i < rounds; i++) {
+    await pair.client.write(new Uint8Array([i & 0xff, 1]), signal);
+    const got = await pair.accepted.readFrame(signal);
+    await pair.accepted.write(got, signal);
+    assert.deepEqual(await pair.client.readFrame(signal), new Uint8Array([i & 0xff, 1]));
+    if (i === 0) {
+      pair.accepted.raiseLimit();
+      pair.client.raiseLimit();
+    }
+  }
 }
