@@ -239,7 +239,7 @@ Deno.test("sumshare run --scale passes the scale to every party and sums decimal
   assert.match(stdout, /match: yes/);
 });
 
-Deno.test("hospital --neighbors auto shows the K and T it chose (fcp's row for 100 peers: 16, 11)", async () => {
+Deno.test("hospital --neighbors auto shows the K and T it chose (100 peers: 18, 13)", async () => {
   const pki = await makePki(["hospital"]);
   try {
     const [deno, ...args] = cliCommand();
@@ -259,7 +259,7 @@ Deno.test("hospital --neighbors auto shows the K and T it chose (fcp's row for 1
     const err = new TextDecoder().decode(out.stderr);
     assert.match(
       err,
-      /sparse pairing: each peer pairs with 16 neighbours, threshold 11 per neighbourhood \(chosen for 100 peers, 5 % colluders and 5 % dropouts\)/,
+      /sparse pairing: each peer pairs with 18 neighbours, threshold 13 per neighbourhood \(chosen for 100 peers, 5 % colluders and 5 % dropouts\)/,
     );
   } finally {
     await removeDir(pki);

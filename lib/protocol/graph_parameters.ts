@@ -13,23 +13,29 @@
  *    dropped) peers at two places of the ring; by a union bound over the
  *    n(n − K − 1)/2 pairs of places, (c + d)^(K) / n^(K) (falling powers).
  * 2. t1 = the least x with P(colluders among K neighbours > x) < 2^-41 / n
- *    (hypergeometric: K drawn from n of which c collude); with the
- *    consistency checks a hospital could combine two neighbours' views, so
- *    T must also exceed (t1 + K)/2: t1 := ⌈(t1 + K − 1.25)/2⌉. A peer here
- *    holds a share of its own secrets (its window's T counts itself), and
- *    the first t1 counts colluders among its K neighbours only, so T − 1
- *    colluders beside a victim whose honest neighbours the hospital
- *    reports unconfirmed already make T with the victim's own reveal: T − 1
- *    must exceed the first t1 as well. That changes one of fcp's rows, n =
- *    10 at 33 % colluders (K = 4, T = 4 became K = 6, T = 5), where 3
- *    colluders are 3 of a victim's 4 neighbours with probability 1/21.
+ *    (hypergeometric: K drawn from n of which c collude). A peer here holds
+ *    a share of its own secrets (its window's K + 1 holders include it, and
+ *    it reveals its own self-seed share when it survives), which fcp's
+ *    bound leaves out, so T is raised twice over fcp's:
+ *    - two conflicting views of a window: a hospital that tells some honest
+ *      holders the owner survived and others that it dropped gets T shares
+ *      of each kind (the owner's own self-seed share with the first) unless
+ *      2T > K + 1 + colluders, so t1 := ⌈(t1 + K + 1 − 1.25)/2⌉ (fcp: K for
+ *      K + 1);
+ *    - an owner whose honest neighbours are reported unconfirmed goes on
+ *      with T − 1 colluders and itself, so T − 1 must exceed the first t1
+ *      too (this only binds when colluders may fill nearly a window).
+ *    It changes fcp's rows where these matter, n = 100 at 5 % among them
+ *    (K = 16, T = 11 became K = 18, T = 13; review 13), not n = 1,000 or
+ *    10,000 at 5 %.
  * 3. t2 = the least x with P(survivors among K neighbours ≤ x) ≥ 2^-20 / n
  *    (K drawn from n of which n − d survive).
  * 4. Accept if t2 > t1, with T = max(t1 + 1, 2).
  *
  * So, under the assumed fractions (colluders and dropouts a uniformly random
- * subset of the roster, independent of the permutation), no peer has T − 1
- * colluders among its K neighbours and the honest survivors stay connected
+ * subset of the roster, independent of the permutation), no peer has
+ * colluders among its K neighbours enough for either attack of step 2
+ * (2T − K − 1, or T − 1) and the honest survivors stay connected
  * except with probability below 2^-40; and a round fails for lack of T survivors in some
  * neighbourhood with probability below 2^-20.
  *
@@ -157,8 +163,8 @@ function thresholdFor(
   const draw = new Hypergeometric(n, k);
   const colluderBound = draw.upperQuantile(2 ** -SECURITY_BITS / n, colluding);
   const t2 = draw.lowerQuantile(2 ** -CORRECTNESS_BITS / n, n - dropouts);
-  // Step 2, then step 2's own-share correction: T − 1 > colluderBound.
-  const t1 = Math.max(Math.ceil((colluderBound + k - 1.25) / 2), colluderBound + 1);
+  // Step 2: 2T > K + 1 + colluderBound (the window's K + 1 holders), and T − 1 > colluderBound.
+  const t1 = Math.max(Math.ceil((colluderBound + k + 1 - 1.25) / 2), colluderBound + 1);
   if (t2 <= t1) return undefined;
   return Math.max(t1 + 1, 2);
 }

@@ -70,8 +70,8 @@ export interface SparseChoice {
  * whatever their floors; from K/2 + 2 on, every member needs confirmed
  * neighbours on both sides, and a group that finishes must reach around
  * the ring of the n its members signed (docs/threat-model.md, "Sparse
- * rounds"). `auto` picks T above it from 40 peers on (K = 8, T = 6 at
- * n = 40; K = 16, T = 11 at n = 100), and K = 2 or 4 with T = K/2 + 1 below.
+ * rounds"). `auto` picks T above it from 20 peers on (K = 6, T = 5 at
+ * n = 20; K = 18, T = 13 at n = 100), and K = 2, T = 2 below.
  */
 export function defaultSparseThreshold(neighbors: number): number {
   return Math.min(neighbors / 2 + 2, neighbors + 1);

@@ -2,8 +2,8 @@
  * The sparse-graph parameter finder (lib/protocol/graph_parameters.ts)
  * against fcp/secagg's graph_parameter_finder_test.cc rows for its
  * SEMI_MALICIOUS_SERVER class (the consistency-checked setting): the degree
- * and threshold for each (n, colluder fraction, dropout fraction), one row
- * raised where a peer's share of its own secrets needs it (see the row).
+ * and threshold for each (n, colluder fraction, dropout fraction), raised
+ * where a peer's share of its own secrets needs it (see the rows).
  *
  * @module
  */
@@ -13,24 +13,26 @@ import { GraphParameterError, graphParameters } from "../../lib/protocol/graph_p
 
 /** [n, colluders, dropouts, K, T] */
 const ROWS: [number, number, number, number, number][] = [
-  // The rows issue 10 quotes: 5 % colluders, 5 % dropouts.
-  [100, 0.05, 0.05, 16, 11],
+  // The rows issue 10 quotes: 5 % colluders, 5 % dropouts. fcp: 16, 11 at
+  // 100. Here a peer holds a share of its own secrets, so two conflicting
+  // views of a window need 2T > K + 1 + colluders (fcp counts K), and T − 1
+  // colluders must be as unlikely as fcp's T: rows where either binds are
+  // raised over fcp's (lib/protocol/graph_parameters.ts, step 2).
+  [100, 0.05, 0.05, 18, 13],
   [1000, 0.05, 0.05, 52, 37],
   [10000, 0.05, 0.05, 62, 44],
   [100, 0.3, 0.3, 92, 62],
-  [1000, 0.3, 0.3, 872, 584],
-  [10000, 0.3, 0.3, 4822, 3230],
+  [1000, 0.3, 0.3, 876, 587], // fcp: 872, 584
+  [10000, 0.3, 0.3, 4832, 3237], // fcp: 4822, 3230
   [10, 0.05, 0.33, 8, 5],
-  [100, 0.05, 0.33, 72, 39],
+  [100, 0.05, 0.33, 74, 41], // fcp: 72, 39
   [1000, 0.05, 0.33, 398, 223],
   [10000, 0.05, 0.33, 746, 420],
-  // fcp: K = 4, T = 4. Here a peer holds a share of its own secrets, so T − 1
-  // colluders among its neighbours must be as unlikely as fcp's T (3 of
-  // them are 3 of its 4 neighbours with probability 1/21): K = 6, T = 5.
-  [10, 0.33, 0.05, 6, 5],
-  [100, 0.33, 0.05, 42, 37],
-  [1000, 0.33, 0.05, 132, 109],
-  [10000, 0.33, 0.05, 178, 146],
+  // fcp: 4, 4 (3 colluders are 3 of a victim's 4 neighbours with probability 1/21).
+  [10, 0.33, 0.05, 6, 6],
+  [100, 0.33, 0.05, 44, 39], // fcp: 42, 37
+  [1000, 0.33, 0.05, 138, 114], // fcp: 132, 109
+  [10000, 0.33, 0.05, 180, 148], // fcp: 178, 146
 ];
 
 for (const [n, colluders, dropouts, k, t] of ROWS) {
@@ -45,6 +47,11 @@ for (const [n, colluders, dropouts, k, t] of ROWS) {
     const c = Math.floor(colluders * n + 1e-9);
     const [hits, draws] = colludersAtLeast(found.threshold - 1, n - 1, c, found.neighbors);
     assert.ok(hits * BigInt(n) * 2n ** 41n < draws, `P(≥ T − 1 colluders) = ${hits}/${draws}`);
+    // Nor 2T − K − 1: enough for two conflicting views of a window, each
+    // gathering T shares of its kind (the owner's own among them).
+    const views = 2 * found.threshold - found.neighbors - 1;
+    const [both, all] = colludersAtLeast(views, n - 1, c, found.neighbors);
+    assert.ok(both * BigInt(n) * 2n ** 41n < all, `P(≥ 2T − K − 1 colluders) = ${both}/${all}`);
   });
 }
 

@@ -27,9 +27,9 @@ Deno.test("--neighbors K with a threshold keeps it, down to K/2 + 1 and not belo
   );
 });
 
-Deno.test("--neighbors auto takes its own T: K/2 + 1 below 40 peers, above it from 40 on", () => {
+Deno.test("--neighbors auto takes its own T: K/2 + 1 below 20 peers, above it from 20 on", () => {
   // docs/threat-model.md (sparse item 4) states this boundary.
-  assert.deepEqual(sparseGraphOption("auto", { peers: 39 }), { neighbors: 4, threshold: 3 });
-  assert.deepEqual(sparseGraphOption("auto", { peers: 40 }), { neighbors: 8, threshold: 6 });
-  assert.deepEqual(sparseGraphOption("auto", { peers: 100 }), { neighbors: 16, threshold: 11 });
+  assert.deepEqual(sparseGraphOption("auto", { peers: 19 }), { neighbors: 2, threshold: 2 });
+  assert.deepEqual(sparseGraphOption("auto", { peers: 20 }), { neighbors: 6, threshold: 5 });
+  assert.deepEqual(sparseGraphOption("auto", { peers: 100 }), { neighbors: 18, threshold: 13 });
 });
