@@ -34,11 +34,15 @@
  *   node:tls would keep each, TLS state and all, until its own 120 s
  *   handshake timer fired, so that timer is turned off (this listener's
  *   timer does the job and is cleared on refusal).
- * So with the defaults (256 and 1,024): at most 256 × ~45 KiB + 1,024 ×
- * (~45 KiB + 32 KiB) ≈ 90 MiB, whatever strangers and waiting parties send.
- * (A stranger's half-sent TLS record adds up to ~18 KiB while it is held.)
- * (tests/net/crowd_test.ts: 500 idle strangers and 200 waiting parties each
- * holding half a 16 KiB frame grew the hospital by 20–29 MiB;
+ * So with the defaults (256 and 1,024): at most 256 × ~45 KiB of strangers
+ * and 1,024 authorized connections, each with its TLS state (about 130 KiB
+ * for an established mutual-TLS connection in Deno 2.9.6's node:tls,
+ * docs/performance.md) and at most 32 KiB of frame: about 175 MiB, whatever
+ * strangers and waiting parties send. (A stranger's half-sent TLS record
+ * adds up to ~18 KiB while it is held.) (tests/net/crowd_test.ts, the
+ * hospital in a process of its own: 500 idle strangers and 200 waiting
+ * parties each holding half a 16 KiB frame grew it by 51–64 MiB, the
+ * runtime's own growth included;
  * tests/outsiders_test.ts: a `sumshare hospital` flooded with 500 idle
  * connections, 100 half-sent TLS records and 60 refused clients peaked
  * 26–31 MiB above its idle RSS, holding at most 256 of them.) An accepted

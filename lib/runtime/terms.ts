@@ -71,7 +71,7 @@ export interface SparseChoice {
  * neighbours on both sides, and a group that finishes must reach around
  * the ring of the n its members signed (docs/threat-model.md, "Sparse
  * rounds"). `auto` picks T above it from 20 peers on (K = 6, T = 5 at
- * n = 20; K = 18, T = 13 at n = 100), and K = 2, T = 2 below.
+ * n = 20; K = 18, T = 13 at n = 100), and K = 2, T = 2 from 4 to 19.
  */
 export function defaultSparseThreshold(neighbors: number): number {
   return Math.min(neighbors / 2 + 2, neighbors + 1);

@@ -5,7 +5,8 @@
  * allocate meanwhile (once 88 MiB against a bound of 64 under load). Here
  * it is this listener's alone.
  *
- * Listens with lib/net/server.ts's default limits (handshake timeout 30 s),
+ * Listens with lib/net/server.ts's default limits, but a 30 s handshake
+ * timeout (so that nothing is cut by time while it measures),
  * writes the CA and bob's certificate and key into DIR for the crowd, does
  * one honest exchange (so that code is loaded and caches are filled before
  * the baseline), prints {"port"} as one JSON line, and waits for a line on
