@@ -28,6 +28,7 @@ import {
   runRound,
   sentBy,
   show,
+  sparseTerms,
   startHashOn,
   sumInput,
   sumTerms,
@@ -43,10 +44,6 @@ const [p0, p1, p2, p3, p4] = [0, 1, 2, 3, 4].map(peerName) as [
   string,
   string,
 ];
-
-function sparseTerms(k: number, t: number) {
-  return { ...sumTerms("threshold", t, 2), neighbors: k };
-}
 
 function reason(outcome: unknown): string {
   const o = outcome as { kind?: string; reason?: string } | undefined;

@@ -366,6 +366,11 @@ export function sumTerms(
   return { query: "sum", scale: 0, max: 1_000_000n, maxRows: 1, mode, threshold, minContributors };
 }
 
+/** Terms for a sparse `sum` round: threshold T per window of K neighbours (docs/protocol.md §18). */
+export function sparseTerms(k: number, t: number, minContributors = 2): RoundTerms {
+  return { ...sumTerms("threshold", t, minContributors), neighbors: k };
+}
+
 /** A deterministic input for peer i: a distinct small value. */
 export function sumInput(i: number): Float64Array {
   return Float64Array.of(1000 + 37 * i);

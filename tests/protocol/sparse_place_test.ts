@@ -29,15 +29,11 @@ import {
   runRound,
   sentBy,
   show,
+  sparseTerms,
   sumInput,
-  sumTerms,
 } from "./harness.ts";
 
 const K = 8;
-
-function sparseTerms(k: number, t: number) {
-  return { ...sumTerms("threshold", t, 2), neighbors: k };
-}
 
 /**
  * The window a hospital can give `victim` so that its members are exactly
@@ -68,13 +64,12 @@ async function forgedWindow(
 
 /** The CONFIRM signatures that `names` sent (as the peers sent them), sorted by name. */
 function confirmationsOf(net: Net, names: readonly string[]) {
-  return net.sent
-    .filter((s) => names.includes(s.from) && isMessageFrom(s, s.from, "confirm"))
-    .map((s) => ({
-      name: s.from,
-      signature: (s as { message: MessageOf<"confirm"> }).message.signature,
+  return [...names].sort().flatMap((name) =>
+    (sentBy(net.sent, name, "confirm") as MessageOf<"confirm">[]).map(({ signature }) => ({
+      name,
+      signature,
     }))
-    .sort((x, y) => (x.name < y.name ? -1 : 1));
+  );
 }
 
 Deno.test("P40, H38: a victim told a larger n counts no neighbour (they signed the real n), and the hospital drops it", async () => {

@@ -27,16 +27,13 @@ import {
   type RoundResult,
   runRound,
   show,
+  sparseTerms,
   sumInput,
   sumTerms,
   testPki,
 } from "./harness.ts";
 
 const kind = (e: NetEvent) => ("chunk" in e ? "chunk" : e.message.type);
-
-function sparseTerms(k: number, t: number, minContributors = 2) {
-  return { ...sumTerms("threshold", t, minContributors), neighbors: k };
-}
 
 /** The START each peer was sent, by name. */
 function starts(result: { trace: NetEvent[] }): Map<string, MessageOf<"start">> {
