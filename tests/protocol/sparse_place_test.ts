@@ -16,9 +16,33 @@
  */
 
 import assert from "node:assert/strict";
-import { compareBytes, positionKey, window } from "../../lib/protocol/graph.ts";
+import { compareBytes, positionKey, window, windowBitmap } from "../../lib/protocol/graph.ts";
 import { fromHex } from "../../lib/crypto/bytes.ts";
-import type { MessageOf, Participant } from "../../lib/wire/messages.ts";
+import { sign } from "../../lib/crypto/signing.ts";
+import {
+  generateSessionKeys,
+  importPublicKey,
+  pairwiseSeed,
+  sealingKey,
+  type SessionKeys,
+  sharedSecret,
+} from "../../lib/crypto/agreement.ts";
+import { applyMask, pairSign } from "../../lib/crypto/masks.ts";
+import { openShares, sealShares } from "../../lib/crypto/seal.ts";
+import { combineSecret, splitSecret } from "../../lib/crypto/secret_sharing.ts";
+import { vectorDigest } from "../../lib/crypto/digest.ts";
+import type { Bytes } from "../../lib/crypto/bytes.ts";
+import { randomSeed } from "../../lib/prg.ts";
+import type { Layout } from "../../lib/query.ts";
+import {
+  confirmFields,
+  inputFields,
+  joinFields,
+  seedCommitment,
+  sessionBytes,
+  viewFields,
+} from "../../lib/protocol/transcript.ts";
+import type { Chunk, Message, MessageOf, Participant } from "../../lib/wire/messages.ts";
 import {
   HOSPITAL,
   isMessageFrom,
@@ -31,6 +55,7 @@ import {
   show,
   sparseTerms,
   sumInput,
+  testPki,
 } from "./harness.ts";
 
 const K = 8;
@@ -365,4 +390,231 @@ Deno.test("threat model, sparse item 4 (a limit): a peer's floor bounds n, not t
     assert.ok(hospital.set.every((n) => keep(position.get(n)!)));
     assert.deepEqual([...hospital.result], [plainSum(hospital.set)]);
   }
+});
+
+/** The colluders' part of the item-3 attack: their session keys, and what they sign and seal. */
+class Colluders {
+  readonly keys = new Map<string, SessionKeys>();
+  readonly #signing: Map<string, CryptoKey>;
+
+  constructor(signing: Map<string, CryptoKey>) {
+    this.#signing = signing;
+  }
+
+  /** `e` if it is not a JOIN; else the same JOIN with keys the colluders hold. */
+  async join(e: NetEvent): Promise<NetEvent> {
+    if (e.to !== HOSPITAL || !isMessageFrom(e, e.from, "join")) return e;
+    const keys = await generateSessionKeys();
+    this.keys.set(e.from, keys);
+    const { session } = e.message;
+    const fields = joinFields(session, e.from, keys.seal.publicKey, keys.mask.publicKey);
+    const signature = await sign(this.#signing.get(e.from)!, "join", fields);
+    const message = {
+      ...e.message,
+      sealKey: keys.seal.publicKey,
+      maskKey: keys.mask.publicKey,
+      signature,
+    };
+    return { ...e, message };
+  }
+
+  sign(name: string, purpose: "confirm" | "input" | "consistency", fields: Bytes[]) {
+    return sign(this.#signing.get(name)!, purpose, fields);
+  }
+
+  /** The key that seals what `from` sends `to`, where one of them is a colluder. */
+  async sealKey(colluder: string, other: Participant, session: string, from: string, to: string) {
+    const shared = await sharedSecret(
+      this.keys.get(colluder)!.seal.privateKey,
+      await importPublicKey(other.sealKey),
+    );
+    return sealingKey(shared, sessionBytes(session), from, to);
+  }
+}
+
+Deno.test("threat model, sparse item 3 (a limit): T − 1 colluders from anywhere in the roster, placed in a victim's window, open its input", async () => {
+  // The hospital is trusted with the neighbourhood assignment. This one
+  // builds the victim's window from 5 = T − 1 colluders whose honest places
+  // are nowhere near it, plus three honest fillers it then reports
+  // unconfirmed, as if they had dropped. The colluders (played here with
+  // their certificate keys and session keys the test holds) sign the
+  // places the victim's START gives them, so the victim counts itself and
+  // them, exactly T; it seals its shares to them alone, masks only with
+  // them, and at unmasking reveals its own self-seed share: T shares of its
+  // self seed. The hospital then has the victim's exact input. If this test
+  // stops passing, the assignment has become verifiable and
+  // docs/threat-model.md (sparse item 3) must say so.
+  const peers = 30;
+  const t = 6;
+  const pki = await testPki(peers);
+  const colluding = new Colluders(new Map(pki.peers.map((p) => [p.name, p.signingKey])));
+  const starts = new Starts(peers);
+  const victimIndex = 7;
+  const victim = peerName(victimIndex);
+  let layout: Layout | undefined;
+  let colluders: string[] = [];
+  let forged: Participant[] = [];
+  let hash: Uint8Array = new Uint8Array();
+  let set: string[] = [];
+  let aborted = false;
+  const seen: Partial<Record<string, Message | Chunk>> = {};
+  const place = (name: string) => forged.find((p) => p.name === name)!.position!;
+  const bitmap = (name: string) =>
+    windowBitmap(window(place(name), peers, K), new Set(set.map(place)));
+  const fromHospital = (message: Message): NetEvent => ({ from: HOSPITAL, to: victim, message });
+  const result = await runRound({
+    peers,
+    terms: sparseTerms(K, t),
+    inputs: (i, l) => {
+      if (i === victimIndex) layout = l;
+      return sumInput(i);
+    },
+    tamper: async (e) => {
+      if (e.from !== victim) e = await colluding.join(e);
+      starts.record(e);
+      if (e.from === victim && e.to === HOSPITAL && seen["confirm"]) {
+        // From here on this hospital, not the core, answers the victim.
+        const m = "message" in e ? e.message : e.chunk;
+        seen["message" in e ? e.message.type : "chunk"] = m;
+        const session = starts.byPeer.get(victim)!.session;
+        if ("message" in e && e.message.type === "sealed") {
+          const victimEntry = starts.entries.get(victim)!;
+          const shares = await Promise.all(colluders.map(async (from) => {
+            const x = place(victim) + 1;
+            const pair = {
+              mask: splitSecret(randomSeed(), [x], 1)[0]!.words,
+              self: splitSecret(randomSeed(), [x], 1)[0]!.words,
+            };
+            const key = await colluding.sealKey(from, victimEntry, session, from, victim);
+            return {
+              from,
+              sealed: await sealShares(key, sessionBytes(session), from, victim, pair),
+            };
+          }));
+          return [fromHospital({ type: "shares", session, shares })];
+        }
+        if ("message" in e && e.message.type === "input") {
+          return [fromHospital({ type: "proceed", session })];
+        }
+        if ("chunk" in e) {
+          set = [victim, ...colluders].sort();
+          const inputs = await Promise.all(set.map(async (name) => {
+            if (name === victim) {
+              const { type: _t, session: _s, length: _l, ...statement } =
+                seen["input"] as MessageOf<
+                  "input"
+                >;
+              return { name, ...statement };
+            }
+            const statement = {
+              length: layout!.dimension,
+              digest: await vectorDigest(new Float64Array(layout!.dimension)),
+              seedCommit: await seedCommitment(session, name, randomSeed()),
+              partners: bitmap(name),
+            };
+            const signature = await colluding.sign(
+              name,
+              "input",
+              inputFields(session, hash, statement),
+            );
+            const { length: _l, ...rest } = statement;
+            return { name, ...rest, signature };
+          }));
+          return [fromHospital({ type: "survivors", session, set, inputs })];
+        }
+        if ("message" in e && e.message.type === "consistency") {
+          const own = e.message.signature;
+          const signatures = await Promise.all(set.map(async (name) => ({
+            name,
+            view: bitmap(name),
+            signature: name === victim
+              ? own
+              : await colluding.sign(name, "consistency", viewFields(session, hash, bitmap(name))),
+          })));
+          return [fromHospital({ type: "unmask", session, set, signatures })];
+        }
+        return [];
+      }
+      if (e.from === victim && isMessageFrom(e, victim, "confirm")) seen["confirm"] = e.message;
+      if (e.from !== HOSPITAL || e.to !== victim || !("message" in e)) return [e];
+      const m = e.message;
+      if (m.type === "start") {
+        await starts.all;
+        hash = fromHex(m.rosterHash!);
+        const q = m.participants.find((p) => p.name === victim)!.position!;
+        const distance = (name: string) => {
+          const d = Math.abs(
+            starts.byPeer.get(name)!.participants.find((p) => p.name === name)!.position! - q,
+          );
+          return Math.min(d, peers - d);
+        };
+        // The T − 1 peers farthest from the victim, and three true neighbours as fillers.
+        const others = [...starts.entries.keys()].filter((n) => n !== victim);
+        colluders = others.sort((a, b) => distance(b) - distance(a) || (a < b ? -1 : 1))
+          .slice(0, t - 1).sort();
+        const fillers = m.participants.map((p) => p.name).filter((n) => n !== victim).slice(0, 3);
+        forged = await forgedWindow(
+          m.session,
+          hash,
+          m.size!,
+          victim,
+          [victim, ...colluders, ...fillers].map((n) => starts.entries.get(n)!),
+        );
+        return [{ ...e, message: { ...m, participants: forged } }];
+      }
+      if (m.type === "abort" && !aborted) {
+        // The core dropped the victim (its CONFIRM signs a place the core's
+        // START did not give it); this hospital relays the colluders'
+        // confirmations of the places the forged window gives them instead.
+        aborted = true;
+        const confirmations = await Promise.all(colluders.map(async (name) => ({
+          name,
+          signature: await colluding.sign(
+            name,
+            "confirm",
+            confirmFields(m.session, hash, { size: peers, position: place(name) }),
+          ),
+        })));
+        return [fromHospital({ type: "confirmations", session: m.session, confirmations })];
+      }
+      return m.type === "invite" ? [e] : [];
+    },
+  });
+  const outcome = show(result.peers.get(victim));
+  const honest = starts.byPeer.get(victim)!.participants.map((p) => p.name);
+  for (const name of colluders) assert.ok(!honest.includes(name), `${name} is a true neighbour`);
+  const sealed = seen["sealed"] as MessageOf<"sealed"> | undefined;
+  assert.ok(sealed, `the victim went on past CONFIRMATIONS: ${outcome}`);
+  assert.deepEqual(sealed.shares.map((x) => x.to).sort(), colluders, "it shares with them alone");
+  const reveal = seen["reveal"] as MessageOf<"reveal"> | undefined;
+  assert.ok(reveal, `the victim revealed: ${outcome}`);
+
+  // The hospital and the colluders: the victim's self seed from its own
+  // revealed share and the T − 1 it sealed to the colluders, then its
+  // masked input less that mask and the pairwise masks it shares with them.
+  const session = starts.byPeer.get(victim)!.session;
+  const victimEntry = starts.entries.get(victim)!;
+  const own = reveal.shares.find((s) => s.of === victim && s.kind === "self")!;
+  const selfShares = [{ x: place(victim) + 1, words: own.share }];
+  for (const { to, sealed: box } of sealed.shares) {
+    const key = await colluding.sealKey(to, victimEntry, session, victim, to);
+    const pair = await openShares(key, sessionBytes(session), victim, to, box);
+    selfShares.push({ x: place(to) + 1, words: pair.self });
+  }
+  const selfSeed = combineSecret(selfShares, t);
+  const x = Float64Array.from((seen["chunk"] as Chunk).data);
+  const { segments } = layout!;
+  await applyMask(x, selfSeed, -1, segments);
+  const victimMask = await importPublicKey(victimEntry.maskKey);
+  for (const c of colluders) {
+    const seed = await pairwiseSeed(
+      colluding.keys.get(c)!.mask.privateKey,
+      victimMask,
+      sessionBytes(session),
+      c,
+      victim,
+    );
+    await applyMask(x, seed, pairSign(victim, c) === 1 ? -1 : 1, segments);
+  }
+  assert.deepEqual([...x], [...sumInput(victimIndex)], "the victim's exact input");
 });
