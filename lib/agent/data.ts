@@ -106,7 +106,14 @@ function checkDeclared(
 export function atScale(values: Float64Array, from: number, to: number): Float64Array {
   if (to === from) return values;
   const factor = 10 ** (to - from); // exact: to − from ≤ 15
-  return values.map((v) => v * factor);
+  return values.map((v) => {
+    const scaled = v * factor;
+    // Never a rounded value, even if a caller forgets the bound (the message names no value).
+    if (!Number.isSafeInteger(scaled)) {
+      throw new RangeError(`Cannot rescale: a value at scale ${to} is not exact below 2^53`);
+    }
+    return scaled;
+  });
 }
 
 function csvColumn(text: string, variable: Variable, scale: number) {
@@ -192,8 +199,13 @@ async function versionOf(variable: Variable, values: Float64Array): Promise<stri
 export async function legacyVersions(values: Float64Array, scale: number): Promise<string[]> {
   const versions: string[] = [];
   for (let s = scale; s <= MAX_SCALE; s++) {
-    const scaled = atScale(values, scale, s);
-    if (scaled.some((v) => !(Math.abs(v) < LIMIT))) break;
+    let scaled: Float64Array;
+    try {
+      scaled = atScale(values, scale, s);
+    } catch (error) {
+      if (error instanceof RangeError) break; // not exact at s, nor at any finer scale
+      throw error;
+    }
     const bytes = new Uint8Array(8 + scaled.length * 8);
     const view = new DataView(bytes.buffer);
     view.setUint32(0, s, true);

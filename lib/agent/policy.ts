@@ -74,6 +74,14 @@ export function checkTerms(
         `the histogram's range does not cover ${name}'s declared range (0 to its max)`,
       );
     }
+    // A histogram's bins are not bounded by R, so nothing else keeps the
+    // values at the round's scale exact doubles (data.ts atScale): above
+    // 2^53 they would round, and a row could land in the wrong bin.
+    if (declared > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new PolicyRefusal(
+        `${name}'s declared max at the round's scale ${terms.scale} is above 2^53 − 1, so its values could not be binned exactly`,
+      );
+    }
   } else if (terms.max < declared) {
     throw new PolicyRefusal(`the round's R is below ${name}'s declared max`);
   }

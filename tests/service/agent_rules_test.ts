@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseAgentConfig } from "../../lib/agent/config.ts";
-import { legacyVersions, readVariable } from "../../lib/agent/data.ts";
+import { atScale, legacyVersions, readVariable } from "../../lib/agent/data.ts";
 import { checkContributors, checkTerms, PolicyRefusal } from "../../lib/agent/policy.ts";
 import { AgentState } from "../../lib/agent/state.ts";
 import { toHex } from "../../lib/encoding.ts";
@@ -150,6 +150,17 @@ Deno.test("agent policy: a round that does not cover the declared range is refus
       "histogram",
     );
     refuses(terms("histogram:0:399.99:2", { scale: 2 }), /does not cover/);
+    // Review 15, F4: bins are not bounded by R, so the declared max at the
+    // round's scale must stay below 2^53 for every value to be exact there:
+    // 400.0 at scale 14 is 4·10^16, above; at scale 13, 4·10^15, below.
+    refuses(
+      terms("histogram:0:400:3", { scale: 14, max: 1n }),
+      /above 2\^53 − 1, so its values could not be binned/,
+    );
+    assert.equal(
+      checkTerms(chol, terms("histogram:0:400:3", { scale: 13, max: 1n }), state, now),
+      "histogram",
+    );
     // R and the row limit.
     refuses(terms("sum", { max: 3999n }), /R is below chol's declared max/);
     refuses(terms("count", { max: 10n }), /R is below/);
@@ -246,4 +257,14 @@ Deno.test("agent state: session ids are appended, not rewritten: the state file 
   } finally {
     await removeDir(dir);
   }
+});
+
+Deno.test("agent data: rescaling is exact or refused, never rounded (review 15, F4)", () => {
+  // 333333 · 10^15 is not a double: it would round down by 32768, below a bin edge.
+  assert.throws(
+    () => atScale(Float64Array.of(1, 333_333), 0, 15),
+    (e) => e instanceof RangeError && !e.message.includes("333"),
+  );
+  assert.deepEqual([...atScale(Float64Array.of(1, 333_333), 0, 9)], [1e9, 333_333e9]);
+  assert.deepEqual([...atScale(Float64Array.of(9_007_199_254_740_991), 0, 0)], [2 ** 53 - 1]);
 });
