@@ -197,6 +197,17 @@ Deno.test("a JSON number reads as the same value as its text on a line, or both 
   }
 });
 
+Deno.test("JSON's -0 reads as 0, as on a line (review 15, F1: a vector holding it was refused)", () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  for (const scale of [0, 2]) {
+    for (const text of ["[-0, 5]", "[-0.0, 5]", '["-0", 5]']) {
+      const { values } = dataFromBytes(bytes(text), { scale });
+      assert.ok(Object.is(values[0], 0), `${text} at scale ${scale}`);
+    }
+    assert.ok(Object.is(dataFromBytes(bytes("-0\n5\n"), { scale }).values[0], 0));
+  }
+});
+
 /** Runs `script` (TypeScript) with the compiled binary's permissions, `stdin` piped in. */
 async function runScript(dir: string, script: string, stdin: string) {
   const path = join(dir, "script.ts");

@@ -154,6 +154,22 @@ Deno.test("simulate: a sparse round (--neighbors auto) with dropouts matches ove
   assert.equal(report.survivors, report.expectedSurvivors);
 });
 
+Deno.test("simulate: variance and histogram rounds match on every key the hospital reports (review 15, F2)", async () => {
+  // The hospital's report adds the sum of squares, the exact and sample
+  // variances, both standard deviations and the bin edges; the matcher
+  // refused every such round as a mismatch, so it checked nothing there.
+  for (const query of ["variance", "histogram:0:1048576:5"]) {
+    const run = await simulate(["--peers", "6", "--workers", "1", "--query", query, "--json"]);
+    assert.equal(run.code, 0, `${query}: ${run.err}`);
+    const report = JSON.parse(run.out);
+    assert.equal(report.match, true, query);
+    const keys = query === "variance"
+      ? ["sumOfSquares", "varianceExact", "sampleVariance", "standardDeviation"]
+      : ["binEdges"];
+    for (const key of keys) assert.ok(key in report.result, `${query}: ${key}`);
+  }
+});
+
 Deno.test("simulate: refuses what it cannot run, before starting anything", async () => {
   const cases: [string[], RegExp][] = [
     [["--peers", "10", "--neighbors", "5"], /--neighbors must be even/],
@@ -197,6 +213,26 @@ Deno.test("simulate: the matcher refuses any difference from the plaintext", () 
     const { [key]: _dropped, ...missing } = exact;
     assert.ok(!resultMatches(query, missing, totals), `${spec} missing ${key}`);
     assert.ok(!resultMatches(query, { ...exact, extra: 1 }, totals), `${spec} extra key`);
+    // Every derived key counts too (review 15, F2): one changed is a mismatch.
+    for (const derived of ["varianceExact", "sampleVariance", "binEdges"]) {
+      if (!(derived in exact)) continue;
+      assert.ok(
+        !resultMatches(query, { ...exact, [derived]: "1/3" }, totals),
+        `${spec} ${derived}`,
+      );
+    }
+  }
+  // Review 15, F3: the plaintext variance is the double nearest the exact
+  // fraction. Seed 1's first 171 peers (328 rows) have a numerator past
+  // 2^53; dividing the two rounded doubles gave 87475882294.03465, one ulp
+  // off the nearest, which the hospital reports.
+  {
+    const query = parseQuery("variance", 0);
+    const totals = plaintextTotals(1, Array.from({ length: 171 }, (_, i) => i), query);
+    assert.equal(totals.count, 328n);
+    const n = totals.count * totals.squares - totals.sum * totals.sum;
+    assert.ok(n > 2n ** 53n);
+    assert.equal(plaintextResult(query, totals)["variance"], 87475882294.03464);
   }
   // The plaintext is the data's own sum, not the product's encoding of it.
   const query = parseQuery("sum", 0);
