@@ -490,6 +490,25 @@ export function decodeTotals(layout: Layout, summed: Float64Array): bigint[] {
 }
 
 /**
+ * Whether every exact total of `summed` is at most `members` times its
+ * component's bound. Honest inputs keep each total there, so one past it
+ * means some input broke the terms (or a mask did not cancel): the hospital
+ * publishes no such result and a receipt with one is not valid
+ * (docs/protocol.md §10.9, §17). For a fast-path element the total is the
+ * element; a residue alone can be anything below its modulus, so the
+ * recombined total is what is checked.
+ */
+export function totalsWithinBounds(layout: Layout, summed: Float64Array, members: number): boolean {
+  const totals = decodeTotals(layout, summed);
+  const limit = BigInt(members);
+  let t = 0;
+  for (const { bound, count } of layout.components) {
+    for (let i = 0; i < count; i++, t++) if (totals[t]! > limit * bound) return false;
+  }
+  return true;
+}
+
+/**
  * Whole numbers below 2^53 as `residues` residues each (step 3): all the
  * first residues, then all the second, …; `v % m` is exact in doubles.
  */

@@ -72,7 +72,7 @@ import { isSegmentedFieldVector, P, P_BIG } from "./field.ts";
 import { loadCaCertificate, verifyPartyCertificate } from "./identity.ts";
 import { isPartyName } from "./names.ts";
 import { parseStrictJson } from "./wire/strict_json.ts";
-import { decodeResult, decodeTotals, type Layout, type Query } from "./query.ts";
+import { decodeResult, type Layout, type Query, totalsWithinBounds } from "./query.ts";
 import { vectorDigest } from "./crypto/digest.ts";
 import { bytesEqual, fromHex, lp } from "./crypto/bytes.ts";
 import { verify } from "./crypto/signing.ts";
@@ -840,19 +840,11 @@ export async function verifyStarReceipt(
     ),
     "the DONE signature does not match the set and resultDigest",
   );
-  // Each exact total (a fast-path element, or recombined from its residues)
-  // is at most |set| × its bound, or some input was out of range. For a
-  // fast-path element that is the element itself against |set| × its
-  // element bound; a residue alone can be anything below its modulus, so
-  // its total is what can be checked.
-  const totals = decodeTotals(layout, sum);
-  const limit = BigInt(set.length);
-  let t = 0;
-  for (const { bound, count } of layout.components) {
-    for (let i = 0; i < count; i++, t++) {
-      check(totals[t]! <= limit * bound, "the sum is larger than the set's inputs allow");
-    }
-  }
+  // Each exact total is at most |set| × its bound, or some input was out of range.
+  check(
+    totalsWithinBounds(layout, sum, set.length),
+    "the sum is larger than the set's inputs allow",
+  );
   const statistics = decoded(query, sum, terms.scale, layout);
   check(
     canonicalJson(statistics) === canonicalJson(receipt["result"]),

@@ -164,6 +164,10 @@
  *   H38 the hospital verifies each CONFIRM over the n and the     → "P40, H38: a victim told a larger n",
  *       position its own START gave the sender                      "H38: the honest hospital drops
  *                                                                   review 9's nine"
+ * Found by the spec-only implementation of 2026-12-02 (its hospital published a
+ * sum its own receipt verifier refused):
+ *   H39 every total at most |set| × its bound, else abort, never  → "guard H39"
+ *       DONE (the check a receipt's verifier makes, R-side)
  * Receipt guards (lib/receipt.ts), in tests/receipt_verify_test.ts:
  *   R1  each attestation's signature, from a member of the set,   → "attestations, self seeds and
  *       one value per segment below its modulus                     mask secrets are each checked",
@@ -221,6 +225,7 @@ import {
 import {
   completeTerms,
   HOSPITAL,
+  isMessageFrom,
   type Net,
   type NetEvent,
   peerName,
@@ -1138,4 +1143,37 @@ Deno.test("guard H22: the hospital ignores an attestation from a non-survivor, a
   ) as { message: MessageOf<"attest"> };
   assert.deepEqual(kept.get(p0), original.message.values, "the first attestation counts");
   assert.ok(result.logs.get(HOSPITAL)!.some((l) => l.includes(`second attest from ${p0}`)));
+});
+
+Deno.test("guard H39: a total past |set| × its bound is not published: the round aborts, in both modes", async () => {
+  // p001 adds 10^12 to its masked input, where the terms allow at most R =
+  // 10^6 per row, and signs the new digest, as a peer that skips its own
+  // input check would: every element is still a field element, so nothing
+  // before the sum can tell (the spec-only implementation's hospital saw
+  // such a sum published, and `verify` then refused its receipt). Three
+  // inputs sum to at most 3 · 10^6.
+  for (const mode of ["nofn", "threshold"] as const) {
+    let held: (NetEvent & { message: MessageOf<"input"> }) | undefined;
+    const result = await runRound({
+      peers: 3,
+      terms: sumTerms(mode, mode === "nofn" ? 0 : 2),
+      inputs: sumInput,
+      tamper: async (e, net) => {
+        if (isMessageFrom(e, p1, "input")) {
+          held = e as NetEvent & { message: MessageOf<"input"> };
+          return [];
+        }
+        if (e.from !== p1 || !("chunk" in e) || !held) return [e];
+        const data = Float64Array.of(add(e.chunk.data[0]!, 1e12));
+        const digest = await vectorDigest(data);
+        const m = { ...held.message, digest };
+        const fields = inputFields(m.session, await startHashOn(net), m);
+        const input = { ...m, signature: await sign(keyOf(p1), "input", fields) };
+        return [{ ...held, message: input }, { ...e, chunk: { index: 0, data } }];
+      },
+    });
+    assert.equal(result.hospital.kind, "aborted", `${mode}: ${show(result.hospital)}`);
+    assert.match(show(result.hospital), /larger than the set's inputs allow/);
+    assert.deepEqual(sentBy(result.trace, HOSPITAL, "done"), [], `${mode}: no DONE went out`);
+  }
 });

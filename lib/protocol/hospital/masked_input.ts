@@ -59,6 +59,7 @@ import { type Chunk, CHUNK_ELEMENTS, type Message } from "../../wire/messages.ts
 import { partnerBitmap } from "../partners.ts";
 import { setDigest } from "../graph.ts";
 import { toHex } from "../../encoding.ts";
+import { totalsWithinBounds } from "../../query.ts";
 import { doneFields, inputFields, NO_SEED_COMMIT } from "../transcript.ts";
 import { AttestState } from "./attest.ts";
 import { ConsistencyState } from "./consistency.ts";
@@ -307,6 +308,14 @@ export async function finish(
   result: Float64Array,
   set: readonly string[],
 ): Promise<HospitalState> {
+  // Exact or absent: a total past |set| × its bound is no sum of honest
+  // inputs (some input broke the terms), so it is not published (§10.9).
+  if (!totalsWithinBounds(ctx.layout, result, set.length)) {
+    return abortRound(
+      ctx,
+      "the sum is larger than the set's inputs allow: an input broke the terms",
+    );
+  }
   const resultDigest = await vectorDigest(result);
   // Sparse: no peer sees the whole set; DONE signs its digest and carries it.
   const digestOfSet = ctx.graph ? await setDigest(set) : undefined;
