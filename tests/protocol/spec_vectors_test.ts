@@ -23,7 +23,7 @@ import { rebuildMaskKey } from "../../lib/crypto/mask_key.ts";
 import { openShares, sealShares } from "../../lib/crypto/seal.ts";
 import { combineSecret, splitSecret } from "../../lib/crypto/secret_sharing.ts";
 import { sign, signingInput } from "../../lib/crypto/signing.ts";
-import { toHex } from "../../lib/encoding.ts";
+import { toBase64, toHex } from "../../lib/encoding.ts";
 import { add, addSegmentsInto, fromResidues, mul, P, P2, P3 } from "../../lib/field.ts";
 import { applyMask } from "../../lib/crypto/masks.ts";
 import { decodeTotals, encodeInput, parseQuery, vectorLayout } from "../../lib/query.ts";
@@ -37,12 +37,15 @@ import {
   attestFields,
   confirmFields,
   consistencyFields,
+  doneFields,
   inputFields,
   inviteFields,
   joinFields,
   linearCheckSeed,
   seedCommitment,
+  startHash,
 } from "../../lib/protocol/transcript.ts";
+import { shapeOf } from "../../lib/protocol/terms.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
 import {
   neighbourLists,
@@ -182,6 +185,7 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
   assert.deepEqual([...vectors.keys()].sort(), [
     "chunk-frame",
     "consistency-signing-input",
+    "done-signing-input",
     "input-signing-input",
     "join-signing-input",
     "linear-check",
@@ -194,6 +198,7 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
     "self-seed-commitment",
     "shamir",
     "sparse-graph",
+    "start-hash",
     "terms-invite",
   ]);
 });
@@ -488,12 +493,13 @@ Deno.test("spec vectors: shamir — a secret to its words and shares, and back",
   assert.equal(toHex(combineSecret(fresh.slice(1), threshold)), v.text("secret"));
 });
 
-Deno.test("spec vectors: terms-invite — canonical terms bytes and the invite signing input", () => {
+/** The terms of the vector terms-invite. */
+function inviteTerms(): Terms {
   const v = vector("terms-invite");
   const [joinMs, confirmMs, shareMs, inputMs, consistencyMs, unmaskMs] = v.numbers("deadlines");
   const mode = v.text("mode");
   assert.ok(mode === "nofn" || mode === "threshold");
-  const terms: Terms = {
+  return {
     query: v.text("query"),
     scale: v.int("scale"),
     max: BigInt(v.text("max")),
@@ -512,10 +518,75 @@ Deno.test("spec vectors: terms-invite — canonical terms bytes and the invite s
       unmaskMs: unmaskMs!,
     },
   };
+}
+
+Deno.test("spec vectors: terms-invite — canonical terms bytes and the invite signing input", () => {
+  const v = vector("terms-invite");
+  const terms = inviteTerms();
+  // Terms a peer accepts: its query in canonical spelling (§4.4; the
+  // spec-only implementation found this vector's `-10` refused by the product).
+  const shape = shapeOf(terms);
+  assert.ok(typeof shape !== "string", `the vector's terms are refused: ${shape}`);
   assert.equal(new TextDecoder().decode(termsBytes(terms)), v.text("terms_bytes"));
   assert.equal(
     toHex(signingInput("invite", inviteFields(v.text("session"), terms))),
     v.text("signing_input"),
+  );
+});
+
+Deno.test("spec vectors: start-hash — the START transcript hash of §8.3", async () => {
+  const v = vector("start-hash");
+  assert.equal(v.text("terms"), "the terms of the vector terms-invite");
+  const terms = inviteTerms();
+  const session = v.text("session");
+  // A PEM block around the stand-in DER bytes: startHash hashes the DER it decodes.
+  const pem = (der: Uint8Array) =>
+    `-----BEGIN CERTIFICATE-----\n${toBase64(der)}\n-----END CERTIFICATE-----\n`;
+  const participants = v.list("names").map((name) => ({
+    name,
+    cert: pem(v.hex(`cert_der_${name}`)),
+    sealKey: v.hex(`seal_key_${name}`),
+    maskKey: v.hex(`mask_key_${name}`),
+    signature: v.hex(`join_signature_${name}`),
+  }));
+  // §8.3 by hand: the lp fields in order, then SHA-256.
+  const input = lp(
+    "sumshare/2 start",
+    fromHex(session),
+    termsBytes(terms),
+    ...participants.flatMap((p) => [
+      p.name,
+      v.hex(`cert_der_${p.name}`),
+      p.sealKey,
+      p.maskKey,
+      p.signature,
+    ]),
+  );
+  assert.equal(toHex(input), v.text("hash_input"));
+  const byHand = new Uint8Array(await crypto.subtle.digest("SHA-256", input));
+  assert.equal(toHex(byHand), v.text("start_hash"));
+  assert.equal(toHex(await startHash(session, terms, participants)), v.text("start_hash"));
+});
+
+Deno.test("spec vectors: done-signing-input — the set as names, or a sparse round's setDigest", async () => {
+  const v = vector("done-signing-input");
+  const session = v.text("session");
+  const hash = v.hex("start_hash");
+  const set = v.list("set");
+  const digest = v.text("result_digest");
+  assert.equal(
+    toHex(signingInput("done", doneFields(session, hash, set, digest))),
+    v.text("signing_input"),
+  );
+  assert.equal(
+    toHex(lp("sumshare/2 done", fromHex(session), hash, set.join(","), fromHex(digest))),
+    v.text("signing_input"),
+  );
+  const sd = await setDigest(set);
+  assert.equal(toHex(sd), v.text("set_digest"));
+  assert.equal(
+    toHex(signingInput("done", doneFields(session, hash, sd, digest))),
+    v.text("sparse_signing_input"),
   );
 });
 
