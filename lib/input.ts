@@ -234,7 +234,7 @@ function dataFromJson(bytes: Uint8Array, scale: number): PeerData {
   const values = new Float64Array(data.length);
   data.forEach((item, i) => {
     if (typeof item === "number" && Number.isSafeInteger(item) && Math.abs(item * factor) < LIMIT) {
-      values[i] = item * factor + 0; // + 0: JSON's -0 is 0, as in every other reader (review 15, F1)
+      values[i] = item * factor;
     } else if (typeof item === "number" || typeof item === "string") {
       // Exact: see mayParseInexactly.
       values[i] = scaledNumber(String(item), scale, `item ${i + 1}`);

@@ -214,7 +214,18 @@ Deno.test("simulate: the matcher refuses any difference from the plaintext", () 
     assert.ok(!resultMatches(query, missing, totals), `${spec} missing ${key}`);
     assert.ok(!resultMatches(query, { ...exact, extra: 1 }, totals), `${spec} extra key`);
     // Every derived key counts too (review 15, F2): one changed is a mismatch.
-    for (const derived of ["varianceExact", "sampleVariance", "binEdges"]) {
+    for (
+      const derived of [
+        "mean",
+        "variance",
+        "sumOfSquares",
+        "varianceExact",
+        "sampleVariance",
+        "standardDeviation",
+        "sampleStandardDeviation",
+        "binEdges",
+      ]
+    ) {
       if (!(derived in exact)) continue;
       assert.ok(
         !resultMatches(query, { ...exact, [derived]: "1/3" }, totals),

@@ -99,9 +99,11 @@ function checkDeclared(
 }
 
 /**
- * `values` (at `from` decimal places) at `to` ≥ `from` places. Exact when
- * every result stays below 2^53, which the caller ensures (policy.ts: the
- * round's R covers the declared max at the round's scale, and R < p < 2^52).
+ * `values` (at `from` decimal places) at `to` ≥ `from` places, exactly:
+ * a result at or above 2^53 throws a RangeError rather than round. The
+ * caller keeps every result below that (policy.ts: the round's R covers the
+ * declared max at the round's scale, and R < p < 2^52; a histogram's
+ * declared max at the round's scale is below 2^53).
  */
 export function atScale(values: Float64Array, from: number, to: number): Float64Array {
   if (to === from) return values;

@@ -7,9 +7,13 @@
  * dropouts; nothing cryptographic draws from it (keys, masks and shares use
  * Web Crypto inside the protocol code, as in every round).
  *
- * The plaintext result is computed here on its own, from the query's
+ * The plaintext totals are computed here on their own, from the query's
  * definition in exact integers, not through the product's encoder, so that a
- * wrong encoding or decoding would show as a mismatch.
+ * wrong encoding or decoding would show as a mismatch. Only what is derived
+ * from exact totals for display uses the product's own functions: the
+ * correctly rounded quotient (`nearestNumber`, tested against exact
+ * fractions in tests/service/wide_test.ts) and a histogram's bin edges, which
+ * depend on the query alone.
  *
  * @module
  */

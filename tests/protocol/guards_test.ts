@@ -213,7 +213,7 @@ import {
 import { attestedProducts } from "../../lib/crypto/linear_check.ts";
 import { add, inv, mul, P, P2, sub } from "../../lib/field.ts";
 import { HospitalRound } from "../../lib/protocol/hospital/round.ts";
-import { decodeTotals } from "../../lib/query.ts";
+import { decodeTotals, type Layout } from "../../lib/query.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
 import {
   MAX_DIMENSION,
@@ -1145,35 +1145,72 @@ Deno.test("guard H22: the hospital ignores an attestation from a non-survivor, a
   assert.ok(result.logs.get(HOSPITAL)!.some((l) => l.includes(`second attest from ${p0}`)));
 });
 
-Deno.test("guard H39: a total past |set| × its bound is not published: the round aborts, in both modes", async () => {
-  // p001 adds 10^12 to its masked input, where the terms allow at most R =
-  // 10^6 per row, and signs the new digest, as a peer that skips its own
-  // input check would: every element is still a field element, so nothing
-  // before the sum can tell (the spec-only implementation's hospital saw
-  // such a sum published, and `verify` then refused its receipt). Three
-  // inputs sum to at most 3 · 10^6.
-  for (const mode of ["nofn", "threshold"] as const) {
-    let held: (NetEvent & { message: MessageOf<"input"> }) | undefined;
-    const result = await runRound({
-      peers: 3,
-      terms: sumTerms(mode, mode === "nofn" ? 0 : 2),
-      inputs: sumInput,
-      tamper: async (e, net) => {
-        if (isMessageFrom(e, p1, "input")) {
-          held = e as NetEvent & { message: MessageOf<"input"> };
-          return [];
+/**
+ * A round in which p001 shifts its masked input by `shift` (element by
+ * element, modulo each segment's modulus) and signs the new digest, as a
+ * peer that skips its own input check would: every element is still a
+ * field element, so nothing before the sum can tell.
+ */
+async function shiftedRound(
+  terms: ReturnType<typeof sumTerms>,
+  inputs: (i: number, layout: Layout) => Float64Array,
+  shift: (k: number) => bigint,
+) {
+  let held: (NetEvent & { message: MessageOf<"input"> }) | undefined;
+  let layout: Layout | undefined;
+  return await runRound({
+    peers: 3,
+    terms,
+    inputs: (i, l) => {
+      layout = l;
+      return inputs(i, l);
+    },
+    tamper: async (e, net) => {
+      if (isMessageFrom(e, p1, "input")) {
+        held = e as NetEvent & { message: MessageOf<"input"> };
+        return [];
+      }
+      if (e.from !== p1 || !("chunk" in e) || !held) return [e];
+      const data = Float64Array.from(e.chunk.data);
+      for (const { start, length, modulus } of layout!.segments) {
+        for (let k = start; k < start + length; k++) {
+          data[k] = Number((BigInt(data[k]!) + shift(k)) % BigInt(modulus));
         }
-        if (e.from !== p1 || !("chunk" in e) || !held) return [e];
-        const data = Float64Array.of(add(e.chunk.data[0]!, 1e12));
-        const digest = await vectorDigest(data);
-        const m = { ...held.message, digest };
-        const fields = inputFields(m.session, await startHashOn(net), m);
-        const input = { ...m, signature: await sign(keyOf(p1), "input", fields) };
-        return [{ ...held, message: input }, { ...e, chunk: { index: 0, data } }];
-      },
-    });
+      }
+      const m = { ...held.message, digest: await vectorDigest(data) };
+      const fields = inputFields(m.session, await startHashOn(net), m);
+      const input = { ...m, signature: await sign(keyOf(p1), "input", fields) };
+      return [{ ...held, message: input }, { ...e, chunk: { index: 0, data } }];
+    },
+  });
+}
+
+Deno.test("guard H39: a total past |set| × its bound is not published: the round aborts, in both modes", async () => {
+  // p001 adds 10^12 where the terms allow at most R = 10^6 per row: three
+  // inputs sum to at most 3 · 10^6. (The spec-only implementation's
+  // hospital saw such a sum published, and `verify` then refused its receipt.)
+  for (const mode of ["nofn", "threshold"] as const) {
+    const terms = sumTerms(mode, mode === "nofn" ? 0 : 2);
+    const result = await shiftedRound(terms, sumInput, () => 10n ** 12n);
     assert.equal(result.hospital.kind, "aborted", `${mode}: ${show(result.hospital)}`);
     assert.match(show(result.hospital), /larger than the set's inputs allow/);
     assert.deepEqual(sentBy(result.trace, HOSPITAL, "done"), [], `${mode}: no DONE went out`);
   }
+  // At the bound itself the round goes on (review 16: `>=` for `>` passed):
+  // every input at R, so the total is exactly |set| × B.
+  const full = await runRound({
+    peers: 3,
+    terms: sumTerms("nofn"),
+    inputs: () => Float64Array.of(1_000_000),
+  });
+  assert.equal(full.hospital.kind, "done", show(full.hospital));
+  if (full.hospital.kind === "done") assert.deepEqual([...full.hospital.result], [3_000_000]);
+  // A total carried in residues is checked too: Σx² (bound M·R² = 10^16 a
+  // peer, past p1 for 3 peers) shifted by 4 · 10^16 in every residue.
+  const residues = await shiftedRound(residueTerms("nofn"), residueInput, (k) => {
+    const squares = 1; // the component Σx², after Σx: its residues are elements 1 and 2
+    return k === squares || k === squares + 1 ? 4n * 10n ** 16n : 0n;
+  });
+  assert.equal(residues.hospital.kind, "aborted", show(residues.hospital));
+  assert.match(show(residues.hospital), /larger than the set's inputs allow/);
 });
