@@ -28,6 +28,7 @@
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import { FieldStream } from "../lib/prg.ts";
 import { createConsortium, writeConsortium } from "../lib/pki.ts";
 import { parseSimulateOptions } from "../lib/simulate/options.ts";
@@ -412,6 +413,7 @@ async function simulateTable(): Promise<string[]> {
 }
 
 const dir = await Deno.makeTempDir({ prefix: "sumshare-bench-" });
+const release = cleanUpOnInterrupt(() => removeDir(dir));
 try {
   await writeConsortium(dir, await createConsortium(["hospital", ...names(50)]));
   // Warm up the TLS and crypto paths so the limit is not charged for first use.
@@ -490,4 +492,5 @@ try {
   if (flags.out) await Deno.writeTextFile(flags.out, lines.join("\n") + "\n");
 } finally {
   await removeDir(dir);
+  release();
 }

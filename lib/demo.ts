@@ -8,6 +8,7 @@
  */
 
 import { unstamped } from "./log.ts";
+import { cleanUpOnInterrupt } from "./interrupt.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatScaled, parseScaled } from "./decimal.ts";
@@ -116,6 +117,10 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
 
   const dir = await Deno.makeTempDir({ prefix: "sumshare-demo-" });
   const parties: Party[] = [];
+  const release = cleanUpOnInterrupt(async () => {
+    for (const p of parties) tryKill(p.child);
+    await Deno.remove(dir, { recursive: true });
+  });
   try {
     await writeConsortium(dir, await createConsortium(["hospital", ...names]));
     say("demo", `made a throwaway PKI for hospital, ${names.join(", ")} in ${dir}`);
@@ -232,6 +237,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     for (const p of parties) tryKill(p.child);
     await Promise.allSettled(parties.map((p) => p.child.status));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    release();
   }
 }
 

@@ -18,6 +18,7 @@ import { RoundAbortedError } from "../errors.ts";
 import { parseHostPort } from "../names.ts";
 import { createConsortium, writeConsortium } from "../pki.ts";
 import { dimension } from "../query.ts";
+import { cleanUpOnInterrupt } from "../interrupt.ts";
 import { Child } from "./child.ts";
 import { MAX_ROWS, plaintextResult, plaintextTotals, resultMatches, VALUE_LIMIT } from "./data.ts";
 import type { SimulateOptions } from "./options.ts";
@@ -197,6 +198,10 @@ export async function simulate(
       : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`];
   // Created 0700: the folder holds every party's private key.
   const dir = await Deno.makeTempDir({ prefix: "sumshare-simulate-" });
+  const release = cleanUpOnInterrupt(async () => {
+    for (const child of children) child.kill();
+    await Deno.remove(dir, { recursive: true });
+  });
   try {
     await Deno.chmod(dir, 0o700);
     let started = performance.now();
@@ -340,5 +345,6 @@ export async function simulate(
     for (const child of children) child.kill();
     await Promise.allSettled(children.map((c) => c.finish()));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    release();
   }
 }
