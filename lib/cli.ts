@@ -267,6 +267,9 @@ Options:
 
 const HELP_FLAG = { help: { type: "boolean", short: "h" } } as const;
 
+/** The commands {@linkcode main} runs, each with a help page of its own. */
+const KNOWN_COMMANDS = new Set(["hospital", "peer", "ask", "certs", "run", "simulate", "verify"]);
+
 /** Runs the CLI and returns the exit code. */
 export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promise<number> {
   const [command, ...rest] = args;
@@ -321,7 +324,9 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
     }
     if (error instanceof UsageError) {
       io.err(`sumshare: ${error.message}`);
-      io.err(`Try 'sumshare ${command && !command.startsWith("-") ? command + " " : ""}--help'.`);
+      // The command's own help, if the command exists; the overview otherwise (review 17).
+      const known = command !== undefined && KNOWN_COMMANDS.has(command);
+      io.err(`Try 'sumshare ${known ? command + " " : ""}--help'.`);
       return 2;
     }
     if (error instanceof RoundAbortedError) {

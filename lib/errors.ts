@@ -100,13 +100,22 @@ export function describeError(error: unknown): string {
     parts.push(e instanceof Error ? e.message : String(e));
     e = e instanceof Error && !summarizesCause(e) ? e.cause : undefined;
   }
-  const text = parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": ");
-  const safe = text.replace(
+  const safe = escapeControls(parts.filter((p, i) => p !== "" && p !== parts[i - 1]).join(": "));
+  return safe.length > 300 ? `${safe.slice(0, 300)}…` : safe;
+}
+
+/**
+ * `text` with every control character (C0, DEL, C1, and the two Unicode
+ * line separators) written as `\uXXXX`: text another party chose (a peer's
+ * refusal, the hospital's abort reason) can then neither start a forged log
+ * line nor send a terminal escape sequence.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(
     // deno-lint-ignore no-control-regex
     /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
-  return safe.length > 300 ? `${safe.slice(0, 300)}…` : safe;
 }
 
 /**

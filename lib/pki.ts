@@ -211,6 +211,24 @@ function partyFiles(parties: Map<string, PemPair>): [string, string, boolean][] 
 }
 
 /**
+ * Creates `dir` (and its parents) if it does not exist, the folder itself
+ * 0700: it holds the CA's key and the trust root, and whoever can write it
+ * could swap `ca.crt` or a key before it is copied out. `Deno.mkdir`'s mode
+ * is reduced by the umask (0775 under umask 002), so it is set again. An
+ * existing folder keeps its mode (review 17, F12).
+ */
+async function createPrivateDir(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { mode: 0o700 });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return;
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+  await Deno.chmod(dir, 0o700);
+}
+
+/**
  * Writes `ca.crt`, `ca.key`, `NAME.crt` and `NAME.key` into `dir`. Keys are
  * created readable by the owner only. Without `force`, refuses before writing
  * anything if any of the files exists.
@@ -225,7 +243,7 @@ export async function writeConsortium(
     ["ca.key", consortium.ca.key, true],
     ...partyFiles(consortium.parties),
   ];
-  await Deno.mkdir(dir, { recursive: true });
+  await createPrivateDir(dir);
   if (!options.force) {
     const existing = await existingFiles(dir, files.map(([file]) => file));
     if (existing.length > 0) {

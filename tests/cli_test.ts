@@ -37,7 +37,8 @@ Deno.test("--help for every command exits 0 and names its options", async () => 
 Deno.test("usage errors exit 2 with a hint", async () => {
   const cases: [string[], RegExp][] = [
     [[], /Usage: sumshare <command>/],
-    [["launch"], /Unknown command "launch"/],
+    // The overview's help, not a page of a command that does not exist (review 17).
+    [["launch"], /Unknown command "launch"\nTry 'sumshare --help'\./],
     [["hospital", "--peers", "3"], /Missing required option --listen/],
     [["hospital", "--listen", "127.0.0.1:0"], /Missing required option --peers/],
     [["hospital", "--listen", "nowhere", "--peers", "3"], /Invalid --listen/],

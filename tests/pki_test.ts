@@ -38,6 +38,11 @@ Deno.test("certs writes a CA and a key pair per party, keys owner-only, openssl 
       "localhost,127.0.0.1,127.0.3.4",
     );
     assert.equal(code, 0, stderr);
+    // A new --out folder is 0700 whatever the umask (review 17, F12): it holds ca.key.
+    const fresh = join(dir, "fresh", "pki");
+    const made = await certs("--out", fresh, "--names", "hospital,alice");
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal((await Deno.stat(fresh)).mode! & 0o777, 0o700, "a new --out folder");
     for (const name of ["ca", "hospital", "alice", "bob", "charlie"]) {
       const crt = await Deno.stat(join(dir, `${name}.crt`));
       const key = await Deno.stat(join(dir, `${name}.key`));

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { escapeControls } from "../../errors.ts";
 import { type SessionKeys, sharedSecret } from "../../crypto/agreement.ts";
 import type { SharePair } from "../../crypto/seal.ts";
 import type { Layout } from "../../query.ts";
@@ -238,7 +239,9 @@ export abstract class PeerState {
       return this;
     }
     if (message.type === "abort") {
-      return finishAborted(this.ctx, `the hospital aborted the round: ${message.reason}`, false);
+      // The hospital's own words, escaped: they reach this site's log and terminal (review 17).
+      const reason = escapeControls(message.reason);
+      return finishAborted(this.ctx, `the hospital aborted the round: ${reason}`, false);
     }
     if (AWAITS[this.phase].includes(message.type)) return await this.receive(message);
     const ahead = this.phase === "share" ||
