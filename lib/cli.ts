@@ -146,8 +146,8 @@ Options:
   --threshold T        threshold mode (T > N/2): peers that drop out are left out while at
                        least T confirm, survive and sign the survivors; default n-of-n,
                        where every peer's input counts or the round aborts
-  --min-contributors K threshold mode: never reveal a sum over fewer than K inputs (default 2);
-                       protecting k honest inputs against c colluders needs T and K >= k + c
+  --min-contributors F threshold mode: never reveal a sum over fewer than F inputs (default 2);
+                       protecting k honest inputs against c colluders needs T and F >= k + c
   --neighbors K|auto   sparse pairing (threshold mode, 2T > K + 1; a given K defaults to
                        T = K/2 + 2): each peer pairs with K neighbours in a Harary graph; auto
                        picks K and T for N, 5 % colluders and 5 % dropouts (failure below

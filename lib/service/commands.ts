@@ -79,7 +79,7 @@ Options:
                        are connected (any agents: the question then fails at once
                        when fewer than N of them hold VAR)
   --threshold T        a threshold round (T > N/2) instead of n-of-n
-  --min-contributors K with --threshold: never a sum over fewer than K inputs (default 2)
+  --min-contributors F with --threshold: never a sum over fewer than F inputs (default 2)
   --timeout SEC        how long to wait for --peers (default: ${DEFAULT_TIMEOUT_SECONDS})
   --result FILE        also write the whole result to FILE: CSV (.csv: one row per vector
                        element, histogram bin or statistic) or JSON (.json: the report);
