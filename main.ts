@@ -6,7 +6,8 @@
  */
 
 import { main } from "./lib/cli.ts";
+import { exitCodeAfterInterrupt } from "./lib/interrupt.ts";
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  Deno.exit(await exitCodeAfterInterrupt(await main(Deno.args)));
 }

@@ -130,7 +130,8 @@ Waits for N authenticated peers, runs one round and prints the sum.
 
 Options:
   --listen HOST:PORT   where peers connect (port 0 picks a free port)
-  --peers N            how many peers the round needs (2 to ${MAX_PARTICIPANTS})
+  --peers N            how many peers the round needs (2 to ${MAX_PARTICIPANTS}; with
+                       --neighbors, to ${MAX_SPARSE_PARTICIPANTS})
   --certs DIR          credentials: DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key (default: certs)
   --ca FILE --cert FILE --key FILE
                        credentials as three files instead of --certs
@@ -408,9 +409,11 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     max: MAX_PARTICIPANTS,
     fallback: 2,
   });
-  if (threshold === undefined && flags.values["min-contributors"] !== undefined) {
+  // --neighbors makes a threshold round too (its T defaults from K; review 18).
+  const thresholdMode = threshold !== undefined || flags.values["neighbors"] !== undefined;
+  if (!thresholdMode && flags.values["min-contributors"] !== undefined) {
     throw new UsageError(
-      "--min-contributors goes with --threshold: an additive round needs every peer",
+      "--min-contributors goes with --threshold or --neighbors: an additive round needs every peer",
     );
   }
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);

@@ -34,6 +34,26 @@ Deno.test("--help for every command exits 0 and names its options", async () => 
   assert.doesNotMatch((await runMain(["peer", "--help"])).out, /--listen|--advertise/);
 });
 
+Deno.test("--min-contributors goes with --neighbors alone: it is a threshold round (review 18)", async () => {
+  // Past the usage checks the hospital reads its credentials, which are not
+  // there: exit 1, not the usage error (2) that refused this before.
+  const args = ["hospital", "--listen", "127.0.0.1:0", "--peers", "20", "--neighbors", "6"];
+  const r = await runMain([...args, "--min-contributors", "3", "--certs", "/nonexistent"]);
+  assert.equal(r.code, 1, r.err);
+  assert.doesNotMatch(r.err, /goes with --threshold/);
+  const additive = await runMain([
+    "hospital",
+    "--listen",
+    "127.0.0.1:0",
+    "--peers",
+    "3",
+    "--min-contributors",
+    "3",
+  ]);
+  assert.equal(additive.code, 2);
+  assert.match(additive.err, /--min-contributors goes with --threshold or --neighbors/);
+});
+
 Deno.test("usage errors exit 2 with a hint", async () => {
   const cases: [string[], RegExp][] = [
     [[], /Usage: sumshare <command>/],

@@ -69,3 +69,46 @@ Deno.test("simulate: SIGTERM removes the throwaway PKI before exiting 143", asyn
     /made a throwaway PKI .* in (\S+) \(removed at the end\)$/,
   );
 });
+
+Deno.test("interrupt: every registered clean-up finishes before the process exits", async () => {
+  // Review 18: the benchmark runs simulate in-process, so two clean-ups are
+  // registered; with a listener each, the first to finish exited while the
+  // other was still removing its keys. The slow one here writes its marker
+  // only after the fast one is long done.
+  const tmp = await Deno.makeTempDir({ prefix: "sumshare-interrupt-test-" });
+  try {
+    const script = join(tmp, "script.ts");
+    const module = new URL("../lib/interrupt.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { cleanUpOnInterrupt } from ${JSON.stringify(module)};
+const mark = (name: string) => Deno.writeTextFile(${JSON.stringify(tmp)} + "/" + name, "");
+cleanUpOnInterrupt(() => mark("fast"));
+cleanUpOnInterrupt(async () => {
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await mark("slow");
+});
+const released = cleanUpOnInterrupt(() => mark("released"));
+released();
+console.log("ready");
+await new Promise(() => setTimeout(() => {}, 60_000));
+`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", `--allow-write=${tmp}`, script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines = textLines(child.stdout);
+    assert.equal((await lines.next()).value, "ready");
+    child.kill("SIGINT");
+    const { code } = await child.status;
+    await child.stderr.cancel();
+    assert.equal(code, 130);
+    const left = [...Deno.readDirSync(tmp)].map((e) => e.name).sort();
+    assert.deepEqual(left, ["fast", "script.ts", "slow"], "both ran; the released one did not");
+  } finally {
+    await removeDir(tmp);
+  }
+});

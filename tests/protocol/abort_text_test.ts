@@ -36,3 +36,24 @@ Deno.test("a hospital's abort reason reaches the peer's log and outcome with its
   assert.match(reason, /maintenance\\u000a2026-12-02T06:00:00\.000Z round done\\u001b\[31m RED/);
   for (const line of result.logs.get(victim) ?? []) assert.ok(!CONTROL.test(line), line);
 });
+
+Deno.test("a peer's refusal reason reaches the hospital's log with its control characters escaped", async () => {
+  // Review 18: the log line JSON-quoted the reason, which leaves DEL, the
+  // C1 controls (U+009B is an 8-bit CSI) and U+2028 as they are.
+  const hostile = "busy\u20282026-12-02T06:00:00.000Z round done\u009b2J\u009b31mRED\u007f";
+  const refuser = peerName(0);
+  const result = await runRound({
+    peers: 3,
+    terms: sumTerms("threshold", 2),
+    inputs: sumInput,
+    tamper: (e) => {
+      if (e.from !== refuser || !("message" in e) || e.message.type !== "join") return [e];
+      return [{ ...e, message: { type: "refuse", session: e.message.session, reason: hostile } }];
+    },
+  });
+  const log = result.logs.get(HOSPITAL) ?? [];
+  const line = log.find((l) => l.startsWith(`${refuser} refused:`));
+  assert.ok(line, log.join("\n"));
+  assert.match(line, /busy\\u20282026-12-02T06:00:00\.000Z round done\\u009b2J/);
+  for (const l of log) assert.ok(!CONTROL.test(l), JSON.stringify(l));
+});

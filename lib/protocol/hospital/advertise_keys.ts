@@ -18,6 +18,7 @@
  */
 
 import { Awaited } from "./awaited.ts";
+import { escapeControls } from "../../errors.ts";
 import { isPublicKey } from "../../crypto/agreement.ts";
 import { sign, verify } from "../../crypto/signing.ts";
 import type { Message, Participant } from "../../wire/messages.ts";
@@ -91,7 +92,8 @@ export class AdvertiseKeysState extends HospitalState {
     this.#answered.add(from);
     if (message.type === "refuse") {
       this.ctx.dropped.add(from);
-      this.ctx.log(`${from} refused: ${JSON.stringify(message.reason).slice(0, 100)}`);
+      // The peer's own words: cut, then every control character escaped (review 18).
+      this.ctx.log(`${from} refused: "${escapeControls(message.reason.slice(0, 100))}"`);
       return await this.settle();
     }
     if (message.type !== "join") return this;
