@@ -327,7 +327,10 @@ export async function main(args: string[], io: Console = SYSTEM_CONSOLE): Promis
       io.err(`sumshare: ${error.message}`);
       // The command's own help, if the command exists; the overview otherwise (review 17).
       const known = command !== undefined && KNOWN_COMMANDS.has(command);
-      io.err(`Try 'sumshare ${known ? command + " " : ""}--help'.`);
+      // A served role's options are on its own page (review 18).
+      const serve = known && (command === "hospital" || command === "peer") &&
+        rest.includes("--serve");
+      io.err(`Try 'sumshare ${known ? command + " " : ""}${serve ? "--serve " : ""}--help'.`);
       return 2;
     }
     if (error instanceof RoundAbortedError) {

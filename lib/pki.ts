@@ -7,7 +7,7 @@
  */
 
 import * as x509 from "@peculiar/x509";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { checkCertificatePolicy, ECDSA_P256, verifyIssuedBy } from "./certpolicy.ts";
 import { toHex } from "./encoding.ts";
 import { checkPartyName } from "./names.ts";
@@ -211,11 +211,12 @@ function partyFiles(parties: Map<string, PemPair>): [string, string, boolean][] 
 }
 
 /**
- * Creates `dir` (and its parents) if it does not exist, the folder itself
- * 0700: it holds the CA's key and the trust root, and whoever can write it
- * could swap `ca.crt` or a key before it is copied out. `Deno.mkdir`'s mode
- * is reduced by the umask (0775 under umask 002), so it is set again. An
- * existing folder keeps its mode (review 17, F12).
+ * Creates `dir` if it does not exist (its parents as usual), the folder
+ * itself 0700: it holds the CA's key and the trust root, and whoever can
+ * write it could swap `ca.crt` or a key before it is copied out (review 17,
+ * F12: it was 0775 under umask 002). The umask can only take bits away, so
+ * the mode is set again for one that takes the owner's. An existing folder
+ * keeps its mode: it may be shared (`--out /tmp`), and is the user's.
  */
 async function createPrivateDir(dir: string): Promise<void> {
   try {
@@ -223,7 +224,8 @@ async function createPrivateDir(dir: string): Promise<void> {
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return;
     if (!(error instanceof Deno.errors.NotFound)) throw error;
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.mkdir(dirname(dir), { recursive: true });
+    await Deno.mkdir(dir, { mode: 0o700 });
   }
   await Deno.chmod(dir, 0o700);
 }

@@ -59,6 +59,9 @@ Deno.test("usage errors exit 2 with a hint", async () => {
     [[], /Usage: sumshare <command>/],
     // The overview's help, not a page of a command that does not exist (review 17).
     [["launch"], /Unknown command "launch"\nTry 'sumshare --help'\./],
+    // A served role's usage error points at its own page (review 18).
+    [["hospital", "--serve", "--bogus"], /Try 'sumshare hospital --serve --help'\./],
+    [["peer", "--serve", "--bogus"], /Try 'sumshare peer --serve --help'\./],
     [["hospital", "--peers", "3"], /Missing required option --listen/],
     [["hospital", "--listen", "127.0.0.1:0"], /Missing required option --peers/],
     [["hospital", "--listen", "nowhere", "--peers", "3"], /Invalid --listen/],

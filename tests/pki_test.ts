@@ -43,6 +43,8 @@ Deno.test("certs writes a CA and a key pair per party, keys owner-only, openssl 
     const made = await certs("--out", fresh, "--names", "hospital,alice");
     assert.equal(made.code, 0, made.stderr);
     assert.equal((await Deno.stat(fresh)).mode! & 0o777, 0o700, "a new --out folder");
+    // Its parents, created on the way, are ordinary folders (review 18).
+    assert.notEqual((await Deno.stat(join(dir, "fresh"))).mode! & 0o777, 0o700);
     for (const name of ["ca", "hospital", "alice", "bob", "charlie"]) {
       const crt = await Deno.stat(join(dir, `${name}.crt`));
       const key = await Deno.stat(join(dir, `${name}.key`));
