@@ -46,6 +46,7 @@ import {
   startHash,
 } from "../../lib/protocol/transcript.ts";
 import { shapeOf } from "../../lib/protocol/terms.ts";
+import { releasedSigningInput } from "../../lib/service/released.ts";
 import { vectorDigest } from "../../lib/crypto/digest.ts";
 import {
   neighbourLists,
@@ -184,6 +185,7 @@ const MODULI: Record<string, number> = { p1: P, p2: P2, p3: P3 };
 Deno.test("spec vectors: the document holds every vector it promises", () => {
   assert.deepEqual([...vectors.keys()].sort(), [
     "chunk-frame",
+    "confirm-signing-input",
     "consistency-signing-input",
     "done-signing-input",
     "input-signing-input",
@@ -193,6 +195,7 @@ Deno.test("spec vectors: the document holds every vector it promises", () => {
     "pairwise-seed",
     "prg-candidates",
     "prg-seed",
+    "released-signing-input",
     "residue-layout",
     "sealed-share",
     "self-seed-commitment",
@@ -783,4 +786,43 @@ Deno.test("the linear check's values are exact for elements near the moduli and 
       [Number(total % BigInt(modulus))],
     );
   }
+});
+
+Deno.test("spec vectors: confirm-signing-input and released-signing-input", () => {
+  const c = vector("confirm-signing-input");
+  const session = c.text("session");
+  const hash = c.hex("start_hash");
+  assert.equal(
+    toHex(signingInput("confirm", confirmFields(session, hash))),
+    c.text("signing_input"),
+  );
+  assert.equal(toHex(lp("sumshare/2 confirm", fromHex(session), hash)), c.text("signing_input"));
+  const r = vector("released-signing-input");
+  const release = {
+    session: r.text("session"),
+    startHash: r.hex("start_hash"),
+    variable: r.text("variable"),
+    query: r.text("query"),
+    set: r.list("set"),
+    resultDigest: r.text("result_digest"),
+    statistics: r.text("statistics"),
+  };
+  assert.equal(toHex(releasedSigningInput(release)), r.text("signing_input"));
+  const byHand = (statistics: string) =>
+    toHex(lp(
+      "sumshare/2 released",
+      fromHex(release.session),
+      release.startHash,
+      release.variable,
+      release.query,
+      release.set.join(","),
+      fromHex(release.resultDigest),
+      statistics,
+    ));
+  assert.equal(byHand(release.statistics), r.text("signing_input"));
+  assert.equal(
+    toHex(releasedSigningInput({ ...release, statistics: undefined })),
+    r.text("signing_input_without_statistics"),
+  );
+  assert.equal(byHand(""), r.text("signing_input_without_statistics"));
 });
