@@ -466,7 +466,10 @@ async function hospitalCommand(args: string[], io: Console): Promise<number> {
     ? flags.values["result"]
     : undefined;
   if (resultFile !== undefined) await checkResultTarget(resultFile);
-  const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
+  const identity = await loadIdentity(name, credentialPaths(flags, name), {
+    use: "hospital",
+    warn: logOf(io),
+  });
   const hospitalProgress = terminalProgress();
   if (sparse) {
     logOf(io)(
@@ -596,7 +599,10 @@ async function peerCommand(args: string[], io: Console): Promise<number> {
   const hospitalName = nameFlag(flags, "hospital-name", "hospital");
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   if (name === hospitalName) throw new UsageError("A peer cannot use the hospital's name");
-  const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "peer" });
+  const identity = await loadIdentity(name, credentialPaths(flags, name), {
+    use: "peer",
+    warn: logOf(io),
+  });
   const onProgress = terminalProgress();
   const round = await runStarPeer({
     identity,

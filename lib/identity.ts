@@ -58,6 +58,12 @@ export interface CertificateCheckOptions {
   use?: PartyUse;
   /** The time to check validity windows at (default: now). */
   now?: PolicyTime;
+  /**
+   * Told a one-line warning when the private key file is readable by its
+   * group or others (the usual `cp`/`scp` mistake; sumshare writes keys
+   * 0600). The key is still used: refusing would break a working setup.
+   */
+  warn?: (line: string) => void;
 }
 
 /**
@@ -210,6 +216,17 @@ export async function loadIdentity(
   const caPem = await readText(paths.ca, "CA certificate");
   const certPem = await readText(paths.cert, "certificate");
   const keyPem = await readText(paths.key, "private key");
+  if (options.warn) {
+    // Not on Windows, where there are no such bits (mode is null).
+    const mode = (await Deno.stat(paths.key).catch(() => undefined))?.mode;
+    if (mode != null && (mode & 0o077) !== 0) {
+      options.warn(
+        `warning: the private key ${paths.key} is readable by others (mode ${
+          (mode & 0o777).toString(8).padStart(4, "0")
+        }); make it 0600 (chmod 600)`,
+      );
+    }
+  }
   const ca = await loadCaCertificate(caPem, options.now === undefined ? {} : { now: options.now });
   const revoked = await loadRevocationFile(paths, ca);
   if (revoked !== undefined) trustRevocations(ca, revoked);

@@ -10,6 +10,7 @@ import {
 } from "../lib/identity.ts";
 import { createConsortium, PkiError, writeConsortium } from "../lib/pki.ts";
 import { CliProcess, makePki, removeDir } from "./helpers.ts";
+import { runMain } from "./run_main.ts";
 
 /** `sumshare certs ARGS`, run to its end. */
 function certs(...args: string[]) {
@@ -305,4 +306,36 @@ Deno.test("certs --add does not mix with --names or --force, and checks its name
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--add LIST +issue these parties from the existing CA/);
   assert.match(help.stdout, /--force .*NEW CA/s);
+});
+
+Deno.test("a private key readable by others is used, with a warning naming the file (review 17)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sumshare-test-" });
+  try {
+    const made = await certs("--out", dir, "--names", "hospital,alice");
+    assert.equal(made.code, 0, made.stderr);
+    const peer = (extra: string[] = []) =>
+      runMain([
+        "peer",
+        "--name",
+        "alice",
+        "--value",
+        "1",
+        "--hospital",
+        "127.0.0.1:1",
+        "--certs",
+        dir,
+        ...extra,
+      ]);
+    const quiet = await peer();
+    assert.doesNotMatch(quiet.err, /readable by others/, "0600: no warning");
+    await Deno.chmod(join(dir, "alice.key"), 0o644);
+    const loud = await peer();
+    assert.equal(loud.code, 1, loud.err); // nobody listens at port 1
+    assert.match(
+      loud.err,
+      /warning: the private key \S*alice\.key is readable by others \(mode 0644\); make it 0600/,
+    );
+  } finally {
+    await removeDir(dir);
+  }
 });

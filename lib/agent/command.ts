@@ -113,7 +113,10 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
     "hospital-name": { type: "string" },
   });
   const options = await agentOptions(flags);
-  const identity = await loadIdentity(options.name, options.credentials, { use: "peer" });
+  const identity = await loadIdentity(options.name, options.credentials, {
+    use: "peer",
+    warn: (line) => io.err(stamped(line)),
+  });
   const state = await AgentState.open(options.config.statePath);
   const log = (line: string) => io.err(stamped(line));
   const stop = new AbortController();
@@ -185,7 +188,10 @@ export async function oneShotCommand(args: string[], io: Io): Promise<number> {
   const variable = oneShotVariable(options.config, flags);
   const timeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   const joinTimeoutMs = joinTimeoutFlag(flags, timeoutMs);
-  const identity = await loadIdentity(options.name, options.credentials, { use: "peer" });
+  const identity = await loadIdentity(options.name, options.credentials, {
+    use: "peer",
+    warn: (line) => io.err(stamped(line)),
+  });
   const state = await AgentState.open(options.config.statePath);
   const { entry, bytesIn, bytesOut } = await runOneRound({
     config: { ...options.config, hospitalName: options.hospitalName },

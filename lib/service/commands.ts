@@ -115,8 +115,11 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     : undefined;
   const phaseTimeoutMs = timeoutFlag(flags, DEFAULT_TIMEOUT_SECONDS);
   if (receipts !== undefined) await checkReceiptsDir(receipts);
-  const identity = await loadIdentity(name, credentialPaths(flags, name), { use: "hospital" });
   const log = stamped(io);
+  const identity = await loadIdentity(name, credentialPaths(flags, name), {
+    use: "hospital",
+    warn: log,
+  });
   const service = await HospitalService.start({
     identity,
     listen,
