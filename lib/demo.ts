@@ -117,10 +117,13 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
 
   const dir = await Deno.makeTempDir({ prefix: "sumshare-demo-" });
   const parties: Party[] = [];
-  const release = cleanUpOnInterrupt(async () => {
+  // One clean-up, for the end of the demo and for Ctrl-C (lib/interrupt.ts).
+  const cleanUp = async () => {
     for (const p of parties) tryKill(p.child);
-    await Deno.remove(dir, { recursive: true });
-  });
+    await Promise.allSettled(parties.map((p) => p.child.status));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const release = cleanUpOnInterrupt(cleanUp);
   try {
     await writeConsortium(dir, await createConsortium(["hospital", ...names]));
     say("demo", `made a throwaway PKI for hospital, ${names.join(", ")} in ${dir}`);
@@ -234,9 +237,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     io.err(`sumshare run: ${error instanceof Error ? error.message : String(error)}`);
     return false;
   } finally {
-    for (const p of parties) tryKill(p.child);
-    await Promise.allSettled(parties.map((p) => p.child.status));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await cleanUp();
     release();
   }
 }

@@ -18,15 +18,13 @@ const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143]] as const;
 
 const pending = new Set<() => Promise<void>>();
 const listeners: [Deno.Signal, () => void][] = [];
-let stopping = false;
-/** Settles never: the clean-ups of an interrupt end in `Deno.exit`. */
+/** Set once a signal came; settles never: the clean-ups end in `Deno.exit`. */
 let exiting: Promise<never> | undefined;
 
 function listen(): void {
   for (const [signal, code] of SIGNALS) {
     const listener = () => {
-      if (stopping) return; // a second Ctrl-C while cleaning up changes nothing
-      stopping = true;
+      if (exiting) return; // a second Ctrl-C while cleaning up changes nothing
       exiting = Promise.allSettled([...pending].map((cleanUp) => cleanUp())).then(() =>
         Deno.exit(code)
       );
@@ -58,7 +56,7 @@ export function cleanUpOnInterrupt(cleanUp: () => Promise<void>): () => void {
   const entry = () => cleanUp();
   pending.add(entry);
   return () => {
-    if (!pending.delete(entry) || pending.size > 0 || stopping) return;
+    if (!pending.delete(entry) || pending.size > 0 || exiting) return;
     unlisten();
   };
 }

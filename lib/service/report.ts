@@ -37,7 +37,7 @@ export function starReport(round: StarHospitalResult, terms: Terms, query: Query
       bigint,
       bigint,
     ];
-    Object.assign(result, spread(sum, squares, count, terms.scale));
+    Object.assign(result, varianceSpread(sum, squares, count, terms.scale));
   }
   if (query.kind === "histogram") {
     result["binEdges"] = binEdges(query.low, query.high, query.bins, terms.scale);
@@ -74,7 +74,7 @@ export function starReport(round: StarHospitalResult, terms: Terms, query: Query
  * hold most variances, the exact ones go with them: the sum of squares and
  * the population variance as a fraction in lowest terms.
  */
-function spread(sum: bigint, squares: bigint, count: bigint, scale: number) {
+export function varianceSpread(sum: bigint, squares: bigint, count: bigint, scale: number) {
   const exact = count * squares - sum * sum;
   const factor = 10n ** BigInt(2 * scale);
   const population = count === 0n ? null : nearestNumber(exact, count * count * factor);

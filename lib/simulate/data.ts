@@ -10,17 +10,17 @@
  * The plaintext totals are computed here on their own, from the query's
  * definition in exact integers, not through the product's encoder, so that a
  * wrong encoding or decoding would show as a mismatch. Only what is derived
- * from exact totals for display uses the product's own functions: the
- * correctly rounded quotient (`nearestNumber`, tested against exact
- * fractions in tests/service/wide_test.ts) and a histogram's bin edges, which
- * depend on the query alone.
+ * from exact totals for display uses the report's own functions: a
+ * variance's spread (`varianceSpread`: correctly rounded quotients, whose
+ * `nearestNumber` tests/service/wide_test.ts checks against exact
+ * fractions) and a histogram's bin edges, which depend on the query alone.
  *
  * @module
  */
 
 import type { PeerData } from "../input.ts";
-import { nearestNumber, type Query } from "../query.ts";
-import { binEdges } from "../service/report.ts";
+import type { Query } from "../query.ts";
+import { binEdges, varianceSpread } from "../service/report.ts";
 
 /** Values of sum, mean, variance and vector data are integers in [0, VALUE_LIMIT). */
 export const VALUE_LIMIT = 2 ** 20;
@@ -149,21 +149,13 @@ export function plaintextResult(query: Query, totals: PlainTotals): Record<strin
       return { count: show(totals.count) };
     case "mean":
       return { sum: show(totals.sum), count: show(totals.count), mean: mean(totals) };
-    case "variance": {
-      const population = variance(totals, 0n);
-      const sample = variance(totals, 1n);
+    case "variance":
       return {
         sum: show(totals.sum),
         count: show(totals.count),
         mean: mean(totals),
-        variance: population,
-        sumOfSquares: show(totals.squares),
-        varianceExact: exactVariance(totals),
-        sampleVariance: sample,
-        standardDeviation: population === null ? null : Math.sqrt(population),
-        sampleStandardDeviation: sample === null ? null : Math.sqrt(sample),
+        ...varianceSpread(totals.sum, totals.squares, totals.count, 0),
       };
-    }
     case "histogram":
       return {
         histogram: totals.elements.map(show),
@@ -176,27 +168,6 @@ export function plaintextResult(query: Query, totals: PlainTotals): Record<strin
 
 function mean(t: PlainTotals): number | null {
   return t.count === 0n ? null : Number(t.sum) / Number(t.count);
-}
-
-/**
- * (n·Σx² − (Σx)²) / (n·(n − less)): the population variance (less = 0) or
- * the sample variance (less = 1), as the binary64 nearest the exact fraction
- * (review 15, F3: dividing two rounded doubles missed it from ~170 peers).
- */
-function variance(t: PlainTotals, less: bigint): number | null {
-  if (t.count <= less) return null;
-  return nearestNumber(t.count * t.squares - t.sum * t.sum, t.count * (t.count - less));
-}
-
-/** The population variance as a fraction in lowest terms, "N/D" or "N". */
-function exactVariance(t: PlainTotals): string | null {
-  if (t.count === 0n) return null;
-  let n = t.count * t.squares - t.sum * t.sum;
-  let d = t.count * t.count;
-  let [a, b] = [n, d];
-  while (b !== 0n) [a, b] = [b, a % b]; // a = gcd(n, d) > 0, as d > 0
-  [n, d] = [n / a, d / a];
-  return d === 1n ? `${n}` : `${n}/${d}`;
 }
 
 /** An integer the hospital printed (a JSON number when exact, else a decimal string). */

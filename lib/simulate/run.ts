@@ -198,10 +198,13 @@ export async function simulate(
       : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`];
   // Created 0700: the folder holds every party's private key.
   const dir = await Deno.makeTempDir({ prefix: "sumshare-simulate-" });
-  const release = cleanUpOnInterrupt(async () => {
+  // One clean-up, for the end of the run and for Ctrl-C (lib/interrupt.ts).
+  const cleanUp = async () => {
     for (const child of children) child.kill();
-    await Deno.remove(dir, { recursive: true });
-  });
+    await Promise.allSettled(children.map((c) => c.finish()));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const release = cleanUpOnInterrupt(cleanUp);
   try {
     await Deno.chmod(dir, 0o700);
     let started = performance.now();
@@ -342,9 +345,7 @@ export async function simulate(
       })),
     };
   } finally {
-    for (const child of children) child.kill();
-    await Promise.allSettled(children.map((c) => c.finish()));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await cleanUp();
     release();
   }
 }
